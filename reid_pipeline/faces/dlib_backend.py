@@ -1,0 +1,101 @@
+"""dlib backend: HOG detector, 5-point landmarks, 128-d ResNet descriptor.
+
+Its weights ship on PyPI in `face-recognition-models`, so it works offline on a fresh
+machine. It is the default where no insightface pack is available.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from reid_pipeline.faces.base import Detection, l2_normalise
+from reid_pipeline.quality import pose_from_points
+
+MODEL_NAME = "dlib_resnet_v1"
+
+
+def _models_dir() -> Path:
+    # face_recognition_models imports pkg_resources on import (gone in setuptools 81+), so
+    # locate its files without importing it.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the dlib models are missing: pip install face-recognition-models")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+class DlibBackend:
+    """HOG + 5-point shape predictor + ResNet descriptor, all on the CPU."""
+
+    name = "dlib"
+    model_name = MODEL_NAME
+    dim = 128
+    chip_size = 150
+
+    def __init__(self, upsample: int = 1, min_score: float = 0.0, max_side: int = 1280):
+        import dlib  # imported here: loading the backend is the only place that needs it
+
+        models = _models_dir()
+        self._detector = dlib.get_frontal_face_detector()
+        self._shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self._encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self._dlib = dlib
+        self.upsample = upsample
+        self.min_score = min_score
+        self.max_side = max_side
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.name,
+            "model": self.model_name,
+            "dim": self.dim,
+            "detector": f"dlib HOG (upsample {self.upsample}, frames scaled to <= {self.max_side} px)",
+            "providers": "CPU",
+        }
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        scale = min(1.0, self.max_side / max(rgb.shape[:2]))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._detector.run(small, self.upsample, self.min_score)
+        detections = []
+        for rect, score in zip(rects, scores):
+            r = self._dlib.rectangle(
+                int(rect.left() / scale), int(rect.top() / scale), int(rect.right() / scale), int(rect.bottom() / scale)
+            )
+            shape = self._shape(rgb, r)
+            points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+            # dlib's 5 points: two corners of each eye, then the base of the nose.
+            eyes = sorted([points[0:2].mean(axis=0), points[2:4].mean(axis=0)], key=lambda p: p[0])
+            yaw, pitch, roll = pose_from_points(eyes[0], eyes[1], points[4])
+            chip_rgb = self._dlib.get_face_chip(rgb, shape, size=self.chip_size, padding=0.25)
+            h, w = rgb.shape[:2]
+            box = (
+                float(max(0, r.left())),
+                float(max(0, r.top())),
+                float(min(w - 1, r.right())),
+                float(min(h - 1, r.bottom())),
+            )
+            detections.append(
+                Detection(
+                    box=box,
+                    score=float(score),
+                    landmarks=points,
+                    yaw=yaw,
+                    pitch=pitch,
+                    roll=roll,
+                    chip=np.ascontiguousarray(chip_rgb[:, :, ::-1]),
+                )
+            )
+        return detections
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        if len(chips) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
+        # dlib's descriptors have a norm of about 1.4; normalise so cosine is a dot product.
+        return l2_normalise(np.array(self._encoder.compute_face_descriptor(rgb), dtype=np.float32))

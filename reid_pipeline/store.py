@@ -1,0 +1,217 @@
+"""The Postgres + pgvector store: schema migrations, videos, faces and their vectors.
+
+Vectors go in by binary COPY through pgvector's psycopg adapter. Each model gets a partial
+HNSW (cosine) index over `embedding::vector(dim)`; queries must use the same expression
+and `model = ...` for the planner to take it (see `nearest_faces`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+
+from reid_pipeline.config import PROJECT_ROOT
+
+SQL_DIR = PROJECT_ROOT / "sql"
+_MIGRATION_LOCK = 0x5E1D  # pg advisory lock key: one migrator at a time across processes
+
+FACE_COLUMNS = (
+    "partition_key",
+    "detection_id",
+    "frame_index",
+    "timestamp_s",
+    "box",
+    "detector_score",
+    "face_px",
+    "blur",
+    "yaw",
+    "pitch",
+    "roll",
+    "model",
+    "embedding",
+)
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    conn = psycopg.connect(url, **kwargs)
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        # the extension does not exist yet (first connection, before migrations)
+        pass
+    return conn
+
+
+def migrations(sql_dir: Path = SQL_DIR) -> list[tuple[str, Path]]:
+    """Numbered `NNN_name.sql` files in order."""
+    found = []
+    for path in sorted(sql_dir.glob("*.sql")):
+        match = re.match(r"^(\d+)_", path.name)
+        if match:
+            found.append((match.group(1), path))
+    return found
+
+
+def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction, under an advisory
+    lock so concurrent processes (webserver, daemon, runs) never race. Returns the applied
+    versions; idempotent."""
+    applied_now = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, path in migrations(sql_dir):
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, path.name)
+                    )
+                applied_now.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied_now
+
+
+def hnsw_index_name(model: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:40]
+    return f"faces_hnsw_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:6]}"
+
+
+@dataclass
+class Store:
+    """All database access of the pipeline. One short-lived connection per call keeps it
+    safe to use from Dagster's run processes and the sensor alike."""
+
+    url: str
+
+    def migrate(self) -> list[str]:
+        return migrate(self.url)
+
+    def _conn(self) -> psycopg.Connection:
+        return connect(self.url, row_factory=dict_row)
+
+    # -- videos -------------------------------------------------------------------------
+    def register_video(self, partition_key: str, source_uri: str) -> None:
+        """Record a file under its partition key (a no-op when it is already there)."""
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO videos (partition_key, source_uri) VALUES (%s, %s) ON CONFLICT (partition_key) DO NOTHING",
+                (partition_key, source_uri),
+            )
+
+    def get_video(self, partition_key: str) -> dict | None:
+        with self._conn() as conn:
+            return conn.execute("SELECT * FROM videos WHERE partition_key = %s", (partition_key,)).fetchone()
+
+    def record_probe(self, partition_key: str, info: dict, sha256: str) -> str | None:
+        """Store the probed facts; returns the partition key of an earlier video with the
+        same content (then this one is marked `duplicate`), else None."""
+        with self._conn() as conn:
+            original = conn.execute(
+                "SELECT partition_key FROM videos WHERE sha256 = %s AND partition_key <> %s"
+                " AND status <> 'duplicate' ORDER BY registered_at, partition_key LIMIT 1",
+                (sha256, partition_key),
+            ).fetchone()
+            duplicate_of = original["partition_key"] if original else None
+            conn.execute(
+                "UPDATE videos SET sha256 = %s, size_bytes = %s, codec = %s, fps = %s, frame_count = %s,"
+                " duration_s = %s, width = %s, height = %s, rotation = %s, duplicate_of = %s,"
+                " status = %s, error = NULL, probed_at = now() WHERE partition_key = %s",
+                (
+                    sha256,
+                    info["size_bytes"],
+                    info["codec"],
+                    info["fps"],
+                    info["frame_count"],
+                    info["duration_s"],
+                    info["width"],
+                    info["height"],
+                    info["rotation"],
+                    duplicate_of,
+                    "duplicate" if duplicate_of else "ready",
+                    partition_key,
+                ),
+            )
+            if duplicate_of:
+                conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
+        return duplicate_of
+
+    def mark_failed(self, partition_key: str, error: str) -> None:
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE videos SET status = 'failed', error = %s WHERE partition_key = %s", (error, partition_key)
+            )
+
+    # -- faces --------------------------------------------------------------------------
+    def ensure_model(self, model: str, backend: str, dim: int) -> None:
+        """Register a face model and give it its own HNSW cosine index."""
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO face_models (model, backend, dim) VALUES (%s, %s, %s) ON CONFLICT (model) DO NOTHING",
+                (model, backend, dim),
+            )
+            known = conn.execute("SELECT dim FROM face_models WHERE model = %s", (model,)).fetchone()["dim"]
+            if known != dim:
+                raise ValueError(f"model {model!r} is registered with dimension {known}, not {dim}")
+            literal = model.replace("'", "''")
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(model)} ON faces USING hnsw "
+                f"((embedding::vector({int(dim)})) vector_cosine_ops) WHERE model = '{literal}'"
+            )
+
+    def replace_faces(self, partition_key: str, model: str, rows: Iterable[Sequence], vectors: np.ndarray) -> int:
+        """Replace this partition's faces of `model` by `rows` (FACE_COLUMNS without
+        partition_key, model and embedding, in that order) and their vectors, by binary COPY,
+        in one transaction: re-materialising never duplicates and never leaves half a set."""
+        count = 0
+        with connect(self.url) as conn:
+            with conn.transaction():
+                conn.execute("DELETE FROM faces WHERE partition_key = %s AND model = %s", (partition_key, model))
+                with conn.cursor().copy(
+                    f"COPY faces ({', '.join(FACE_COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(
+                        ["text", "int4", "int4", "float8", "float4[]", "float4", "float4", "float4",
+                         "float4", "float4", "float4", "text", "vector"]
+                    )
+                    for row, vector in zip(rows, vectors):
+                        copy.write_row((partition_key, *row, model, np.asarray(vector, dtype=np.float32)))
+                        count += 1
+        return count
+
+    def delete_faces(self, partition_key: str) -> None:
+        with self._conn() as conn:
+            conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
+
+    def count_faces(self, partition_key: str | None = None) -> int:
+        with self._conn() as conn:
+            if partition_key is None:
+                return conn.execute("SELECT count(*) AS n FROM faces").fetchone()["n"]
+            return conn.execute(
+                "SELECT count(*) AS n FROM faces WHERE partition_key = %s", (partition_key,)
+            ).fetchone()["n"]
+
+    def nearest_faces(self, model: str, dim: int, vector: np.ndarray, limit: int = 10) -> list[dict]:
+        """The `limit` faces of `model` closest to `vector` by cosine distance (HNSW)."""
+        with self._conn() as conn:
+            return conn.execute(
+                f"SELECT id, partition_key, detection_id, frame_index, timestamp_s,"
+                f" embedding::vector({int(dim)}) <=> %s AS distance FROM faces WHERE model = %s"
+                f" ORDER BY embedding::vector({int(dim)}) <=> %s LIMIT %s",
+                (np.asarray(vector, dtype=np.float32), model, np.asarray(vector, dtype=np.float32), limit),
+            ).fetchall()
