@@ -1,0 +1,98 @@
+"""The watched folder: which files are new, settled videos, and their partition keys.
+
+Pure functions over the file system and a small cursor, so the Dagster sensor stays thin
+and a tick stays fast: one directory walk and a stat per file, no hashing, no decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reid_pipeline.video import VIDEO_SUFFIXES
+
+# Names that copy tools and browsers use while a file is still arriving.
+PARTIAL_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".filepart", ".!qb"})
+
+
+def partition_key_for(relative_path: str) -> str:
+    """A stable, unique, Dagster-safe key for a file: a readable ASCII slug of its name and
+    8 hex digits of a hash of its path relative to the watched folder.
+
+    e.g. `Zoë, Paris [2024].mp4` -> `zoe_paris_2024-3f9a1c2e`. Only [a-z0-9_-] remain, so
+    keys never hold commas or brackets and backfill from the UI works."""
+    stem = Path(relative_path).stem
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_stem.lower()).strip("_")[:40].strip("_") or "video"
+    digest = hashlib.sha1(relative_path.replace(os.sep, "/").encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+@dataclass
+class ScanResult:
+    ready: list[tuple[str, Path]] = field(default_factory=list)  # (partition key, path)
+    pending: dict[str, list[int]] = field(default_factory=dict)  # relpath -> [size, mtime_ns]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason), newly seen only
+    ignored: set[str] = field(default_factory=set)  # relpaths already reported as skipped
+
+
+def scan(
+    folder: str | os.PathLike,
+    known_keys: set[str],
+    pending: dict[str, list[int]] | None = None,
+    ignored: set[str] | None = None,
+    settle_s: float = 5.0,
+    now: float | None = None,
+) -> ScanResult:
+    """Walk `folder` once. A video is `ready` when its partition key is not known yet, its
+    size and mtime are unchanged since the previous scan (`pending`) and it has not been
+    modified for `settle_s` seconds: a file still being written never qualifies. Non-video,
+    hidden, partial and empty files are reported once in `skipped`, with the reason."""
+    folder = Path(folder)
+    now = time.time() if now is None else now
+    pending = pending or {}
+    result = ScanResult(ignored=set(ignored or ()))
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(folder).as_posix()
+            suffix = path.suffix.lower()
+            reason = None
+            if name.startswith("."):
+                reason = "hidden file"
+            elif suffix in PARTIAL_SUFFIXES:
+                reason = f"partial download ({suffix}); will be picked up once renamed"
+            elif suffix not in VIDEO_SUFFIXES:
+                reason = f"not a video file (suffix {suffix or 'none'!r})"
+            if reason:
+                if rel not in result.ignored:
+                    result.skipped.append((path, reason))
+                    result.ignored.add(rel)
+                continue
+            key = partition_key_for(rel)
+            if key in known_keys:
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # removed between listing and stat
+            seen = [st.st_size, st.st_mtime_ns]
+            if st.st_size == 0:
+                if rel not in result.ignored:
+                    result.skipped.append((path, "empty file (0 bytes); will be picked up if it grows"))
+                    result.ignored.add(rel)
+                result.pending[rel] = seen
+                continue
+            result.ignored.discard(rel)
+            settled = pending.get(rel) == seen and now - st.st_mtime_ns / 1e9 >= settle_s
+            if settled:
+                result.ready.append((key, path))
+            else:
+                result.pending[rel] = seen
+    return result

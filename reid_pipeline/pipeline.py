@@ -1,0 +1,146 @@
+"""The per-video processing steps, as plain functions: detect faces in sampled frames,
+embed their aligned chips, and the parquet files that carry results between steps."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import polars as pl
+
+from reid_pipeline.faces.base import FaceBackend
+from reid_pipeline.quality import blur_score
+from reid_pipeline.video import iter_frames
+
+CHIP_JPEG_QUALITY = 95
+
+DETECTION_SCHEMA = {
+    "detection_id": pl.Int32,
+    "frame_index": pl.Int32,
+    "timestamp_s": pl.Float64,
+    "x1": pl.Float32,
+    "y1": pl.Float32,
+    "x2": pl.Float32,
+    "y2": pl.Float32,
+    "detector_score": pl.Float32,
+    "landmarks": pl.List(pl.Float32),  # 5 points as x0, y0, ..., x4, y4
+    "yaw": pl.Float32,
+    "pitch": pl.Float32,
+    "roll": pl.Float32,
+    "face_px": pl.Float32,  # shorter side of the box
+    "blur": pl.Float32,  # variance of the Laplacian of the chip: higher is sharper
+    "chip": pl.Binary,  # aligned face, JPEG
+}
+
+
+@dataclass
+class DetectionRun:
+    detections: pl.DataFrame
+    frames_sampled: int = 0
+    frames_with_faces: int = 0
+    decode_s: float = 0.0
+    detect_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int = CHIP_JPEG_QUALITY) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode a face chip as JPEG")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+
+
+def detect_video(
+    path: str | Path,
+    backend: FaceBackend,
+    sample_fps: float | None,
+    progress: Callable[[int, float], None] | None = None,
+) -> DetectionRun:
+    """Detect every face in the frames sampled at `sample_fps` (None/0: every frame).
+
+    `progress(frames_done, timestamp_s)` is called after each sampled frame.
+    """
+    rows: dict[str, list] = {name: [] for name in DETECTION_SCHEMA}
+    run = DetectionRun(detections=pl.DataFrame(schema=DETECTION_SCHEMA))
+    frames = iter_frames(path, sample_fps)
+    while True:
+        t0 = time.perf_counter()
+        frame = next(frames, None)
+        t1 = time.perf_counter()
+        run.decode_s += t1 - t0
+        if frame is None:
+            break
+        found = backend.detect(frame.image)
+        run.detect_s += time.perf_counter() - t1
+        run.frames_sampled += 1
+        run.frames_with_faces += bool(found)
+        for det in found:
+            x1, y1, x2, y2 = det.box
+            rows["detection_id"].append(len(rows["detection_id"]))
+            rows["frame_index"].append(frame.index)
+            rows["timestamp_s"].append(frame.timestamp_s)
+            for key, value in zip(("x1", "y1", "x2", "y2"), det.box):
+                rows[key].append(value)
+            rows["detector_score"].append(det.score)
+            rows["landmarks"].append(np.asarray(det.landmarks, dtype=np.float32).reshape(-1).tolist())
+            rows["yaw"].append(det.yaw)
+            rows["pitch"].append(det.pitch)
+            rows["roll"].append(det.roll)
+            rows["face_px"].append(min(x2 - x1, y2 - y1))
+            rows["blur"].append(blur_score(det.chip))
+            rows["chip"].append(encode_jpeg(det.chip))
+        if progress:
+            progress(run.frames_sampled, frame.timestamp_s)
+    run.detections = pl.DataFrame(rows, schema=DETECTION_SCHEMA)
+    return run
+
+
+def embed_detections(detections: pl.DataFrame, backend: FaceBackend, batch: int = 64) -> np.ndarray:
+    """(n, dim) unit vectors, one per detection row, from the stored aligned chips."""
+    chips = detections["chip"].to_list()
+    out = [np.zeros((0, backend.dim), dtype=np.float32)]
+    for start in range(0, len(chips), batch):
+        out.append(backend.embed([decode_jpeg(c) for c in chips[start : start + batch]]))
+    return np.concatenate(out)
+
+
+def face_rows(detections: pl.DataFrame) -> list[tuple]:
+    """Rows for `Store.replace_faces` (FACE_COLUMNS less partition_key, model, embedding)."""
+    return [
+        (
+            r["detection_id"],
+            r["frame_index"],
+            r["timestamp_s"],
+            [r["x1"], r["y1"], r["x2"], r["y2"]],
+            r["detector_score"],
+            r["face_px"],
+            r["blur"],
+            r["yaw"],
+            r["pitch"],
+            r["roll"],
+        )
+        for r in detections.drop("chip", "landmarks").iter_rows(named=True)
+    ]
+
+
+def asset_path(data_root: str | Path, asset: str, partition_key: str, suffix: str = ".parquet") -> Path:
+    """One file per asset and partition under the data root."""
+    path = Path(data_root) / asset / f"{partition_key}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> Path:
+    """Write atomically (temp file + rename) so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    df.write_parquet(tmp)
+    tmp.replace(path)
+    return path
