@@ -1,0 +1,141 @@
+"""`frame_detections` and `face_embeddings`: faces in sampled frames, then their vectors."""
+
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from assets.ingest import raw_video, video_failure
+from assets.partitions import videos
+from reid_pipeline.config import Settings
+from reid_pipeline.pipeline import (
+    DETECTION_SCHEMA,
+    decode_jpeg,
+    detect_video,
+    embed_detections,
+    face_rows,
+    write_parquet,
+)
+from reid_pipeline.preview import contact_sheet, markdown_image, spread
+from reid_pipeline.sources import local_path
+from reid_pipeline.video import VideoError
+from resources import DataStorage, FaceModel, ReidDatabase
+
+
+class DetectionConfig(dg.Config):
+    sample_fps: float = Settings().sample_fps  # frames analysed per second; 0 = every frame
+
+
+def _preview(df: pl.DataFrame, n: int = 24) -> dg.MetadataValue:
+    picks = spread(df.height, n)
+    chips = [df["chip"][i] for i in picks]
+    labels = [f"{df['timestamp_s'][i]:.1f}s" for i in picks]
+    return dg.MetadataValue.md(markdown_image(contact_sheet(chips, labels), "faces"))
+
+
+@dg.asset(partitions_def=videos, group_name="video", deps=[raw_video], kinds={"parquet"}, pool="face_model")
+def frame_detections(
+    context: dg.AssetExecutionContext,
+    config: DetectionConfig,
+    database: ReidDatabase,
+    face_model: FaceModel,
+    storage: DataStorage,
+) -> dg.MaterializeResult:
+    """One row per face detected in the sampled frames: frame index, timestamp, box,
+    detector score, 5 landmarks, head pose (yaw, pitch, roll), quality measures (face size,
+    blur) and an aligned face chip (JPEG). Written to parquet under the data root.
+    A duplicate video is skipped with its reason; a faceless video yields zero rows."""
+    key = context.partition_key
+    store = database.store()
+    video = store.get_video(key)
+    out = storage.path("frame_detections", key)
+    if video["status"] == "duplicate":
+        write_parquet(pl.DataFrame(schema=DETECTION_SCHEMA), out)
+        return dg.MaterializeResult(
+            metadata={"faces": 0, "skipped": f"duplicate of partition {video['duplicate_of']}", "path": str(out)}
+        )
+    backend = face_model.get()
+    context.log.info(f"face backend: {backend.describe()}")
+    expected = max(1, int((video["duration_s"] or 0) * (config.sample_fps or video["fps"] or 25)))
+    last_logged = [time.monotonic()]
+
+    def progress(done: int, ts: float) -> None:
+        if time.monotonic() - last_logged[0] > 10:
+            last_logged[0] = time.monotonic()
+            context.log.info(f"{done}/{expected} frames analysed ({ts:.1f} s into the video)")
+
+    t0 = time.perf_counter()
+    try:
+        run = detect_video(local_path(video["source_uri"]), backend, config.sample_fps, progress)
+    except VideoError as exc:
+        raise video_failure(store, key, exc) from exc
+    wall = time.perf_counter() - t0
+    write_parquet(run.detections, out)
+    df = run.detections
+    metadata = {
+        "faces": df.height,
+        "frames_sampled": run.frames_sampled,
+        "frames_with_faces": run.frames_with_faces,
+        "sample_fps": config.sample_fps,
+        "model": backend.model_name,
+        "backend": dg.MetadataValue.json(backend.describe()),
+        "decode_s": round(run.decode_s, 3),
+        "detect_s": round(run.detect_s, 3),
+        "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
+        "path": str(out),
+    }
+    if df.height:
+        metadata["median_face_px"] = float(df["face_px"].median())
+        metadata["median_blur"] = round(float(df["blur"].median()), 1)
+        metadata["preview"] = _preview(df)
+    else:
+        context.log.warning(f"no faces found in {run.frames_sampled} sampled frames")
+        metadata["note"] = f"no faces found in {run.frames_sampled} sampled frames"
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(partitions_def=videos, group_name="video", deps=[frame_detections], kinds={"parquet", "postgres"}, pool="face_model")
+def face_embeddings(
+    context: dg.AssetExecutionContext, database: ReidDatabase, face_model: FaceModel, storage: DataStorage
+) -> dg.MaterializeResult:
+    """One unit vector per detected face, with the model's name and dimension: parquet
+    under the data root and rows in the `faces` table (pgvector, binary COPY, per-model
+    HNSW cosine index). Re-materialising replaces the partition's rows."""
+    key = context.partition_key
+    store = database.store()
+    detections = pl.read_parquet(storage.path("frame_detections", key))
+    backend = face_model.get()
+    if detections.height and decode_jpeg(detections["chip"][0]).shape[0] != backend.chip_size:
+        raise dg.Failure(
+            description=f"frame_detections of {key} were made by another face backend than {backend.model_name}; "
+            "re-materialise frame_detections first"
+        )
+    t0 = time.perf_counter()
+    vectors = embed_detections(detections, backend)
+    embed_s = time.perf_counter() - t0
+    write_parquet(
+        pl.DataFrame(
+            {
+                "detection_id": detections["detection_id"],
+                "model": [backend.model_name] * detections.height,
+                "embedding": pl.Series(vectors.tolist(), dtype=pl.Array(pl.Float32, backend.dim)),
+            }
+        ),
+        storage.path("face_embeddings", key),
+    )
+    t1 = time.perf_counter()
+    store.ensure_model(backend.model_name, backend.name, backend.dim)
+    stored = store.replace_faces(key, backend.model_name, face_rows(detections), vectors)
+    metadata = {
+        "faces": stored,
+        "model": backend.model_name,
+        "dim": backend.dim,
+        "embed_s": round(embed_s, 3),
+        "ms_per_face": round(1000 * embed_s / stored, 1) if stored else 0.0,
+        "db_write_s": round(time.perf_counter() - t1, 3),
+        "table": "faces",
+    }
+    if detections.height:
+        metadata["preview"] = _preview(detections)
+    return dg.MaterializeResult(metadata=metadata)

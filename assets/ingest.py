@@ -1,0 +1,61 @@
+"""`raw_video`: register a file's facts and recognise duplicates by content hash."""
+
+
+import time
+
+import cv2
+import dagster as dg
+
+from assets.partitions import videos
+from reid_pipeline.preview import markdown_image
+from reid_pipeline.sources import local_path
+from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
+from resources import ReidDatabase
+
+
+def video_failure(store, partition_key: str, error: Exception) -> dg.Failure:
+    """Record the error on the video's row and turn it into a run failure that says why."""
+    store.mark_failed(partition_key, str(error))
+    return dg.Failure(description=str(error), metadata={"partition": partition_key}, allow_retries=False)
+
+
+@dg.asset(partitions_def=videos, group_name="video", kinds={"postgres"})
+def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase) -> dg.MaterializeResult:
+    """The registered video: content hash, size, codec, fps, frame count, duration,
+    resolution and source URI, in the `videos` table. A file whose content hash matches an
+    earlier video is marked a duplicate of it and is not analysed again downstream.
+    Unreadable files (empty, truncated, not a video) fail with the reason."""
+    key = context.partition_key
+    store = database.store()
+    row = store.get_video(key)
+    if row is None:
+        raise dg.Failure(description=f"partition {key!r} has no registered source; add it with the inbox or `reid process`")
+    t0 = time.perf_counter()
+    try:
+        path = local_path(row["source_uri"])
+        info = probe(path)
+        sha256 = sha256_of(path)
+    except VideoError as exc:
+        raise video_failure(store, key, exc) from exc
+    duplicate_of = store.record_probe(key, info.as_dict(), sha256)
+    metadata = {
+        "source_uri": dg.MetadataValue.url(row["source_uri"]),
+        "sha256": sha256,
+        "size_mb": round(info.size_bytes / 1e6, 2),
+        "codec": info.codec,
+        "fps": round(info.fps, 3),
+        "frame_count": info.frame_count,
+        "duration_s": round(info.duration_s, 2),
+        "resolution": f"{info.width}x{info.height}",
+        "rotation": info.rotation,
+        "status": "duplicate" if duplicate_of else "ready",
+        "probe_and_hash_s": round(time.perf_counter() - t0, 3),
+    }
+    if duplicate_of:
+        metadata["duplicate_of"] = duplicate_of
+        context.log.warning(f"{path.name} has the same content as partition {duplicate_of}; it will not be analysed again")
+    first = next(iter_frames(path), None)
+    if first is not None:
+        thumb = cv2.resize(first.image, (240, max(1, round(240 * info.height / info.width))))
+        metadata["first_frame"] = dg.MetadataValue.md(markdown_image(cv2.imencode(".png", thumb)[1].tobytes(), "first frame"))
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,51 @@
+"""The inbox sensor and the per-video job it launches."""
+
+
+import json
+
+import dagster as dg
+
+from assets.faces import face_embeddings, frame_detections
+from assets.ingest import raw_video
+from assets.partitions import videos
+from reid_pipeline.config import Settings
+from reid_pipeline.inbox import scan
+from reid_pipeline.sources import uri_for
+from resources import Inbox, ReidDatabase
+
+process_video = dg.define_asset_job(
+    "process_video",
+    selection=[raw_video, frame_detections, face_embeddings],
+    partitions_def=videos,
+    description="Everything per video: register, detect faces, embed and store them.",
+)
+
+
+@dg.sensor(
+    job=process_video,
+    minimum_interval_seconds=Settings().sensor_interval,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: ReidDatabase) -> dg.SensorResult:
+    """Watches the inbox folder: each new, settled video file becomes a `videos` partition
+    and a `process_video` run. Never hashes or decodes (a tick is one directory walk);
+    a file still being written waits until its size and mtime hold still; non-video files
+    are skipped with a logged reason. The cursor keeps files seen but not yet settled."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    known = set(context.instance.get_dynamic_partitions(videos.name))
+    result = scan(inbox.folder, known, cursor.get("pending"), set(cursor.get("ignored", [])), inbox.settle_seconds)
+    for path, reason in result.skipped:
+        context.log.info(f"skipped {path.name}: {reason}")
+    if result.ready:
+        store = database.store()
+        for key, path in result.ready:
+            store.register_video(key, uri_for(path))
+            context.log.info(f"new video {path.name} -> partition {key}")
+    context.update_cursor(json.dumps({"pending": result.pending, "ignored": sorted(result.ignored)}))
+    keys = [key for key, _ in result.ready]
+    if not keys:
+        return dg.SensorResult(skip_reason=f"no new settled video ({len(result.pending)} pending)")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in keys],
+        dynamic_partitions_requests=[videos.build_add_request(keys)],
+    )

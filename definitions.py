@@ -1,0 +1,19 @@
+"""The code location: one Definitions from assets/ and resources/.
+
+Loaded from the checkout (workspace.yaml names this file, working directory = repo root),
+like Dagster's own Docker example; only the core `reid_pipeline` is an installed package.
+"""
+
+import dagster as dg
+
+from assets import all_assets, all_jobs, all_sensors
+from resources import build_resources
+
+defs = dg.Definitions(
+    assets=all_assets,
+    jobs=all_jobs,
+    sensors=all_sensors,
+    resources=build_resources(),
+    # One process per run: the face model loads once and serves every step of the run.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,81 @@
+"""Dagster resources: thin, configurable handles on the core's objects.
+
+Defaults come from `reid_pipeline.config.Settings` (environment variables with embedded
+defaults), so a laptop needs no configuration and a deployment sets variables.
+"""
+
+
+import functools
+from pathlib import Path
+
+import dagster as dg
+
+from reid_pipeline.config import Settings
+from reid_pipeline.database import resolve_url
+from reid_pipeline.faces import FaceBackend, load_backend
+from reid_pipeline.store import Store
+
+
+@functools.cache
+def _migrated_store(url: str) -> Store:
+    store = Store(url)
+    store.migrate()  # idempotent, under an advisory lock; once per process
+    return store
+
+
+class ReidDatabase(dg.ConfigurableResource):
+    """Postgres + pgvector: `database_url` when set, else the embedded server in `pgdata`."""
+
+    database_url: str | None = None
+    pgdata: str
+
+    def store(self) -> Store:
+        return _migrated_store(resolve_url(self.database_url, self.pgdata))
+
+
+@functools.cache
+def _backend(name: str, root: str | None, pack: str, upsample: int, max_side: int) -> FaceBackend:
+    return load_backend(name, insightface_root=root, insightface_pack=pack, upsample=upsample, max_side=max_side)
+
+
+class FaceModel(dg.ConfigurableResource):
+    """The face backend: `dlib`, `insightface` or `auto` (insightface when its pack is there)."""
+
+    backend: str = "auto"
+    insightface_root: str | None = None
+    insightface_pack: str = "buffalo_l"
+    dlib_upsample: int = 1
+    max_side: int = 1280
+
+    def get(self) -> FaceBackend:
+        return _backend(self.backend, self.insightface_root, self.insightface_pack, self.dlib_upsample, self.max_side)
+
+
+class DataStorage(dg.ConfigurableResource):
+    """The data root where assets write their parquet files and pictures."""
+
+    data_root: str
+
+    def path(self, asset: str, partition_key: str, suffix: str = ".parquet") -> Path:
+        from reid_pipeline.pipeline import asset_path
+
+        return asset_path(self.data_root, asset, partition_key, suffix)
+
+
+class Inbox(dg.ConfigurableResource):
+    """The watched folder, and how long a file must stay unchanged before it is taken."""
+
+    folder: str
+    settle_seconds: float = 5.0
+
+
+def build_resources(settings: Settings | None = None) -> dict:
+    s = settings or Settings()
+    return {
+        "database": ReidDatabase(database_url=s.database_url, pgdata=str(s.pgdata)),
+        "face_model": FaceModel(
+            backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
+        ),
+        "storage": DataStorage(data_root=str(s.data_root)),
+        "inbox": Inbox(folder=str(s.inbox), settle_seconds=s.settle_seconds),
+    }
