@@ -364,7 +364,8 @@ class GroundTruth:
 
     def segments(self, min_visible: float = 0.0) -> list[tuple[str, int, int, int]]:
         """Continuous sightings as (person, shot, first frame, last frame inclusive): what a
-        perfect tracker would turn into sequences. A cut always ends a segment."""
+        perfect tracker would turn into sequences. A cut always ends a segment; a frame counts
+        only when the face's `visible` share exceeds `min_visible` (fully covered = absent)."""
         out: list[tuple[str, int, int, int]] = []
         open_: dict[tuple[str, int], int] = {}
         last: dict[tuple[str, int], int] = {}
@@ -463,7 +464,9 @@ def _clip(box: Sequence[float], w: int, h: int) -> Box:
     )
 
 
-def render_frames(scene: Scene | Sequence[Shot], size: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, list[FaceTruth]]]:
+def render_frames(
+    scene: Scene | Sequence[Shot], size: tuple[int, int] | None = None
+) -> Iterator[tuple[np.ndarray, list[FaceTruth]]]:
     """Yield (BGR frame, faces in it) for every frame of the scene, without writing a file."""
     if size is None:
         size = scene.size if isinstance(scene, Scene) else (640, 480)

@@ -1,0 +1,71 @@
+"""Shared fixtures: an embedded Postgres per test session, isolated settings, test videos.
+
+Test videos are composed from real face photos that installed packages ship
+(`reid_pipeline.synthetic`); nothing here needs the dev data or the network.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from reid_pipeline import synthetic
+from reid_pipeline.database import embedded_server
+from reid_pipeline.store import Store
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """One embedded Postgres + pgvector for the session (short path: its socket lives there)."""
+    folder = Path(tempfile.mkdtemp(prefix="reid-pg-", dir="/tmp"))
+    server = embedded_server(folder / "pgdata", own=True)
+    url = server.get_uri()
+    Store(url).migrate()
+    yield url
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def store(pg_url) -> Store:
+    store = Store(pg_url)
+    with store._conn() as conn:
+        conn.execute("TRUNCATE videos, faces, face_models CASCADE")
+    return store
+
+
+@pytest.fixture
+def reid_env(tmp_path, monkeypatch, pg_url):
+    """Settings pointing at tmp folders and the session database."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("REID_HOME", str(home))
+    monkeypatch.setenv("REID_DATABASE_URL", pg_url)
+    monkeypatch.setenv("REID_INBOX", str(tmp_path / "inbox"))
+    monkeypatch.setenv("REID_FACE_BACKEND", "dlib")
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    (tmp_path / "inbox").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def videos_dir():
+    folder = Path(tempfile.mkdtemp(prefix="reid-videos-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def two_people_video(videos_dir):
+    path = videos_dir / "two_people.avi"
+    gt = synthetic.write_video(synthetic.two_people_walking(seconds=2.0), path)
+    return path, gt
+
+
+@pytest.fixture(scope="session")
+def faceless_video(videos_dir):
+    path = videos_dir / "faceless.avi"
+    synthetic.write_video(synthetic.faceless(seconds=2.0), path)
+    return path

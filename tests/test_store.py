@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from reid_pipeline.store import Store, hnsw_index_name, migrate
+
+
+def _rows(n):
+    return [(i, i * 2, i * 0.2, [0, 0, 10, 10], 1.0, 10.0, 50.0, 0.0, 0.0, 0.0) for i in range(n)]
+
+
+def test_migrations_are_idempotent(pg_url):
+    assert migrate(pg_url) == []  # the session fixture applied them already
+    assert migrate(pg_url) == []
+
+
+def test_replacing_faces_never_duplicates_and_uses_the_model_index(store):
+    store.register_video("v1", "file:///v1.mp4")
+    store.ensure_model("m8", "test", 8)
+    store.ensure_model("m8", "test", 8)  # a second call is a no-op
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    assert store.replace_faces("v1", "m8", _rows(30), vectors) == 30
+    assert store.replace_faces("v1", "m8", _rows(30), vectors) == 30
+    assert store.count_faces("v1") == 30
+    hits = store.nearest_faces("m8", 8, vectors[7], limit=3)
+    assert hits[0]["detection_id"] == 7 and hits[0]["distance"] == pytest.approx(0, abs=1e-5)
+    with store._conn() as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "EXPLAIN SELECT id FROM faces WHERE model = 'm8' ORDER BY embedding::vector(8) <=> %s LIMIT 3",
+                (vectors[0],),
+            )
+        )
+    assert hnsw_index_name("m8") in plan
+
+
+def test_a_model_keeps_its_dimension(store):
+    store.ensure_model("m4", "test", 4)
+    with pytest.raises(ValueError, match="dimension 4"):
+        store.ensure_model("m4", "test", 5)
+
+
+def test_same_content_is_a_duplicate_of_the_first(store):
+    info = dict(size_bytes=1, codec="MJPG", fps=10.0, frame_count=1, duration_s=0.1, width=2, height=2, rotation=0)
+    store.register_video("first", "file:///a.mp4")
+    store.register_video("second", "file:///b.mp4")
+    assert store.record_probe("first", info, "abc") is None
+    assert store.record_probe("second", info, "abc") == "first"
+    assert store.get_video("second")["status"] == "duplicate"
+    assert store.record_probe("first", info, "abc") is None  # re-materialising the original
