@@ -106,7 +106,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from reid_pipeline.sources import uri_for
 
     instance = dg.DagsterInstance.get()
-    job = defs.get_job_def("process_video")
+    job = defs.resolve_job_def("process_video")
     files = [Path(f) for f in args.files]
     missing = [f for f in files if not f.is_file()]
     for f in missing:

@@ -1,0 +1,174 @@
+"""Dagster tests: real partitions materialised against the embedded Postgres, bad input,
+and the inbox sensor driven tick by tick."""
+
+import json
+import os
+import shutil
+import time
+
+import dagster as dg
+import pytest
+
+from reid_pipeline import synthetic
+from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.sources import uri_for
+from reid_pipeline.store import Store
+
+
+@pytest.fixture
+def defs(reid_env):
+    import definitions
+
+    # built fresh per test so the resources see this test's settings
+    from assets import all_assets, all_jobs, all_sensors
+    from resources import build_resources
+
+    return dg.Definitions(
+        assets=all_assets, jobs=all_jobs, sensors=all_sensors, resources=build_resources(),
+        executor=definitions.defs.executor,
+    )
+
+
+@pytest.fixture
+def instance(reid_env):
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def run(defs, instance, store, path, name=None, sample_fps=2.0):
+    key = partition_key_for(name or path.name)
+    store.register_video(key, uri_for(path))
+    instance.add_dynamic_partitions("videos", [key])
+    result = defs.resolve_job_def("process_video").execute_in_process(
+        partition_key=key,
+        instance=instance,
+        run_config={"ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}}},
+        raise_on_error=False,
+    )
+    metadata = {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
+    return key, result, metadata
+
+
+def failure_message(result) -> str:
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return failures[0].step_failure_data.error.message if failures else ""
+
+
+def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, two_people_video):
+    path, gt = two_people_video
+    key, result, md = run(defs, instance, store, path)
+    assert result.success
+    assert md["raw_video"]["frame_count"] == 20 and md["raw_video"]["status"] == "ready"
+    det = md["frame_detections"]
+    assert det["frames_sampled"] == 4 and det["model"] == "dlib_resnet_v1"
+    assert det["faces"] == 8  # two people in each of the 4 sampled frames
+    assert "data:image/png;base64," in det["preview"]
+    assert md["face_embeddings"]["faces"] == 8 and md["face_embeddings"]["dim"] == 128
+    with store._conn() as conn:
+        rows = conn.execute(
+            "SELECT vector_dims(embedding) AS dim, model, frame_index FROM faces WHERE partition_key = %s", (key,)
+        ).fetchall()
+    assert len(rows) == 8 and {r["dim"] for r in rows} == {128} and {r["model"] for r in rows} == {"dlib_resnet_v1"}
+    assert sorted({r["frame_index"] for r in rows}) == [0, 5, 10, 15]
+
+    # re-materialising replaces rows, never duplicates them
+    _, again, _ = run(defs, instance, store, path)
+    assert again.success and store.count_faces(key) == 8
+
+
+def test_a_faceless_video_succeeds_with_zero_faces(defs, instance, store, faceless_video):
+    key, result, md = run(defs, instance, store, faceless_video)
+    assert result.success
+    assert md["frame_detections"]["faces"] == 0
+    assert "no faces found" in md["frame_detections"]["note"]
+    assert store.count_faces(key) == 0
+
+
+def test_a_duplicate_is_recognised_and_not_analysed_again(defs, instance, store, two_people_video, tmp_path):
+    path, _ = two_people_video
+    original, _, _ = run(defs, instance, store, path)
+    copy = tmp_path / "copy of the same clip.avi"
+    shutil.copy(path, copy)
+    key, result, md = run(defs, instance, store, copy)
+    assert result.success
+    assert md["raw_video"]["duplicate_of"] == original
+    assert md["frame_detections"]["skipped"] == f"duplicate of partition {original}"
+    assert store.count_faces(key) == 0 and store.count_faces(original) == 8
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("zero.mp4", b"", "empty file (0 bytes)"),
+        ("text.mp4", b"just some text\n" * 50, "not a readable video"),
+        ("truncated.mp4", None, "not a readable video"),
+    ],
+)
+def test_bad_files_fail_with_a_specific_error_and_are_recorded(
+    defs, instance, store, tmp_path, name, content, message
+):
+    path = tmp_path / name
+    if content is None:
+        good = tmp_path / "good.mp4"
+        synthetic.write_video(synthetic.two_people_walking(seconds=1.0), good, fourcc="mp4v")
+        content = good.read_bytes()[: good.stat().st_size // 2]
+    path.write_bytes(content)
+    key, result, _ = run(defs, instance, store, path)
+    assert not result.success
+    assert message in failure_message(result)
+    video = store.get_video(key)
+    assert video["status"] == "failed" and message in video["error"]
+
+
+def test_odd_file_names_work(defs, instance, store, two_people_video, tmp_path):
+    path, _ = two_people_video
+    odd = tmp_path / "Zoë, at the café [take 2] (final).avi"
+    shutil.copy(path, odd)
+    # differs in content from the session video so it is not a duplicate
+    synthetic.write_video(synthetic.two_people_walking(seconds=1.0), odd)
+    key, result, md = run(defs, instance, store, odd)
+    assert result.success, failure_message(result)
+    assert key.startswith("zoe_at_the_cafe_take_2_final-")
+    assert md["face_embeddings"]["faces"] > 0
+
+
+def _tick(defs, instance, cursor=None):
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
+    )
+    result = sensor(context)
+    return result, context.cursor
+
+
+def test_inbox_sensor_registers_settled_videos_and_skips_the_rest(
+    defs, instance, store, reid_env, two_people_video, monkeypatch
+):
+    inbox = reid_env / "inbox"
+    path, _ = two_people_video
+    shutil.copy(path, inbox / "clip one.avi")
+    (inbox / "notes.txt").write_text("not a video")
+    old = time.time() - 60
+    os.utime(inbox / "clip one.avi", (old, old))
+    # a file still being copied: written in two parts across ticks
+    partial = inbox / "arriving.avi"
+    partial.write_bytes(path.read_bytes()[:1000])
+
+    result, cursor = _tick(defs, instance)
+    assert result.run_requests in (None, []) and "pending" in json.loads(cursor)
+    partial.write_bytes(path.read_bytes()[:5000])
+    result, cursor = _tick(defs, instance, cursor)
+    key = partition_key_for("clip one.avi")
+    assert [r.partition_key for r in result.run_requests] == [key]
+    assert result.dynamic_partitions_requests[0].partition_keys == [key]
+    assert store.get_video(key)["source_uri"] == uri_for(inbox / "clip one.avi")
+    assert json.loads(cursor)["ignored"] == ["notes.txt"]
+    assert "arriving.avi" in json.loads(cursor)["pending"]
+
+    # the daemon applies the partition request; a restarted sensor (same cursor) asks nothing again
+    instance.add_dynamic_partitions("videos", [key])
+    result, cursor = _tick(defs, instance, cursor)
+    assert not result.run_requests
