@@ -11,6 +11,7 @@ from assets.partitions import videos
 from reid_pipeline.config import Settings
 from reid_pipeline.pipeline import (
     DETECTION_SCHEMA,
+    FRAME_SCHEMA,
     decode_jpeg,
     detect_video,
     embed_detections,
@@ -44,7 +45,8 @@ def frame_detections(
 ) -> dg.MaterializeResult:
     """One row per face detected in the sampled frames: frame index, timestamp, box,
     detector score, 5 landmarks, head pose (yaw, pitch, roll), quality measures (face size,
-    blur) and an aligned face chip (JPEG). Written to parquet under the data root.
+    blur) and an aligned face chip (JPEG). Written to parquet under the data root, with a
+    second file (`.frames.parquet`) listing every sampled frame and its shot-cut score.
     A duplicate video is skipped with its reason; a faceless video yields zero rows."""
     key = context.partition_key
     store = database.store()
@@ -52,6 +54,7 @@ def frame_detections(
     out = storage.path("frame_detections", key)
     if video["status"] == "duplicate":
         write_parquet(pl.DataFrame(schema=DETECTION_SCHEMA), out)
+        write_parquet(pl.DataFrame(schema=FRAME_SCHEMA), storage.path("frame_detections", key, ".frames.parquet"))
         return dg.MaterializeResult(
             metadata={"faces": 0, "skipped": f"duplicate of partition {video['duplicate_of']}", "path": str(out)}
         )
@@ -72,6 +75,7 @@ def frame_detections(
         raise video_failure(store, key, exc) from exc
     wall = time.perf_counter() - t0
     write_parquet(run.detections, out)
+    write_parquet(run.frames, storage.path("frame_detections", key, ".frames.parquet"))
     df = run.detections
     metadata = {
         "faces": df.height,

@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.faces import face_embeddings, frame_detections
 from assets.ingest import raw_video
+from assets.sequences import face_sequences, silhouette_report
 from assets.partitions import videos
 from reid_pipeline.config import Settings
 from reid_pipeline.inbox import scan
@@ -15,9 +16,9 @@ from resources import Inbox, ReidDatabase
 
 process_video = dg.define_asset_job(
     "process_video",
-    selection=[raw_video, frame_detections, face_embeddings],
+    selection=[raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report],
     partitions_def=videos,
-    description="Everything per video: register, detect faces, embed and store them.",
+    description="Everything per video: register, detect, embed, link into sequences, report.",
 )
 
 

@@ -14,6 +14,7 @@ import polars as pl
 
 from reid_pipeline.faces.base import FaceBackend
 from reid_pipeline.quality import blur_score
+from reid_pipeline.shots import colour_histogram, cut_score
 from reid_pipeline.video import iter_frames
 
 CHIP_JPEG_QUALITY = 95
@@ -37,9 +38,18 @@ DETECTION_SCHEMA = {
 }
 
 
+FRAME_SCHEMA = {
+    "frame_index": pl.Int32,
+    "timestamp_s": pl.Float64,
+    "faces": pl.Int32,
+    "cut_score": pl.Float32,  # colour change from the previous sampled frame, see shots.py
+}
+
+
 @dataclass
 class DetectionRun:
     detections: pl.DataFrame
+    frames: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FRAME_SCHEMA))
     frames_sampled: int = 0
     frames_with_faces: int = 0
     decode_s: float = 0.0
@@ -69,6 +79,8 @@ def detect_video(
     `progress(frames_done, timestamp_s)` is called after each sampled frame.
     """
     rows: dict[str, list] = {name: [] for name in DETECTION_SCHEMA}
+    frame_rows: dict[str, list] = {name: [] for name in FRAME_SCHEMA}
+    previous_hist = None
     run = DetectionRun(detections=pl.DataFrame(schema=DETECTION_SCHEMA))
     frames = iter_frames(path, sample_fps)
     while True:
@@ -82,6 +94,10 @@ def detect_video(
         run.detect_s += time.perf_counter() - t1
         run.frames_sampled += 1
         run.frames_with_faces += bool(found)
+        hist = colour_histogram(frame.image)
+        for key, value in zip(FRAME_SCHEMA, (frame.index, frame.timestamp_s, len(found), cut_score(previous_hist, hist))):
+            frame_rows[key].append(value)
+        previous_hist = hist
         for det in found:
             x1, y1, x2, y2 = det.box
             rows["detection_id"].append(len(rows["detection_id"]))
@@ -100,6 +116,7 @@ def detect_video(
         if progress:
             progress(run.frames_sampled, frame.timestamp_s)
     run.detections = pl.DataFrame(rows, schema=DETECTION_SCHEMA)
+    run.frames = pl.DataFrame(frame_rows, schema=FRAME_SCHEMA)
     return run
 
 

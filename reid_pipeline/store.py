@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import polars as pl
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
@@ -87,9 +88,9 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
-def hnsw_index_name(model: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:40]
-    return f"faces_hnsw_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:6]}"
+def hnsw_index_name(model: str, table: str = "faces") -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:36]
+    return f"{table}_hnsw_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:6]}"
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Store:
                 ),
             )
             if duplicate_of:
+                conn.execute("DELETE FROM sequences WHERE partition_key = %s", (partition_key,))
                 conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
         return duplicate_of
 
@@ -159,7 +161,7 @@ class Store:
 
     # -- faces --------------------------------------------------------------------------
     def ensure_model(self, model: str, backend: str, dim: int) -> None:
-        """Register a face model and give it its own HNSW cosine index."""
+        """Register a face model and give it its own HNSW cosine indexes (faces, sequences)."""
         with self._conn() as conn:
             conn.execute(
                 "INSERT INTO face_models (model, backend, dim) VALUES (%s, %s, %s) ON CONFLICT (model) DO NOTHING",
@@ -169,10 +171,11 @@ class Store:
             if known != dim:
                 raise ValueError(f"model {model!r} is registered with dimension {known}, not {dim}")
             literal = model.replace("'", "''")
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(model)} ON faces USING hnsw "
-                f"((embedding::vector({int(dim)})) vector_cosine_ops) WHERE model = '{literal}'"
-            )
+            for table, column in (("faces", "embedding"), ("sequences", "template")):
+                conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(model, table)} ON {table} USING hnsw "
+                    f"(({column}::vector({int(dim)})) vector_cosine_ops) WHERE model = '{literal}'"
+                )
 
     def replace_faces(self, partition_key: str, model: str, rows: Iterable[Sequence], vectors: np.ndarray) -> int:
         """Replace this partition's faces of `model` by `rows` (FACE_COLUMNS without
@@ -193,6 +196,35 @@ class Store:
                         copy.write_row((partition_key, *row, model, np.asarray(vector, dtype=np.float32)))
                         count += 1
         return count
+
+    def replace_sequences(
+        self, partition_key: str, model: str, sequences: pl.DataFrame, templates: np.ndarray, faces: pl.DataFrame
+    ) -> int:
+        """Replace the partition's sequences of `model` and set each face's sequence,
+        quality weight and reject reason, in one transaction."""
+        columns = sequences.columns
+        with connect(self.url) as conn:
+            with conn.transaction():
+                conn.execute("DELETE FROM sequences WHERE partition_key = %s AND model = %s", (partition_key, model))
+                with conn.cursor().copy(
+                    f"COPY sequences (partition_key, model, {', '.join(columns)}, template) FROM STDIN"
+                ) as copy:
+                    for row, template in zip(sequences.iter_rows(), templates):
+                        copy.write_row((partition_key, model, *row, np.asarray(template, dtype=np.float32)))
+                conn.execute(
+                    "CREATE TEMP TABLE face_seq (detection_id int, sequence_id int, reject_reason text,"
+                    " quality_weight real) ON COMMIT DROP"
+                )
+                with conn.cursor().copy("COPY face_seq FROM STDIN") as copy:
+                    for row in faces.select("detection_id", "sequence_id", "reject_reason", "quality_weight").iter_rows():
+                        copy.write_row(row)
+                conn.execute(
+                    "UPDATE faces f SET sequence_id = s.sequence_id, reject_reason = s.reject_reason,"
+                    " quality_weight = s.quality_weight FROM face_seq s"
+                    " WHERE f.partition_key = %s AND f.model = %s AND f.detection_id = s.detection_id",
+                    (partition_key, model),
+                )
+        return sequences.height
 
     def delete_faces(self, partition_key: str) -> None:
         with self._conn() as conn:

@@ -381,6 +381,22 @@ class GroundTruth:
             out.append((key[0], key[1], first, last[key]))
         return sorted(out, key=lambda s: (s[2], s[0]))
 
+    def person_at(self, frame_index: int, box: Sequence[float], min_iou: float = 0.3) -> str | None:
+        """The person whose face box in that frame overlaps `box` best (IoU >= min_iou)."""
+        best, best_iou = None, min_iou
+        for face in self.frames[frame_index]:
+            iou = _iou(face.box, box)
+            if iou >= best_iou:
+                best, best_iou = face.person, iou
+        return best
+
+    def label(self, detections) -> list[str | None]:
+        """Ground-truth person per detection row (a polars frame with frame_index, x1..y2)."""
+        return [
+            self.person_at(f, (x1, y1, x2, y2))
+            for f, x1, y1, x2, y2 in detections.select("frame_index", "x1", "y1", "x2", "y2").iter_rows()
+        ]
+
     def to_dict(self) -> dict:
         return {
             "fps": self.fps,

@@ -211,8 +211,7 @@ query Failures($runId: ID!) {
       events {
         __typename
         ... on MessageEvent { message }
-        ... on ExecutionStepFailureEvent { error { message } }
-        ... on RunFailureEvent { error { message } }
+        ... on ErrorEvent { error { message } }
       }
     }
   }
@@ -238,7 +237,7 @@ def _run_failures(base: str, run_id: str) -> str:
     lines = [
         (e.get("error") or {}).get("message") or e.get("message", "")
         for e in logs.get("events", [])
-        if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent", "EngineEvent")
+        if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
     ]
     return "\n".join(line.strip() for line in lines if line)
 
@@ -293,21 +292,27 @@ def test_dropped_video_is_processed_by_the_running_stack():
         (inbox / "notes.txt").write_text("meeting notes, not a video\n")
 
         deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        runs: list[dict] = []
         while True:
             assert proc.poll() is None, f"reid up exited with code {proc.returncode} while processing"
-            data = _graphql(base, PROGRESS_QUERY, {"partition": key})
-            runs = data["runsOrError"].get("results")
-            assert runs is not None, data["runsOrError"]
-            if _materializations(data, "face_embeddings"):
-                break
+            try:
+                data = _graphql(base, PROGRESS_QUERY, {"partition": key})
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                data = None  # a busy webserver on 2 cores: ask again
+                print(f"GraphQL not answering ({exc!r}); retrying", file=sys.stderr)
+            if data is not None:
+                runs = data["runsOrError"].get("results")
+                assert runs is not None, data["runsOrError"]
+                if _materializations(data, "face_embeddings"):
+                    break
             failed = [r for r in runs if r["status"] == "FAILURE"]
-            # The instance retries a failed run once (dagster.yaml run_retries).
-            if len(failed) >= 2 or (failed and len(runs) == len(failed) and time.monotonic() > deadline - 60):
+            # dagster.yaml retries a failed run once: two failures mean it is not coming.
+            if len(failed) >= 2 or time.monotonic() > deadline:
                 details = "\n".join(f"run {r['runId']}:\n{_run_failures(base, r['runId'])}" for r in failed)
-                pytest.fail(f"process_video failed for partition {key}:\n{details}")
-            assert time.monotonic() < deadline, (
-                f"no face_embeddings for partition {key} after {PROCESS_TIMEOUT_S} s; runs: {runs}"
-            )
+                pytest.fail(
+                    f"no face_embeddings for partition {key} after {time.monotonic() - t_up:.0f} s;"
+                    f" runs: {runs}\n{details}"
+                )
             time.sleep(2)
         t_done = time.monotonic()
         print(f"face_embeddings of {key} materialised {t_done - t_up:.1f} s after the drop")

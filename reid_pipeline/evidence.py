@@ -1,0 +1,35 @@
+"""Sequence evidence: for a moment of a video, the sequences on screen with their chips."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from reid_pipeline.sequences import active_at
+from reid_pipeline.silhouette import sequence_sheet
+
+
+def evidence_at(
+    detections: pl.DataFrame,
+    membership: pl.DataFrame,
+    sequences: pl.DataFrame,
+    frame_index: int | None = None,
+    time_s: float | None = None,
+    chips_per_sequence: int = 6,
+) -> tuple[pl.DataFrame, bytes]:
+    """The sequences active at `frame_index` (or `time_s`) and a PNG: one row per sequence
+    with its id, time span and the chips nearest that moment (the face at that very frame
+    first when there is one)."""
+    active = active_at(sequences, frame_index, time_s)
+    faces = detections.join(membership.select("detection_id", "sequence_id"), on="detection_id")
+    moment = frame_index if frame_index is not None else None
+    rows = []
+    for seq in active.iter_rows(named=True):
+        members = faces.filter(pl.col("sequence_id") == seq["sequence_id"])
+        if moment is None:
+            members = members.with_columns(d=(pl.col("timestamp_s") - time_s).abs())
+        else:
+            members = members.with_columns(d=(pl.col("frame_index") - moment).abs())
+        chips = members.sort("d").head(chips_per_sequence).sort("frame_index")["chip"].to_list()
+        label = f"sequence {seq['sequence_id']}\n{seq['start_s']:.1f}-{seq['end_s']:.1f} s\n{seq['face_count']} faces"
+        rows.append((label, chips))
+    return active, sequence_sheet(rows)

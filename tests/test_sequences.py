@@ -1,0 +1,131 @@
+"""Face sequences on generated videos with known ground truth, and the silhouette report."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from reid_pipeline import synthetic
+from reid_pipeline.evidence import evidence_at
+from reid_pipeline.faces import load_backend
+from reid_pipeline.pipeline import detect_video, embed_detections
+from reid_pipeline.sequences import (
+    LinkSettings,
+    QualityGate,
+    build_sequences,
+    link_settings_for,
+    purity_and_fragmentation,
+)
+from reid_pipeline.silhouette import band, silhouette
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return load_backend("dlib")
+
+
+@pytest.fixture(scope="module")
+def cut_and_return(backend, videos_dir):
+    """P and Q; cut; R alone; cut; P again. Analysed at 5 of its 10 fps."""
+    path = videos_dir / "cut_and_return.avi"
+    gt = synthetic.write_video(synthetic.cut_and_return(seconds_per_shot=2.0), path)
+    run = detect_video(path, backend, sample_fps=5)
+    vectors = embed_detections(run.detections, backend)
+    return gt, run, vectors
+
+
+def _sequenced(gt, run, vectors, **link):
+    result = build_sequences(run.detections, vectors, run.frames, QualityGate(), link_settings_for("dlib", **link))
+    persons = gt.label(run.detections)
+    faces = result.faces.with_columns(
+        person=pl.Series(persons), frame_index=run.detections["frame_index"]
+    )
+    return result, faces
+
+
+def test_sequences_are_pure_and_cuts_end_them(cut_and_return):
+    gt, run, vectors = cut_and_return
+    result, faces = _sequenced(gt, run, vectors)
+    assert None not in faces["person"].to_list()  # every detection is a real face
+    assert faces["reject_reason"].null_count() == faces.height  # all pass the gate here
+    scores = purity_and_fragmentation(faces["sequence_id"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
+    assert scores["purity"] == 1.0 and scores["impure_sequences"] == 0
+    assert scores["fragmentation"] == 1.0  # one sequence per person per shot
+    # three shots found; no sequence crosses a cut
+    assert result.frames["shot"].n_unique() == 3
+    assert (faces.group_by("sequence_id").agg(pl.col("shot").n_unique())["shot"] == 1).all()
+    # P in shot A and P again in shot C are different sequences
+    p = "astronaut"
+    p_sequences = faces.filter(pl.col("person") == p).group_by("shot").agg(pl.col("sequence_id").unique())
+    assert p_sequences.height == 2 and len(set(sum(p_sequences["sequence_id"].to_list(), []))) == 2
+    # no sequence holds two faces of one frame
+    assert faces.group_by("sequence_id", "frame_index").len()["len"].max() == 1
+    assert result.sequences.height == 4 and (result.sequences["face_count"] == 10).all()
+    norms = np.linalg.norm(result.templates, axis=1)
+    assert norms == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_missed_face_does_not_split_its_sequence(cut_and_return):
+    gt, run, vectors = cut_and_return
+    # drop every face of two sampled frames in shot A: a gap of 2 is bridged
+    frames = sorted(run.detections["frame_index"].unique().to_list())
+    gap = frames[3:5]
+    keep = ~run.detections["frame_index"].is_in(gap)
+    thinned = run.detections.filter(keep)
+    result = build_sequences(thinned, vectors[keep.to_numpy()], run.frames, QualityGate(), LinkSettings(max_gap=2))
+    assert result.sequences.height == 4
+    strict = build_sequences(thinned, vectors[keep.to_numpy()], run.frames, QualityGate(), LinkSettings(max_gap=1))
+    assert strict.sequences.height == 6  # without bridging both people of shot A split
+
+
+def test_quality_gate_rejects_with_reasons(cut_and_return):
+    gt, run, vectors = cut_and_return
+    gate = QualityGate(min_face_px=int(run.detections["face_px"].median()) + 1)
+    result = build_sequences(run.detections, vectors, run.frames, gate, LinkSettings())
+    rejected = result.faces.filter(pl.col("reject_reason").is_not_null())
+    assert 0 < rejected.height < result.faces.height
+    assert rejected["sequence_id"].null_count() == rejected.height
+    assert all(r.startswith("small face") for r in rejected["reject_reason"])
+
+
+def test_appearance_keeps_crossing_people_apart(backend, videos_dir):
+    """Two people walk towards each other; even a generous geometry gate does not swap them."""
+    path = videos_dir / "walk.avi"
+    gt = synthetic.write_video(synthetic.two_people_walking(seconds=3.0), path)
+    run = detect_video(path, backend, sample_fps=5)
+    vectors = embed_detections(run.detections, backend)
+    result, faces = _sequenced(gt, run, vectors, max_centre_shift=10.0)
+    scores = purity_and_fragmentation(faces["sequence_id"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
+    assert scores["purity"] == 1.0 and scores["fragmentation"] == 1.0
+
+
+def test_silhouette_is_high_on_clean_sequences_and_low_when_people_are_mixed(cut_and_return):
+    gt, run, vectors = cut_and_return
+    result, faces = _sequenced(gt, run, vectors)
+    ids = faces["sequence_id"].to_numpy()
+    clean = silhouette(vectors, ids)
+    # P appears in two sequences (A and C): the others separate strongly
+    assert clean.mean > 0.25 and clean.scored_sequences == 4
+    # mix people: split every person's faces in halves and pair halves of different people
+    persons = faces["person"].to_list()
+    order = {p: i for i, p in enumerate(sorted(set(persons)))}
+    mixed = np.array([(order[p] + (k % 2)) % len(order) for k, p in enumerate(persons)])
+    bad = silhouette(vectors, mixed)
+    assert bad.mean < 0.25 and band(bad.mean) == "no substantial structure"
+
+
+def test_silhouette_handles_singletons_and_single_sequences():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, 8))
+    one = silhouette(vectors, np.array([0, 0, 0, 1, -1]))
+    assert one.mean is None and one.singleton_sequences == 1 and "undefined" in one.note
+    assert np.isnan(one.per_face).all()
+
+
+def test_evidence_lists_the_sequences_on_screen(cut_and_return):
+    gt, run, vectors = cut_and_return
+    result, _ = _sequenced(gt, run, vectors)
+    active, png = evidence_at(run.detections, result.faces, result.sequences, time_s=1.0)
+    assert active.height == 2  # P and Q in shot A
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    active, _ = evidence_at(run.detections, result.faces, result.sequences, time_s=3.0)
+    assert active.height == 1  # R alone
