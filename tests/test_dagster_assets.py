@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -35,21 +36,29 @@ def instance(reid_env):
         yield instance
 
 
-def run(defs, instance, store, path, name=None, sample_fps=2.0):
+def run(defs, instance, store, path, name=None, sample_fps=2.0, sequences=None):
     key = partition_key_for(name or path.name)
     store.register_video(key, uri_for(path))
     instance.add_dynamic_partitions("videos", [key])
+    ops = {"frame_detections": {"config": {"sample_fps": sample_fps}}}
+    if sequences:
+        ops["face_sequences"] = {"config": sequences}
     result = defs.resolve_job_def("process_video").execute_in_process(
-        partition_key=key,
-        instance=instance,
-        run_config={"ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}}},
-        raise_on_error=False,
+        partition_key=key, instance=instance, run_config={"ops": ops}, raise_on_error=False
     )
     metadata = {
         e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
     }
     return key, result, metadata
+
+
+def check_result(result, name="silhouette_mean"):
+    [evaluation] = [
+        e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == name
+    ]
+    return evaluation
 
 
 def failure_message(result) -> str:
@@ -172,3 +181,57 @@ def test_inbox_sensor_registers_settled_videos_and_skips_the_rest(
     instance.add_dynamic_partitions("videos", [key])
     result, cursor = _tick(defs, instance, cursor)
     assert not result.run_requests
+
+
+@pytest.fixture(scope="module")
+def cut_video(videos_dir):
+    path = videos_dir / "cut_and_return.avi"
+    synthetic.write_video(synthetic.cut_and_return(seconds_per_shot=1.5), path)
+    return path
+
+
+def test_sequences_and_silhouette_report_in_the_ui(defs, instance, store, cut_video):
+    key, result, md = run(defs, instance, store, cut_video, sample_fps=4)
+    assert result.success, failure_message(result)
+    seq = md["face_sequences"]
+    assert seq["sequences"] == 4 and seq["shots"] == 3 and seq["faces_rejected"] == 0
+    report = md["silhouette_report"]
+    for picture in ("silhouette_plot", "projection", "contact_sheet"):
+        assert "data:image/png;base64," in report[picture]
+    assert report["mean_silhouette"] > 0.25 and report["scored_sequences"] == 4
+    evaluation = check_result(result)
+    assert evaluation.passed
+    with store._conn() as conn:
+        rows = conn.execute(
+            "SELECT sequence_id, face_count, vector_dims(template) AS dim FROM sequences WHERE partition_key = %s",
+            (key,),
+        ).fetchall()
+        members = conn.execute(
+            "SELECT count(*) AS n FROM faces WHERE partition_key = %s AND sequence_id IS NOT NULL", (key,)
+        ).fetchone()["n"]
+    assert len(rows) == 4 and {r["dim"] for r in rows} == {128}
+    assert members == sum(r["face_count"] for r in rows)
+    folder = Path(report["report"]).parent
+    assert {"silhouette_plot.png", "projection.png", "contact_sheet.png", "report.html"} <= {p.name for p in folder.iterdir()}
+    assert any(p.name.startswith("evidence_frame_") for p in folder.iterdir())
+
+
+def test_silhouette_check_fails_when_sequences_mix_people(defs, instance, store, tmp_path):
+    """Data built to mix people: two people swap places every frame, and the sequence
+    settings ignore appearance, so each sequence alternates between the two."""
+    p, q = synthetic.face_by_person("astronaut"), synthetic.face_by_person("tom_hanks")
+    left, right = (0.25, 0.5), (0.75, 0.5)
+    shots = [
+        synthetic.Shot(1, synthetic.background_for(0),
+                       [synthetic.Actor(p, left if i % 2 else right), synthetic.Actor(q, right if i % 2 else left)])
+        for i in range(16)
+    ]
+    path = tmp_path / "swapping.avi"
+    synthetic.write_video(synthetic.Scene(shots), path)
+    ignore_appearance = {"max_appearance_distance": 2.0}
+    _, result, md = run(defs, instance, store, path, sample_fps=0, sequences=ignore_appearance)
+    assert result.success
+    assert md["face_sequences"]["sequences"] == 2
+    evaluation = check_result(result)
+    assert not evaluation.passed
+    assert md["silhouette_report"]["mean_silhouette"] < 0.25

@@ -211,7 +211,7 @@ query Failures($runId: ID!) {
       events {
         __typename
         ... on MessageEvent { message }
-        ... on ErrorEvent { error { message } }
+        ... on ErrorEvent { error { message causes { message } } }
       }
     }
   }
@@ -234,12 +234,16 @@ def _run_failures(base: str, run_id: str) -> str:
         logs = _graphql(base, FAILURES_QUERY, {"runId": run_id})["logsForRun"]
     except Exception as exc:
         return f"(could not read run logs: {exc!r})"
-    lines = [
-        (e.get("error") or {}).get("message") or e.get("message", "")
-        for e in logs.get("events", [])
-        if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
-    ]
-    return "\n".join(line.strip() for line in lines if line)
+    lines: list[str] = []
+    for e in logs.get("events", []):
+        if e["__typename"] not in ("ExecutionStepFailureEvent", "RunFailureEvent"):
+            continue
+        error = e.get("error") or {}
+        for message in [e.get("message"), error.get("message"), *(c["message"] for c in error.get("causes") or [])]:
+            message = (message or "").strip()
+            if message and message not in lines:
+                lines.append(message)
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the stack
