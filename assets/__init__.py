@@ -3,11 +3,12 @@
 from assets.faces import face_embeddings, frame_detections
 from assets.ingest import raw_video
 from assets.partitions import videos
+from assets.reid import cross_video_matches, identities
 from assets.sequences import face_sequences, silhouette_report
-from assets.sensors import inbox_sensor, process_video
+from assets.sensors import identities_automation, inbox_sensor, process_video, rebuild_identities
 
-all_assets = [raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report]
-all_sensors = [inbox_sensor]
-all_jobs = [process_video]
+all_assets = [raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches, identities]
+all_sensors = [inbox_sensor, identities_automation]
+all_jobs = [process_video, rebuild_identities]
 
 __all__ = ["all_assets", "all_jobs", "all_sensors", "videos", "process_video"]

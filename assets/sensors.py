@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.faces import face_embeddings, frame_detections
 from assets.ingest import raw_video
+from assets.reid import cross_video_matches
 from assets.sequences import face_sequences, silhouette_report
 from assets.partitions import videos
 from reid_pipeline.config import Settings
@@ -16,9 +17,25 @@ from resources import Inbox, ReidDatabase
 
 process_video = dg.define_asset_job(
     "process_video",
-    selection=[raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report],
+    selection=[raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches],
     partitions_def=videos,
-    description="Everything per video: register, detect, embed, link into sequences, report.",
+    description="Everything per video: register, detect, embed, link into sequences, report, match the archive.",
+)
+
+
+rebuild_identities = dg.define_asset_job(
+    "rebuild_identities",
+    selection=["identities"],
+    description="Recompute the archive's identities and gallery from the stored matches.",
+)
+
+# Declarative automation: re-materialises `identities` once new matches land and no
+# upstream run is still in progress (see the asset's automation condition).
+identities_automation = dg.AutomationConditionSensorDefinition(
+    "identities_automation",
+    target=dg.AssetSelection.assets("identities"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=Settings().sensor_interval,
 )
 
 

@@ -131,8 +131,7 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
     sequences = pl.read_parquet(storage.path("face_sequences", key))
     ids = membership["sequence_id"].fill_null(-1).to_numpy()
     result = silhouette(vectors, ids) if len(vectors) else silhouette(np.zeros((0, 1)), ids)
-    folder = storage.path("silhouette_report", key, "").parent / key
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = storage.folder("silhouette_report", key)
     pictures = {
         "silhouette_plot": silhouette_plot(result, ids),
         "projection": projection_plot(vectors, ids) if len(vectors) >= 2 else None,

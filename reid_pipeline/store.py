@@ -41,6 +41,11 @@ FACE_COLUMNS = (
 )
 
 
+def as_array(value) -> np.ndarray:
+    """pgvector's loader gives `Vector` objects (or numpy arrays): always a float32 array."""
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
 def connect(url: str, **kwargs) -> psycopg.Connection:
     conn = psycopg.connect(url, **kwargs)
     try:
@@ -225,6 +230,121 @@ class Store:
                     (partition_key, model),
                 )
         return sequences.height
+
+    # -- sequences, matches, identities --------------------------------------------------
+    def sequences_for(self, partition_key: str, model: str) -> list[dict]:
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
+                " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_id",
+                (partition_key, model),
+            ).fetchall()
+
+    def nearest_sequences(self, model: str, dim: int, template: np.ndarray, limit: int, min_faces: int = 1) -> list[dict]:
+        """The `limit` sequences of `model` whose templates are nearest (cosine, HNSW)."""
+        with self._conn() as conn:
+            conn.execute("SET hnsw.ef_search = %s" % max(40, 2 * int(limit)))
+            return conn.execute(
+                f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
+                f" 1 - (template::vector({int(dim)}) <=> %s) AS template_similarity FROM sequences"
+                f" WHERE model = %s AND face_count >= %s ORDER BY template::vector({int(dim)}) <=> %s LIMIT %s",
+                (np.asarray(template, np.float32), model, min_faces, np.asarray(template, np.float32), limit),
+            ).fetchall()
+
+    def sequence_faces(self, sequence_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Unit embeddings and quality weights of the usable faces of each sequence (by row id)."""
+        out: dict[int, tuple[list, list]] = {}
+        with self._conn() as conn:
+            for row in conn.execute(
+                "SELECT s.id, f.embedding, coalesce(f.quality_weight, 1) AS w FROM sequences s JOIN faces f"
+                " ON f.partition_key = s.partition_key AND f.model = s.model AND f.sequence_id = s.sequence_id"
+                " WHERE s.id = ANY(%s) AND f.reject_reason IS NULL ORDER BY s.id, f.detection_id",
+                (list(sequence_ids),),
+            ):
+                vectors, weights = out.setdefault(row["id"], ([], []))
+                vectors.append(as_array(row["embedding"]))
+                weights.append(row["w"])
+        return {k: (np.asarray(v, np.float32), np.asarray(w, np.float32)) for k, (v, w) in out.items()}
+
+    def replace_matches(self, partition_key: str, model: str, method: str, rows: Iterable[dict]) -> int:
+        """Replace every stored pair of `method` that involves the partition."""
+        rows = list(rows)
+        with connect(self.url) as conn:
+            with conn.transaction():
+                conn.execute(
+                    "DELETE FROM matches WHERE model = %s AND method = %s AND (partition_a = %s OR partition_b = %s)",
+                    (model, method, partition_key, partition_key),
+                )
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO matches (model, method, sequence_a, sequence_b, partition_a, partition_b, score,"
+                        " template_similarity, linked) VALUES (%(model)s, %(method)s, %(sequence_a)s, %(sequence_b)s,"
+                        " %(partition_a)s, %(partition_b)s, %(score)s, %(template_similarity)s, %(linked)s)"
+                        " ON CONFLICT (model, method, sequence_a, sequence_b) DO UPDATE SET score = EXCLUDED.score,"
+                        " template_similarity = EXCLUDED.template_similarity, linked = EXCLUDED.linked, scored_at = now()",
+                        [{**r, "model": model, "method": method} for r in rows],
+                    )
+        return len(rows)
+
+    def all_sequences(self, model: str) -> list[dict]:
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id, mean_quality"
+                " FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
+                (model,),
+            ).fetchall()
+
+    def scored_pairs(self, model: str, method: str) -> list[dict]:
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s"
+                " ORDER BY sequence_a, sequence_b",
+                (model, method),
+            ).fetchall()
+
+    def models(self) -> list[dict]:
+        with self._conn() as conn:
+            return conn.execute("SELECT model, backend, dim FROM face_models ORDER BY model").fetchall()
+
+    def replace_identities(self, model: str, identities: list[dict], members: list[tuple[str, int]]) -> None:
+        """Replace all identities of `model`: rows (identity_id, sequence_count, video_count,
+        face_count, best_sequence) and members (identity_id, sequence row id)."""
+        with connect(self.url) as conn:
+            with conn.transaction():
+                conn.execute("DELETE FROM identities WHERE model = %s", (model,))
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO identities (identity_id, model, sequence_count, video_count, face_count,"
+                        " best_sequence) VALUES (%(identity_id)s, %(model)s, %(sequence_count)s, %(video_count)s,"
+                        " %(face_count)s, %(best_sequence)s)",
+                        [{**i, "model": model} for i in identities],
+                    )
+                    cur.executemany(
+                        "INSERT INTO identity_sequences (model, identity_id, sequence) VALUES (%s, %s, %s)",
+                        [(model, identity, seq) for identity, seq in members],
+                    )
+
+    def identity_of(self, model: str, sequence_ids: Sequence[int]) -> dict[int, str]:
+        with self._conn() as conn:
+            return {
+                r["sequence"]: r["identity_id"]
+                for r in conn.execute(
+                    "SELECT sequence, identity_id FROM identity_sequences WHERE model = %s AND sequence = ANY(%s)",
+                    (model, list(sequence_ids)),
+                )
+            }
+
+    def sightings(self, model: str, identity_ids: Sequence[str] | None = None) -> list[dict]:
+        """Every sequence of the identities (all when None), with video and time span."""
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT m.identity_id, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
+                " s.best_detection_id, s.mean_quality, v.source_uri FROM identity_sequences m"
+                " JOIN sequences s ON s.id = m.sequence JOIN videos v ON v.partition_key = s.partition_key"
+                " WHERE m.model = %s AND (%s::text[] IS NULL OR m.identity_id = ANY(%s))"
+                " ORDER BY m.identity_id, s.partition_key, s.start_s",
+                (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
+            ).fetchall()
 
     def delete_faces(self, partition_key: str) -> None:
         with self._conn() as conn:

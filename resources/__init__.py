@@ -61,6 +61,11 @@ class DataStorage(dg.ConfigurableResource):
 
         return asset_path(self.data_root, asset, partition_key, suffix)
 
+    def folder(self, *parts: str) -> Path:
+        path = Path(self.data_root, *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
 
 class Inbox(dg.ConfigurableResource):
     """The watched folder, and how long a file must stay unchanged before it is taken."""

@@ -198,6 +198,7 @@ fragment Mats on AssetOrError {
     assetMaterializations(partitions: [$partition]) {
       runId
       partition
+      timestamp
       metadataEntries { label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } }
     }
   }
@@ -322,7 +323,7 @@ def test_dropped_video_is_processed_by_the_running_stack():
         print(f"face_embeddings of {key} materialised {t_done - t_up:.1f} s after the drop")
 
         # Dagster: one successful run materialised all three assets of that partition.
-        emb = _materializations(data, "face_embeddings")[-1]
+        emb = max(_materializations(data, "face_embeddings"), key=lambda m: int(m["timestamp"]))
         run_id = emb["runId"]
         deadline = time.monotonic() + 60
         while (status := next(r["status"] for r in runs if r["runId"] == run_id)) not in ("SUCCESS", "FAILURE", "CANCELED"):
@@ -336,11 +337,14 @@ def test_dropped_video_is_processed_by_the_running_stack():
             assert mats, f"{asset} has no materialization for partition {key}"
             assert {m["partition"] for m in mats} == {key}
             assert run_id in {m["runId"] for m in mats}, f"{asset} was not materialised by run {run_id}"
-        raw_meta = _metadata(_materializations(data, "raw_video")[-1])
-        assert raw_meta["status"] == "ready"
+        of_run = {
+            asset: _metadata(next(m for m in _materializations(data, asset) if m["runId"] == run_id))
+            for asset in ("raw_video", "frame_detections")
+        }
+        assert of_run["raw_video"]["status"] == "ready", of_run["raw_video"]
         faces = _metadata(emb)["faces"]
         assert isinstance(faces, int) and faces > 0, f"face_embeddings metadata: {_metadata(emb)}"
-        assert _metadata(_materializations(data, "frame_detections")[-1])["faces"] >= faces
+        assert of_run["frame_detections"]["faces"] >= faces
 
         # The sensor made exactly one partition: notes.txt was skipped, not registered.
         assert data["assetNodeOrError"]["partitionKeys"] == [key]

@@ -1,0 +1,146 @@
+"""`cross_video_matches` (per video) and `identities` (the whole archive)."""
+
+import time
+from functools import lru_cache
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from assets.partitions import videos
+from assets.sequences import face_sequences
+from reid_pipeline.archive import match_partition, recompute_identities
+from reid_pipeline.gallery import write_gallery
+from reid_pipeline.matching import DEFAULT_METHOD, METHODS, MatchSettings, match_settings_for
+from reid_pipeline.preview import markdown_image
+from reid_pipeline.silhouette import sequence_sheet
+from resources import DataStorage, ReidDatabase
+
+
+class MatchConfig(dg.Config):
+    """How sequences are compared; the threshold defaults to the model's calibrated one."""
+
+    method: str = DEFAULT_METHOD  # one of template, topk_mean, robust_hausdorff
+    threshold: float | None = None
+    candidates: int = MatchSettings.candidates
+    min_faces: int = MatchSettings.min_faces
+
+
+def _settings(config: MatchConfig, model: str) -> MatchSettings:
+    if config.method not in METHODS:
+        raise dg.Failure(description=f"unknown matching method {config.method!r}; choose one of {', '.join(METHODS)}")
+    return match_settings_for(model, config.method, config.threshold, candidates=config.candidates, min_faces=config.min_faces)
+
+
+def chip_loader(storage: DataStorage):
+    """chip(partition_key, detection_id) -> JPEG bytes, reading each parquet file once."""
+
+    @lru_cache(maxsize=64)
+    def chips_of(key: str) -> dict:
+        path = storage.path("frame_detections", key)
+        if not path.exists():
+            return {}
+        df = pl.read_parquet(path, columns=["detection_id", "chip"])
+        return dict(zip(df["detection_id"].to_list(), df["chip"].to_list()))
+
+    return lambda key, detection_id: chips_of(key).get(detection_id)
+
+
+@dg.asset(partitions_def=videos, group_name="reid", deps=[face_sequences], kinds={"postgres"})
+def cross_video_matches(
+    context: dg.AssetExecutionContext, config: MatchConfig, database: ReidDatabase, storage: DataStorage
+) -> dg.MaterializeResult:
+    """Scored links between this video's sequences and sequences anywhere in the archive
+    (other videos, and non-overlapping sequences of the same video): an HNSW search on
+    sequence templates finds candidates, a set-to-set measure over both sequences' faces
+    scores them. Every scored pair goes to the `matches` table with the method, the model
+    and the score; pairs at or above the model's threshold are `linked`."""
+    key = context.partition_key
+    store = database.store()
+    model_path = storage.path("face_embeddings", key)
+    models = pl.read_parquet(model_path, columns=["model"])["model"].unique().to_list()
+    if not models:
+        return dg.MaterializeResult(metadata={"links": 0, "note": "no faces in this video"})
+    model = models[0]
+    dim = next(m["dim"] for m in store.models() if m["model"] == model)
+    settings = _settings(config, model)
+    report = match_partition(store, key, model, dim, settings)
+    other_videos = sorted({r["partition_b"] if r["partition_a"] == key else r["partition_a"] for r in report.links} - {key})
+    metadata = {
+        "sequences_queried": report.queried,
+        "pairs_scored": report.candidates,
+        "links": len(report.links),
+        "linked_videos": dg.MetadataValue.json(other_videos),
+        "model": model,
+        "method": settings.method,
+        "threshold": settings.threshold,
+        "seconds": round(report.seconds, 3),
+        "ms_per_sequence": round(1000 * report.seconds / report.queried, 1) if report.queried else 0.0,
+    }
+    if report.links:
+        chip = chip_loader(storage)
+        best = sorted(report.links, key=lambda r: -r["score"])[:12]
+        sequences = {s["id"]: s for s in store.all_sequences(model) if s["id"] in {i for r in best for i in (r["sequence_a"], r["sequence_b"])}}
+        rows = []
+        for r in best:
+            a, b = sequences[r["sequence_a"]], sequences[r["sequence_b"]]
+            rows.append((
+                f"score {r['score']:.3f}\n{a['partition_key'][:18]}:{a['sequence_id']}\n{b['partition_key'][:18]}:{b['sequence_id']}",
+                [c for c in (chip(a["partition_key"], a["best_detection_id"]), chip(b["partition_key"], b["best_detection_id"])) if c],
+            ))
+        metadata["best_links"] = dg.MetadataValue.md(markdown_image(sequence_sheet(rows, label_w=170), "best links"))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name="reid",
+    deps=[cross_video_matches],
+    kinds={"postgres", "html"},
+    automation_condition=(
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("after new matches"),
+)
+def identities(context: dg.AssetExecutionContext, config: MatchConfig, database: ReidDatabase, storage: DataStorage) -> dg.MaterializeResult:
+    """Anonymous people across the whole archive, clustered from the match graph and
+    recomputed from scratch each time, so the result never depends on the order videos
+    arrived in. Every sequence belongs to exactly one identity. Writes the `identities`
+    tables and a static HTML gallery (index of faces, a page per identity with its
+    sightings). Re-materialises by itself after new matches."""
+    store = database.store()
+    metadata: dict = {}
+    chip = chip_loader(storage)
+    for face_model in store.models():
+        model = face_model["model"]
+        t0 = time.perf_counter()
+        settings = _settings(config, model)
+        result = recompute_identities(store, model, settings)
+        sightings = store.sightings(model)
+        index = write_gallery(storage.folder("gallery", model), result.identities, sightings, chip,
+                              title=f"identities ({model})")
+        multi = [i for i in result.identities if i["video_count"] > 1]
+        prefix = "" if len(store.models()) == 1 else f"{model}/"
+        metadata.update({
+            f"{prefix}identities": len(result.identities),
+            f"{prefix}in_several_videos": len(multi),
+            f"{prefix}sequences": len(result.members),
+            f"{prefix}largest_identity_sequences": max((i["sequence_count"] for i in result.identities), default=0),
+            f"{prefix}method": settings.method,
+            f"{prefix}threshold": settings.threshold,
+            f"{prefix}gallery": dg.MetadataValue.path(str(index)),
+            f"{prefix}seconds": round(time.perf_counter() - t0, 3),
+        })
+        by_id = {}
+        for s in sightings:
+            by_id.setdefault(s["identity_id"], []).append(s)
+        rows = []
+        for ident in result.identities[:12]:
+            shown = by_id.get(ident["identity_id"], [])[:8]
+            rows.append((f"{ident['identity_id']}\n{ident['video_count']} videos\n{ident['sequence_count']} sightings",
+                         [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in shown) if c]))
+        if rows:
+            metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(sequence_sheet(rows, label_w=170), "identities"))
+    if not metadata:
+        metadata["identities"] = 0
+    return dg.MaterializeResult(metadata=metadata)

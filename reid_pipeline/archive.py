@@ -1,0 +1,135 @@
+"""Re-identification across the archive: match a video's sequences against every other
+sequence, recompute identities, and answer "where else does this person appear?"."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reid_pipeline.faces.base import l2_normalise
+from reid_pipeline.identities import Link, cluster, identity_id
+from reid_pipeline.matching import MatchSettings, similarity, spans_overlap
+from reid_pipeline.store import Store, as_array
+
+
+@dataclass
+class MatchReport:
+    queried: int = 0  # sequences of the video with enough usable faces
+    candidates: int = 0  # pairs scored
+    links: list[dict] = field(default_factory=list)  # pairs at or above the threshold
+    rows: list[dict] = field(default_factory=list)  # every scored pair
+    seconds: float = 0.0
+
+
+def match_partition(store: Store, partition_key: str, model: str, dim: int, settings: MatchSettings) -> MatchReport:
+    """Score this video's sequences against their nearest sequences anywhere (HNSW on
+    templates, then the set-to-set `settings.method` over both sequences' faces), skip
+    pairs that overlap in time within the video, and store every scored pair."""
+    t0 = time.perf_counter()
+    report = MatchReport()
+    own = [s for s in store.sequences_for(partition_key, model) if s["face_count"] >= settings.min_faces]
+    report.queried = len(own)
+    pairs: dict[tuple[int, int], tuple[dict, dict, float]] = {}
+    for seq in own:
+        for cand in store.nearest_sequences(model, dim, as_array(seq["template"]), settings.candidates + 1, settings.min_faces):
+            if cand["id"] == seq["id"]:
+                continue
+            if cand["partition_key"] == partition_key and spans_overlap(
+                seq["start_frame"], seq["end_frame"], cand["start_frame"], cand["end_frame"]
+            ):
+                continue  # on screen together: two people
+            a, b = sorted((seq, cand), key=lambda s: s["id"])
+            pairs[(a["id"], b["id"])] = (a, b, float(cand["template_similarity"]))
+    faces = store.sequence_faces(sorted({i for pair in pairs for i in pair}))
+    for (ia, ib), (a, b, template_sim) in sorted(pairs.items()):
+        if ia not in faces or ib not in faces:
+            continue
+        (va, wa), (vb, wb) = faces[ia], faces[ib]
+        score = similarity(settings.method, va, vb, wa, wb)
+        row = {
+            "sequence_a": ia, "sequence_b": ib, "partition_a": a["partition_key"], "partition_b": b["partition_key"],
+            "score": score, "template_similarity": template_sim, "linked": score >= settings.threshold,
+            "local_a": a["sequence_id"], "local_b": b["sequence_id"],
+        }
+        report.rows.append(row)
+        if row["linked"]:
+            report.links.append(row)
+    report.candidates = len(report.rows)
+    store.replace_matches(partition_key, model, settings.method, report.rows)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def pair_scorer(store: Store, method: str):
+    """score(a, b) for sequence row ids, loading faces on demand (cached)."""
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def score(a: int, b: int) -> float:
+        missing = [i for i in (a, b) if i not in cache]
+        if missing:
+            cache.update(store.sequence_faces(missing))
+        if a not in cache or b not in cache:
+            return 0.0
+        return similarity(method, cache[a][0], cache[b][0], cache[a][1], cache[b][1])
+
+    return score
+
+
+@dataclass
+class IdentityResult:
+    identities: list[dict]
+    members: list[tuple[str, int]]  # (identity_id, sequence row id)
+    seconds: float
+
+
+def recompute_identities(store: Store, model: str, settings: MatchSettings) -> IdentityResult:
+    """Cluster every sequence of `model` from the stored scored pairs; replace the tables."""
+    t0 = time.perf_counter()
+    sequences = store.all_sequences(model)
+    pairs = [Link(r["sequence_a"], r["sequence_b"], r["score"]) for r in store.scored_pairs(model, settings.method)]
+    labels = cluster([s["id"] for s in sequences], pairs, settings.threshold, pair_scorer(store, settings.method))
+    groups: dict[int, list[dict]] = {}
+    for seq in sequences:
+        groups.setdefault(labels[seq["id"]], []).append(seq)
+    identities, members = [], []
+    for group in groups.values():
+        ident = identity_id([f"{s['partition_key']}:{s['sequence_id']:06d}" for s in group])
+        best = max(group, key=lambda s: (s["face_count"] * (s["mean_quality"] or 0), -s["id"]))
+        identities.append({
+            "identity_id": ident,
+            "sequence_count": len(group),
+            "video_count": len({s["partition_key"] for s in group}),
+            "face_count": sum(s["face_count"] for s in group),
+            "best_sequence": best["id"],
+        })
+        members.extend((ident, s["id"]) for s in group)
+    identities.sort(key=lambda i: (-i["video_count"], -i["sequence_count"], i["identity_id"]))
+    store.replace_identities(model, identities, members)
+    return IdentityResult(identities, members, time.perf_counter() - t0)
+
+
+def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: MatchSettings, exclude: set[int] = frozenset()) -> list[dict]:
+    """Identities whose sequences match the query faces (`vectors`, one or more unit
+    embeddings of one person), best first, each with its matching sightings and scores."""
+    vectors = l2_normalise(np.atleast_2d(vectors))
+    template = l2_normalise(vectors.mean(axis=0)[None])[0]
+    candidates = [c for c in store.nearest_sequences(model, dim, template, settings.candidates) if c["id"] not in exclude]
+    faces = store.sequence_faces([c["id"] for c in candidates])
+    scored = []
+    for cand in candidates:
+        if cand["id"] in faces:
+            va, wa = faces[cand["id"]]
+            score = similarity(settings.method, vectors, va, None, wa)
+            if score >= settings.threshold:
+                scored.append({**cand, "score": score})
+    identity = store.identity_of(model, [c["id"] for c in scored])
+    results: dict[str, dict] = {}
+    for cand in sorted(scored, key=lambda c: -c["score"]):
+        ident = identity.get(cand["id"], f"sequence-{cand['id']}")
+        entry = results.setdefault(ident, {"identity_id": ident, "score": cand["score"], "sightings": []})
+        entry["sightings"].append(
+            {k: cand[k] for k in ("partition_key", "sequence_id", "start_s", "end_s", "face_count", "score")}
+        )
+    return sorted(results.values(), key=lambda r: -r["score"])

@@ -1,0 +1,95 @@
+"""Set-to-set similarity between face sequences, and the thresholds that make a link.
+
+A sequence is a set of unit embeddings (with quality weights). Three measures compare two
+sets; each returns a similarity where higher means "more likely the same person":
+
+- `template`: cosine of the quality-weighted mean templates (cheap, what HNSW searches);
+- `topk_mean`: mean of the k highest pairwise cosine similarities (rewards a few very
+  good matches, e.g. the frontal frames of both sequences);
+- `robust_hausdorff`: 1 - the robust Hausdorff distance: for every face the distance to
+  its nearest face in the other set, the q-quantile of those per direction, the larger of
+  the two directions (q = 0.5 is a median: a few bad frames cannot make or break a link).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from reid_pipeline.faces.base import l2_normalise
+
+METHODS = ("template", "topk_mean", "robust_hausdorff")
+
+
+def template_similarity(a: np.ndarray, b: np.ndarray, wa: np.ndarray | None = None, wb: np.ndarray | None = None) -> float:
+    ta = l2_normalise(np.average(a, axis=0, weights=wa)[None])[0]
+    tb = l2_normalise(np.average(b, axis=0, weights=wb)[None])[0]
+    return float(ta @ tb)
+
+
+def topk_mean_similarity(a: np.ndarray, b: np.ndarray, k: int = 5, **_) -> float:
+    sims = (a @ b.T).ravel()
+    k = min(k, sims.size)
+    return float(np.partition(sims, sims.size - k)[-k:].mean())
+
+
+def robust_hausdorff_similarity(a: np.ndarray, b: np.ndarray, q: float = 0.5, **_) -> float:
+    dist = 1.0 - a @ b.T
+    forward = np.quantile(dist.min(axis=1), q)
+    backward = np.quantile(dist.min(axis=0), q)
+    return float(1.0 - max(forward, backward))
+
+
+_MEASURES: dict[str, Callable[..., float]] = {
+    "template": lambda a, b, wa=None, wb=None: template_similarity(a, b, wa, wb),
+    "topk_mean": lambda a, b, wa=None, wb=None: topk_mean_similarity(a, b),
+    "robust_hausdorff": lambda a, b, wa=None, wb=None: robust_hausdorff_similarity(a, b),
+}
+
+
+def similarity(method: str, a: np.ndarray, b: np.ndarray, wa: np.ndarray | None = None, wb: np.ndarray | None = None) -> float:
+    """Similarity of two sequences' unit embeddings (rows) by `method`."""
+    if method not in _MEASURES:
+        raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
+    return _MEASURES[method](np.asarray(a, np.float32), np.asarray(b, np.float32), wa, wb)
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    method: str = "robust_hausdorff"
+    threshold: float = 0.9  # similarity at or above which two sequences are linked
+    candidates: int = 20  # nearest templates fetched per sequence (HNSW)
+    min_faces: int = 3  # sequences with fewer usable faces are neither queried nor linked
+
+
+# Per model and method: the similarity at which two sequences are the same person.
+# Calibrated on the dev data (bench/calibrate_matching.py, docs/calibration.md).
+THRESHOLDS: dict[str, dict[str, float]] = {
+    "dlib_resnet_v1": {"template": 0.93, "topk_mean": 0.95, "robust_hausdorff": 0.91},
+}
+# ArcFace-family vectors: typical cosine for the same person is far lower than dlib's.
+ARCFACE_THRESHOLDS = {"template": 0.45, "topk_mean": 0.55, "robust_hausdorff": 0.40}
+DEFAULT_METHOD = "robust_hausdorff"
+
+
+def threshold_for(model: str, method: str) -> float:
+    if model in THRESHOLDS:
+        return THRESHOLDS[model][method]
+    if model.startswith("insightface"):
+        return ARCFACE_THRESHOLDS[method]
+    raise ValueError(f"no calibrated threshold for model {model!r}; pass one explicitly")
+
+
+def match_settings_for(model: str, method: str | None = None, threshold: float | None = None, **overrides) -> MatchSettings:
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
+    return MatchSettings(method=method, threshold=threshold if threshold is not None else threshold_for(model, method), **overrides)
+
+
+def spans_overlap(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
+    """Two sequences of one video that share a frame range are on screen together: never
+    the same person (one face per person per frame)."""
+    return a_start <= b_end and b_start <= a_end

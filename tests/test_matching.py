@@ -1,0 +1,80 @@
+"""Set-to-set measures and deterministic identity clustering (core, no database)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from reid_pipeline.identities import Link, bcubed, cluster, identity_id
+from reid_pipeline.matching import METHODS, match_settings_for, similarity, spans_overlap
+
+
+def _person(rng, centre, n, spread=0.05):
+    v = centre + rng.normal(scale=spread, size=(n, centre.size))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def people():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 64))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return rng, centres
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_person_scores_higher_than_different_people(people, method):
+    rng, c = people
+    a1, a2, b = _person(rng, c[0], 8), _person(rng, c[0], 6), _person(rng, c[1], 7)
+    same, different = similarity(method, a1, a2), similarity(method, a1, b)
+    assert same > 0.8 > different
+    assert similarity(method, a1, a2) == pytest.approx(similarity(method, a2, a1), abs=1e-6)
+
+
+def test_robust_hausdorff_shrugs_off_a_few_bad_frames(people):
+    rng, c = people
+    a, b = _person(rng, c[0], 10), _person(rng, c[0], 10)
+    b_bad = b.copy()
+    b_bad[:2] = _person(rng, c[1], 2)  # two frames of someone else (a bad detection)
+    assert similarity("robust_hausdorff", a, b_bad) > similarity("robust_hausdorff", a, b) - 0.05
+    # while the plain template is pulled further by the outliers
+    assert similarity("template", a, b) - similarity("template", a, b_bad) > 0.0
+
+
+def test_settings_and_unknown_methods():
+    s = match_settings_for("dlib_resnet_v1")
+    assert s.method == "robust_hausdorff" and 0 < s.threshold < 1
+    assert match_settings_for("insightface_buffalo_l_w600k_r50", "template").threshold < s.threshold
+    with pytest.raises(ValueError, match="unknown matching method"):
+        match_settings_for("dlib_resnet_v1", "magic")
+    with pytest.raises(ValueError, match="no calibrated threshold"):
+        match_settings_for("some_new_model")
+    assert spans_overlap(0, 10, 10, 20) and not spans_overlap(0, 10, 11, 20)
+
+
+def test_identities_do_not_depend_on_input_order():
+    links = [Link(1, 2, 0.97), Link(2, 3, 0.95), Link(1, 3, 0.96), Link(4, 5, 0.99), Link(3, 4, 0.2), Link(6, 7, 0.5)]
+    seqs = list(range(1, 9))
+    expected = None
+    for order in itertools.islice(itertools.permutations(links), 0, 720, 37):
+        result = cluster(list(reversed(seqs)), list(order), 0.9)
+        groups = sorted(sorted(s for s in seqs if result[s] == g) for g in set(result.values()))
+        expected = expected or groups
+        assert groups == expected
+    assert expected == [[1, 2, 3], [4, 5], [6], [7], [8]]
+
+
+def test_one_stray_link_does_not_chain_two_people():
+    # people {1,2,3} and {4,5,6}, every pair within a person scored high, one false link 3-4
+    within = [Link(a, b, 0.96) for g in ((1, 2, 3), (4, 5, 6)) for a, b in itertools.combinations(g, 2)]
+    across = [Link(a, b, 0.3) for a in (1, 2, 3) for b in (4, 5, 6) if (a, b) != (3, 4)]
+    result = cluster([1, 2, 3, 4, 5, 6], within + across + [Link(3, 4, 0.92)], 0.9)
+    assert len({result[s] for s in (1, 2, 3)}) == 1 and len({result[s] for s in (4, 5, 6)}) == 1
+    assert result[1] != result[4]
+
+
+def test_bcubed_and_identity_ids():
+    assert bcubed({1: "x", 2: "x", 3: "y"}, {1: "a", 2: "a", 3: "b"}) == (1.0, 1.0)
+    p, r = bcubed({1: "x", 2: "x", 3: "x"}, {1: "a", 2: "a", 3: "b"})
+    assert p < 1.0 and r == 1.0
+    assert identity_id(["a:2", "b:1"]) == identity_id(["b:1", "a:2"])

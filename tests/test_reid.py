@@ -1,0 +1,107 @@
+"""Re-identification across videos, through the Dagster assets, on generated videos with
+ground truth: who appears in two videos is linked, nobody else is, and identities do not
+depend on the order the videos are processed in."""
+
+import pytest
+
+from reid_pipeline import synthetic
+from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.sources import uri_for
+from tests.test_dagster_assets import defs, failure_message, instance  # noqa: F401  (fixtures)
+
+
+def _scene(people, layout, shots=1):
+    """People walking in one or two shots, at positions/scales that differ per video."""
+    out = []
+    for s in range(shots):
+        actors = [
+            synthetic.Actor(synthetic.face_by_person(p), start, end, scale=scale, brightness=bright)
+            for p, (start, end, scale, bright) in zip(people[s], layout[s])
+        ]
+        out.append(synthetic.Shot(12, synthetic.background_for(s + len(people[0])), actors))
+    return synthetic.Scene(out)
+
+
+LEFT = ((0.22, 0.35), (0.3, 0.4), 1.0, (1.0, 1.0))
+RIGHT = ((0.78, 0.6), (0.7, 0.55), 0.9, (0.9, 1.0))
+CENTRE = ((0.45, 0.5), (0.55, 0.5), 1.2, (1.05, 0.95))
+
+
+@pytest.fixture(scope="module")
+def archive(videos_dir):
+    """video A: astronaut + tom_hanks; video B: t1_0, then astronaut again after a cut;
+    video C: t1_1 + t1_2 (nobody seen elsewhere)."""
+    specs = {
+        "a.avi": _scene([["astronaut", "tom_hanks"]], [[LEFT, RIGHT]]),
+        "b.avi": _scene([["t1_0"], ["astronaut"]], [[CENTRE], [RIGHT]], shots=2),
+        "c.avi": _scene([["t1_1", "t1_2"]], [[LEFT, RIGHT]]),
+    }
+    paths = {}
+    for name, scene in specs.items():
+        paths[name] = videos_dir / name
+        synthetic.write_video(scene, paths[name])
+    return paths
+
+
+def _process(defs, instance, store, paths):  # noqa: F811
+    job = defs.resolve_job_def("process_video")
+    for path in paths:
+        key = partition_key_for(path.name)
+        store.register_video(key, uri_for(path))
+        instance.add_dynamic_partitions("videos", [key])
+        result = job.execute_in_process(
+            partition_key=key, instance=instance, raise_on_error=False,
+            run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}},
+        )
+        assert result.success, failure_message(result)
+    ident = defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance)
+    assert ident.success
+    return {e.asset_key.to_user_string(): e.materialization.metadata for e in ident.get_asset_materialization_events()}
+
+
+def _people_by_identity(store):
+    """identity -> set of (video, person) from ground truth placement (one person per sequence)."""
+    with store._conn() as conn:
+        rows = conn.execute(
+            "SELECT m.identity_id, s.partition_key, s.sequence_id FROM identity_sequences m"
+            " JOIN sequences s ON s.id = m.sequence ORDER BY 1, 2, 3"
+        ).fetchall()
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["identity_id"], set()).add((r["partition_key"], r["sequence_id"]))
+    return sorted(sorted(g) for g in groups.values())
+
+
+def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, archive):  # noqa: F811
+    md = _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
+    with store._conn() as conn:
+        links = conn.execute(
+            "SELECT partition_a, partition_b, score FROM matches WHERE linked ORDER BY score DESC"
+        ).fetchall()
+        sequences = conn.execute("SELECT count(*) AS n FROM sequences").fetchone()["n"]
+    a, b = partition_key_for("a.avi"), partition_key_for("b.avi")
+    assert sequences == 6  # A: 2, B: 2 (one per shot), C: 2
+    assert [(l["partition_a"], l["partition_b"]) in ((a, b), (b, a)) for l in links] == [True]
+    assert md["identities"]["identities"].value == 5
+    assert md["identities"]["in_several_videos"].value == 1
+    gallery = md["identities"]["gallery"].value
+    assert gallery.endswith("index.html")
+
+    # re-materialising a partition does not duplicate links
+    before = store.scored_pairs("dlib_resnet_v1", "robust_hausdorff")
+    job = defs.resolve_job_def("process_video")
+    assert job.execute_in_process(partition_key=b, instance=instance,
+                                  run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}}).success
+    after = store.scored_pairs("dlib_resnet_v1", "robust_hausdorff")
+    assert len(after) == len(before)
+    with store._conn() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM matches WHERE linked").fetchone()["n"] == 1
+
+
+def test_identities_do_not_depend_on_processing_order(defs, instance, store, archive):  # noqa: F811
+    _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
+    forward = _people_by_identity(store)
+    with store._conn() as conn:
+        conn.execute("TRUNCATE videos, faces, face_models CASCADE")
+    _process(defs, instance, store, [archive["c.avi"], archive["b.avi"], archive["a.avi"]])
+    assert _people_by_identity(store) == forward
