@@ -187,6 +187,62 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Where else does this person appear? Query by photo, by video time or by sequence."""
+    import cv2
+
+    from reid_pipeline.archive import photo_query, search, sequences_at
+    from reid_pipeline.faces import load_backend
+    from reid_pipeline.matching import match_settings_for
+
+    settings = Settings()
+    store = _store(settings)
+    if args.video and args.time is None:
+        print("reid: --video needs --time (seconds into the video)", file=sys.stderr)
+        return 2
+    queries = []  # (label, model, dim, vectors, exclude)
+    if args.photo:
+        image = cv2.imread(args.photo)
+        if image is None:
+            print(f"reid: {args.photo}: not an image", file=sys.stderr)
+            return 2
+        backend = load_backend(settings.face_backend, insightface_root=settings.insightface_root,
+                               insightface_pack=settings.insightface_pack)
+        try:
+            queries.append((f"photo {args.photo}", backend.model_name, backend.dim, photo_query(backend, image), set()))
+        except ValueError as exc:
+            print(f"reid: {args.photo}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        if args.sequence:
+            key, _, local = args.sequence.rpartition(":")
+            rows = sequences_at(store, key, sequence_id=int(local))
+        else:
+            rows = sequences_at(store, args.video, time_s=args.time)
+        if not rows:
+            print("reid: no sequence found there (check the partition key, the time or the sequence id)", file=sys.stderr)
+            return 1
+        faces = store.sequence_faces([r["id"] for r in rows])
+        for r in rows:
+            if r["id"] in faces:
+                label = f"{r['partition_key']}:{r['sequence_id']} ({r['start_s']:.1f}-{r['end_s']:.1f} s)"
+                queries.append((label, r["model"], r["dim"], faces[r["id"]][0], {r["id"]}))
+    found_any = False
+    for label, model, dim, vectors, exclude in queries:
+        match = match_settings_for(model, args.method, args.threshold, candidates=args.limit)
+        results = search(store, model, dim, vectors, match, exclude=exclude)
+        print(f"query {label}  [{model}, {match.method} >= {match.threshold:.3f}]")
+        if not results:
+            print("  no match in the archive")
+        for r in results:
+            found_any = True
+            print(f"  {r['identity_id']}  best score {r['score']:.3f}")
+            for s in r["sightings"]:
+                print(f"    {s['partition_key']}:{s['sequence_id']}  {s['start_s']:.1f}-{s['end_s']:.1f} s"
+                      f"  {s['face_count']} faces  score {s['score']:.3f}")
+    return 0 if found_any else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reid", description="Face re-identification over video archives.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["url", "migrate", "psql", "stop"])
     db.add_argument("psql_args", nargs=argparse.REMAINDER)
     db.set_defaults(func=cmd_db)
+    search = sub.add_parser("search", help="where else does this person appear? (photo, video time or sequence)")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--photo", help="an image with the person's face (the largest face is used)")
+    query.add_argument("--video", help="a partition key; with --time, the sequences on screen then")
+    query.add_argument("--sequence", help="PARTITION_KEY:SEQUENCE_ID")
+    search.add_argument("--time", type=float, help="seconds into --video")
+    search.add_argument("--method", default=None, help="template, topk_mean or robust_hausdorff (default)")
+    search.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
+    search.add_argument("--limit", type=int, default=50, help="candidate sequences fetched from the index")
+    search.set_defaults(func=cmd_search)
     status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
     status.set_defaults(func=cmd_status)
     args = parser.parse_args(argv)

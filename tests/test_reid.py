@@ -105,3 +105,55 @@ def test_identities_do_not_depend_on_processing_order(defs, instance, store, arc
         conn.execute("TRUNCATE videos, faces, face_models CASCADE")
     _process(defs, instance, store, [archive["c.avi"], archive["b.avi"], archive["a.avi"]])
     assert _people_by_identity(store) == forward
+
+
+def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store, archive, tmp_path):  # noqa: F811
+    import shutil
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    from reid_pipeline.archive import photo_query, search, sequences_at
+    from reid_pipeline.faces import load_backend
+    from reid_pipeline.matching import match_settings_for
+
+    md = _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
+    a, b = partition_key_for("a.avi"), partition_key_for("b.avi")
+    backend = load_backend("dlib")
+    settings = match_settings_for(backend.model_name)
+    # a photo: the astronaut pasted on a plain background, not a frame of any video
+    photo = np.full((400, 400, 3), 200, np.uint8)
+    face = synthetic.face_by_person("astronaut").image
+    photo[60 : 60 + face.shape[0], 80 : 80 + face.shape[1]] = face
+    results = search(store, backend.model_name, backend.dim, photo_query(backend, photo), settings)
+    assert len(results) == 1
+    assert {s["partition_key"] for s in results[0]["sightings"]} == {a, b}
+    # by video time: who is on screen in B at 2.0 s (shot 2: the astronaut) appears in A too
+    [seq] = sequences_at(store, b, time_s=2.0)
+    vectors = store.sequence_faces([seq["id"]])[seq["id"]][0]
+    results = search(store, seq["model"], seq["dim"], vectors, settings, exclude={seq["id"]})
+    assert [s["partition_key"] for s in results[0]["sightings"]] == [a]
+    # nobody from video C is found elsewhere
+    for seq in sequences_at(store, partition_key_for("c.avi"), time_s=0.5):
+        vectors = store.sequence_faces([seq["id"]])[seq["id"]][0]
+        assert search(store, seq["model"], seq["dim"], vectors, settings, exclude={seq["id"]}) == []
+
+    # the gallery, rendered by a real headless browser
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (./reid test installs it where it can)")
+    index = md["identities"]["gallery"].value
+    shot = tmp_path / "gallery.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
+         "--window-size=1000,700", f"file://{index}"],
+        check=True, capture_output=True, timeout=120,
+    )
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (700, 1000)
+    # five identity cards with face thumbnails: the page is not blank, and faces (skin tones)
+    # were drawn where the cards are
+    assert image.std() > 20
+    dlib_faces = backend.detect(image)
+    assert len(dlib_faces) >= 4
