@@ -243,6 +243,36 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0 if found_any else 1
 
 
+def cmd_evidence(args: argparse.Namespace) -> int:
+    """The sequences on screen at a moment of a video, with their face chips, as a PNG."""
+    import polars as pl
+
+    from reid_pipeline.evidence import evidence_at
+    from reid_pipeline.pipeline import asset_path
+
+    settings = Settings()
+    paths = {
+        "detections": asset_path(settings.data_root, "frame_detections", args.video),
+        "membership": asset_path(settings.data_root, "face_sequences", args.video, ".faces.parquet"),
+        "sequences": asset_path(settings.data_root, "face_sequences", args.video),
+    }
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        print(f"reid: {args.video}: no sequences yet (missing {', '.join(missing)})", file=sys.stderr)
+        return 1
+    frames = {name: pl.read_parquet(path) for name, path in paths.items()}
+    active, png = evidence_at(frames["detections"], frames["membership"], frames["sequences"],
+                              frame_index=args.frame, time_s=args.time)
+    out = Path(args.out or f"evidence_{args.video}_{args.time if args.time is not None else 'f' + str(args.frame)}.png")
+    out.write_bytes(png)
+    moment = f"{args.time:.2f} s" if args.time is not None else f"frame {args.frame}"
+    print(f"{active.height} sequences on screen at {moment} in {args.video}:")
+    for s in active.iter_rows(named=True):
+        print(f"  sequence {s['sequence_id']}: {s['start_s']:.1f}-{s['end_s']:.1f} s, {s['face_count']} faces")
+    print(f"chips written to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reid", description="Face re-identification over video archives.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     search.add_argument("--limit", type=int, default=50, help="candidate sequences fetched from the index")
     search.set_defaults(func=cmd_search)
+    evidence = sub.add_parser("evidence", help="the sequences on screen at a moment of a video, with face chips")
+    evidence.add_argument("video", help="partition key")
+    moment = evidence.add_mutually_exclusive_group(required=True)
+    moment.add_argument("--time", type=float, help="seconds into the video")
+    moment.add_argument("--frame", type=int, help="frame index")
+    evidence.add_argument("--out", help="PNG file to write (default evidence_<video>_<time>.png)")
+    evidence.set_defaults(func=cmd_evidence)
     status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
     status.set_defaults(func=cmd_status)
     args = parser.parse_args(argv)

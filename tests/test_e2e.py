@@ -120,10 +120,31 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _stop_stack(proc: subprocess.Popen) -> None:
-    """SIGTERM the `reid up` process group (it forwards to `dagster dev` and stops Postgres),
-    wait, then SIGKILL whatever it started and left behind."""
-    started = _descendants(proc.pid)  # dagster dev runs in its own session: remember it now
+def _with_env(name: str, value: str) -> list[int]:
+    """Live processes (other than this one) whose environment has name=value: with a
+    REID_HOME unique to the test, exactly what the stack started, however deep or late.
+    Postgres is left out: it is stopped cleanly by `_stop_postgres`, never killed."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() in ("postgres", "pg_ctl"):
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0") and _alive(int(entry)):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _stop_stack(proc: subprocess.Popen, home: Path) -> None:
+    """SIGTERM the `reid up` process group (it forwards to `dagster dev`, which runs in its
+    own session, and stops Postgres), wait, then SIGKILL whatever it started and left behind."""
+    started = set(_descendants(proc.pid))
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -139,15 +160,17 @@ def _stop_stack(proc: subprocess.Popen) -> None:
                 pass
             proc.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in started) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in started:
-        if _alive(pid):
-            print(f"process {pid} started by reid up outlived it; killing it", file=sys.stderr)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    while time.monotonic() < deadline:
+        left = {p for p in started if _alive(p)} | set(_with_env("REID_HOME", str(home)))
+        if not left:
+            return
+        time.sleep(0.25)
+    for pid in sorted(left):
+        print(f"process {pid} started by reid up outlived it; killing it", file=sys.stderr)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _stop_postgres(home: Path) -> None:
@@ -372,7 +395,7 @@ def test_dropped_video_is_processed_by_the_running_stack():
     finally:
         try:
             if proc is not None:
-                _stop_stack(proc)
+                _stop_stack(proc, home)
         finally:
             _stop_postgres(home)
             if not passed:

@@ -1,0 +1,37 @@
+"""The `reid` command line in-process: process, status, evidence, search."""
+
+import shutil
+
+from reid_pipeline import synthetic
+from reid_pipeline.cli import main
+from reid_pipeline.inbox import partition_key_for
+
+
+def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir):
+    first = videos_dir / "cli_cut.avi"
+    synthetic.write_video(synthetic.cut_and_return(seconds_per_shot=1.5), first)
+    bad = reid_env / "not a video.mp4"
+    bad.write_text("hello")
+    copy = reid_env / "copy.avi"
+    shutil.copy(first, copy)
+
+    code = main(["process", str(first), str(bad), str(copy), str(reid_env / "missing.avi"), "--sample-fps", "4"])
+    out = capsys.readouterr().out
+    assert code == 1  # one failed, one missing
+    assert "2 processed, 1 failed, 1 not found" in out
+    assert "not a readable video" in out
+    assert "duplicate" in out
+
+    key = partition_key_for(str(first.resolve()))
+    assert main(["evidence", key, "--time", "0.5", "--out", str(reid_env / "ev.png")]) == 0
+    out = capsys.readouterr().out
+    assert "2 sequences on screen" in out and (reid_env / "ev.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the person of the last shot (the astronaut, back after a cut) was also in the first shot
+    assert main(["search", "--video", key, "--time", "4.0"]) == 0
+    out = capsys.readouterr().out
+    assert f"{key}:0" in out and "score" in out
+
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "failed" in out and "duplicate" in out and "not a readable video" in out
