@@ -1,0 +1,105 @@
+"""Deployment configuration: deploy/dagster.yaml validated by Dagster itself, the compose
+file, and a real run with Dagster's run and event storage in (embedded) Postgres."""
+
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+
+from reid_pipeline.config import PROJECT_ROOT
+from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.sources import uri_for
+from tests.test_dagster_assets import defs, failure_message  # noqa: F401  (fixture)
+
+DEPLOY_ENV = {
+    "REID_IMAGE": "reid-pipeline:latest",
+}
+
+
+def _dagster_url(pg_url: str, database: str) -> str:
+    """The psycopg2 URL Dagster's Postgres storage needs, for the embedded server's socket."""
+    socket_dir = parse_qs(urlparse(pg_url).query)["host"][0]
+    return f"postgresql+psycopg2://postgres@/{database}?host={socket_dir}"
+
+
+@pytest.fixture(scope="module")
+def dagster_db(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS dagster_test")
+        conn.execute("CREATE DATABASE dagster_test")
+    return _dagster_url(pg_url, "dagster_test"), pg_url.replace("/postgres?", "/dagster_test?")
+
+
+def test_deploy_dagster_yaml_is_a_valid_instance(tmp_path, monkeypatch, dagster_db):
+    for name, value in DEPLOY_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_db[0])
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_launcher).__name__ == "DockerRunLauncher"
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+    # the laptop default stays valid too
+    laptop, _ = dagster_instance_config(str(PROJECT_ROOT))
+    assert laptop["concurrency"]["runs"]["max_concurrent_runs"] >= 1
+
+
+def test_compose_file_declares_the_deployment():
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "user_code", "webserver", "daemon"} <= set(services)
+    assert services["postgres"]["image"].startswith("pgvector/pgvector")
+    assert "healthcheck" in services["postgres"]
+    assert all(p.startswith("127.0.0.1:") for p in services["webserver"]["ports"])
+    assert "/var/run/docker.sock:/var/run/docker.sock" in services["daemon"]["volumes"]
+    assert (PROJECT_ROOT / ".env.example").exists() and ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    """`docker compose config` (or Compose v1) where a Docker CLI with Compose exists."""
+    commands = [["docker", "compose"], ["docker-compose"]]
+    available = [c for c in commands if shutil.which(c[0]) and subprocess.run([*c, "version"], capture_output=True).returncode == 0]
+    if not available:
+        pytest.skip("no Docker Compose CLI on this machine")
+    env_file = tmp_path / ".env"
+    shutil.copy(PROJECT_ROOT / ".env.example", env_file)
+    result = subprocess.run(
+        [*available[0], "--env-file", str(env_file), "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_run_with_postgres_instance_storage(tmp_path, monkeypatch, defs, store, dagster_db, two_people_video):  # noqa: F811
+    dagster_home = tmp_path / "dagster_pg_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(
+        yaml.safe_dump({"storage": {"postgres": {"postgres_url": dagster_db[0]}}, "telemetry": {"enabled": False}})
+    )
+    path, _ = two_people_video
+    key = partition_key_for("pg_storage.avi")
+    store.register_video(key, uri_for(path))
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("videos", [key])
+        result = defs.resolve_job_def("process_video").execute_in_process(
+            partition_key=key, instance=instance, raise_on_error=False,
+            run_config={"ops": {"frame_detections": {"config": {"sample_fps": 2}}}},
+        )
+        assert result.success, failure_message(result)
+        run_id = result.run_id
+    with psycopg.connect(dagster_db[1]) as conn:
+        events = conn.execute(
+            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+            (run_id,),
+        ).fetchone()[0]
+        runs = conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()[0]
+    assert events == 6 and runs == "SUCCESS"
