@@ -166,7 +166,12 @@ def _stop_stack(proc: subprocess.Popen, home: Path) -> None:
             return
         time.sleep(0.25)
     for pid in sorted(left):
-        print(f"process {pid} started by reid up outlived it; killing it", file=sys.stderr)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except OSError:
+            cmd = "?"
+        print(f"process {pid} ({cmd}) started by reid up outlived it by 10 s; killing it", file=sys.stderr)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
