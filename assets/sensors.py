@@ -11,8 +11,8 @@ from assets.reid import cross_video_matches
 from assets.sequences import face_sequences, silhouette_report
 from assets.partitions import videos
 from reid_pipeline.config import Settings
-from reid_pipeline.inbox import scan
-from reid_pipeline.sources import uri_for
+from reid_pipeline.buckets import BucketError
+from reid_pipeline.inbox import scan_source
 from resources import Inbox, ReidDatabase
 
 process_video = dg.define_asset_job(
@@ -45,20 +45,25 @@ identities_automation = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: ReidDatabase) -> dg.SensorResult:
-    """Watches the inbox folder: each new, settled video file becomes a `videos` partition
-    and a `process_video` run. Never hashes or decodes (a tick is one directory walk);
-    a file still being written waits until its size and mtime hold still; non-video files
-    are skipped with a logged reason. The cursor keeps files seen but not yet settled."""
+    """Watches the inbox folder (or bucket): each new, settled video becomes a `videos`
+    partition and a `process_video` run. Never hashes or decodes (a tick is one directory
+    walk or one object listing); a file still being written (or an upload in progress)
+    waits until it holds still; non-video files are skipped with a logged reason. The
+    cursor keeps files seen but not yet settled."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     known = set(context.instance.get_dynamic_partitions(videos.name))
-    result = scan(inbox.folder, known, cursor.get("pending"), set(cursor.get("ignored", [])), inbox.settle_seconds)
-    for path, reason in result.skipped:
-        context.log.info(f"skipped {path.name}: {reason}")
+    try:
+        result = scan_source(inbox.source, known, cursor.get("pending"), set(cursor.get("ignored", [])),
+                             inbox.settle_seconds, inbox.endpoint_url)
+    except BucketError as exc:
+        return dg.SensorResult(skip_reason=f"cannot list {inbox.source}: {exc}")
+    for where, reason in result.skipped:
+        context.log.info(f"skipped {where}: {reason}")
     if result.ready:
         store = database.store()
-        for key, path in result.ready:
-            store.register_video(key, uri_for(path))
-            context.log.info(f"new video {path.name} -> partition {key}")
+        for key, uri in result.ready:
+            store.register_video(key, uri)
+            context.log.info(f"new video {uri} -> partition {key}")
     context.update_cursor(json.dumps({"pending": result.pending, "ignored": sorted(result.ignored)}))
     keys = [key for key, _ in result.ready]
     if not keys:

@@ -7,9 +7,10 @@ the same size and ETag on two scans in a row and a LastModified at least `settle
 
 Objects with a multipart upload in progress on their key are never taken: a new object
 is invisible to a listing until its upload completes anyway, but an object being
-*overwritten* is still listed with its old size and ETag. S3 also stamps a completed
-multipart object's LastModified with the time the upload was *started*, so the age test
-alone would pass at once; the two-scan size+ETag test is what makes a completed upload wait.
+*overwritten* is still listed with its old size and ETag. Stores differ on a completed
+multipart object's LastModified (completion time on moto; AWS documents the upload's
+*start* as the creation date), so the age test alone may pass at once after a long upload;
+the two-scan size+ETag test is what makes a just-completed object wait one more tick.
 
 Partition keys are `inbox.partition_key_for(<object key relative to the prefix>)`, the
 same function the folder scan uses on relative paths: `s3://b/in/a/clip.mp4` (prefix

@@ -151,6 +151,72 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 1 if failed or missing else 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
+    the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
+    shows and controls it (Overview > Backfills)."""
+    from reid_pipeline.buckets import is_s3_uri
+    from reid_pipeline.inbox import scan_source
+
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    import dagster as dg
+
+    if not is_s3_uri(args.source) and not Path(args.source).is_dir():
+        print(f"reid: {args.source}: not a folder or s3:// location", file=sys.stderr)
+        return 2
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions("videos")) if args.new_only else set()
+    # every video there now: two listings, the second seeing each one unchanged
+    listing = scan_source(args.source, known, settle_s=0, endpoint_url=settings.s3_endpoint_url)
+    result = scan_source(args.source, known, listing.pending, listing.ignored, 0, settings.s3_endpoint_url)
+    for where, reason in listing.skipped:
+        print(f"skipped {where}: {reason}")
+    keys = []
+    for key, uri in result.ready:
+        store.register_video(key, uri)
+        keys.append(key)
+    if not keys:
+        print("reid: no video to backfill")
+        return 0
+    instance.add_dynamic_partitions("videos", keys)
+    print(f"{len(keys)} videos registered as partitions of `videos`")
+    command = [sys.executable, "-m", "dagster", "job", "backfill", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+               "-j", "process_video", "--partitions", ",".join(keys), "--noprompt"]
+    if args.tags:
+        command += ["--tags", args.tags]
+    launched = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if launched.returncode != 0:
+        print(launched.stdout + launched.stderr, file=sys.stderr)
+        return 1
+    backfill_id = next((line.split("`")[1] for line in launched.stdout.splitlines() if "Launched backfill" in line), "?")
+    print(f"backfill {backfill_id} launched: {len(keys)} runs queued; the daemon runs them "
+          f"(UI: Overview > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
+    if args.wait:
+        return _wait_for_backfill(instance, backfill_id, len(keys), args.wait)
+    return 0
+
+
+def _wait_for_backfill(instance, backfill_id: str, total: int, timeout_s: float) -> int:
+    import dagster as dg
+    from tqdm import tqdm
+
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=total, unit="video", desc=f"backfill {backfill_id}") as bar:
+        while True:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            done = [r for r in runs if r.status in finished]
+            bar.update(len(done) - bar.n)
+            if len(done) >= total or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    failed = [r for r in done if r.status != dg.DagsterRunStatus.SUCCESS]
+    print(f"{len(done)}/{total} runs finished, {len(failed)} failed")
+    return 0 if len(done) >= total and not failed else 1
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.action == "stop":
@@ -285,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     process.add_argument("--sample-fps", type=float, default=None, help="frames analysed per second (0 = every frame)")
     process.add_argument("--log-level", default="WARNING", help="Dagster console log level (INFO shows progress)")
     process.set_defaults(func=cmd_process)
+    backfill = sub.add_parser("backfill", help="register every video under a folder or bucket prefix and launch a Dagster backfill")
+    backfill.add_argument("source", help="a folder (searched recursively) or s3://bucket/prefix (endpoint: REID_S3_ENDPOINT_URL)")
+    backfill.add_argument("--new-only", action="store_true", help="skip videos that already have a partition")
+    backfill.add_argument("--tags", help="JSON tags for the runs")
+    backfill.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                          help="wait up to SECONDS for the runs to finish, with progress (needs a running daemon)")
+    backfill.set_defaults(func=cmd_backfill)
     db = sub.add_parser("db", help="database helpers")
     db.add_argument("action", choices=["url", "migrate", "psql", "stop"])
     db.add_argument("psql_args", nargs=argparse.REMAINDER)

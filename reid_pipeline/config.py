@@ -5,6 +5,7 @@
 | home (database, Dagster home, data) | `REID_HOME` | `<project>/.reid` |
 | data root (parquet, previews) | `REID_DATA_ROOT` | `$REID_HOME/data` |
 | watched folder | `REID_INBOX` | `<project>/inbox` |
+| watched bucket instead (`s3://bucket/prefix`) and its endpoint | `REID_INBOX_BUCKET`, `REID_S3_ENDPOINT_URL` | unset |
 | external Postgres URL | `REID_DATABASE_URL` | unset: embedded server in `$REID_HOME/pgdata` |
 | face backend | `REID_FACE_BACKEND` | `auto` (insightface when its pack is present, else dlib) |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
@@ -32,6 +33,8 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(_env("REID_HOME", str(PROJECT_ROOT / ".reid"))))
     data_root: Path | None = None
     inbox: Path = field(default_factory=lambda: Path(_env("REID_INBOX", str(PROJECT_ROOT / "inbox"))))
+    inbox_bucket: str | None = field(default_factory=lambda: _env("REID_INBOX_BUCKET"))
+    s3_endpoint_url: str | None = field(default_factory=lambda: _env("REID_S3_ENDPOINT_URL"))
     database_url: str | None = field(default_factory=lambda: _env("REID_DATABASE_URL"))
     face_backend: str = field(default_factory=lambda: _env("REID_FACE_BACKEND", "auto"))
     insightface_root: str | None = field(default_factory=lambda: _env("REID_INSIGHTFACE_ROOT"))

@@ -96,3 +96,23 @@ def scan(
             else:
                 result.pending[rel] = seen
     return result
+
+
+def scan_source(
+    source: str,
+    known_keys: set[str],
+    pending: dict | None = None,
+    ignored: set[str] | None = None,
+    settle_s: float = 5.0,
+    endpoint_url: str | None = None,
+) -> ScanResult:
+    """Scan a folder or an `s3://bucket/prefix` location; `ready` holds (key, source URI)."""
+    from reid_pipeline.buckets import BucketLocation, is_s3_uri, make_client, scan_bucket
+    from reid_pipeline.sources import uri_for
+
+    if is_s3_uri(source):
+        location = BucketLocation.parse(source, endpoint_url)
+        return scan_bucket(make_client(location.endpoint_url), location, known_keys, pending, ignored, settle_s)
+    result = scan(source, known_keys, pending, ignored, settle_s)
+    result.ready = [(key, uri_for(path)) for key, path in result.ready]
+    return result

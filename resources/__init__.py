@@ -68,10 +68,17 @@ class DataStorage(dg.ConfigurableResource):
 
 
 class Inbox(dg.ConfigurableResource):
-    """The watched folder, and how long a file must stay unchanged before it is taken."""
+    """The watched folder, or an S3-compatible bucket location (`s3://bucket/prefix`, with
+    its endpoint), and how long a file must stay unchanged before it is taken."""
 
     folder: str
+    bucket: str | None = None
+    endpoint_url: str | None = None
     settle_seconds: float = 5.0
+
+    @property
+    def source(self) -> str:
+        return self.bucket or self.folder
 
 
 def build_resources(settings: Settings | None = None) -> dict:
@@ -82,5 +89,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
         ),
         "storage": DataStorage(data_root=str(s.data_root)),
-        "inbox": Inbox(folder=str(s.inbox), settle_seconds=s.settle_seconds),
+        "inbox": Inbox(
+            folder=str(s.inbox), bucket=s.inbox_bucket, endpoint_url=s.s3_endpoint_url, settle_seconds=s.settle_seconds
+        ),
     }

@@ -1,0 +1,177 @@
+"""The watched bucket against a real S3-compatible server: moto's standalone server on a
+local port, spoken to by a real boto3 client over HTTP (no mocked client)."""
+
+import time
+import urllib.request
+
+import pytest
+
+from reid_pipeline import synthetic
+from reid_pipeline.buckets import BucketError, BucketLocation, make_client, parse_s3_uri, scan_bucket
+from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.sources import local_path
+from reid_pipeline.video import VideoError, probe
+
+BUCKET = "reid-inbox"
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        yield url
+    finally:
+        # moto keeps its state in this process: leave no buckets behind for other tests
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=5).close()
+        server.stop()
+
+
+@pytest.fixture
+def endpoint(s3_server, monkeypatch, tmp_path):
+    # dummy credentials, no profile, no instance metadata: nothing may reach the internet
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REID_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
+    return s3_server
+
+
+def test_location_parsing():
+    assert BucketLocation.parse("s3://b") == BucketLocation("b", "")
+    assert BucketLocation.parse("s3://b/in", "http://x:9000") == BucketLocation("b", "in/", "http://x:9000")
+    assert BucketLocation.parse("s3://b/in/sub/").prefix == "in/sub/"
+    assert parse_s3_uri("s3://b/a dir/clip #1?.mp4") == ("b", "a dir/clip #1?.mp4")
+    with pytest.raises(ValueError):
+        BucketLocation.parse("/srv/inbox")
+
+
+def test_bucket_scan_takes_only_settled_complete_videos_and_local_path_fetches_them(endpoint, tmp_path):
+    t0 = time.monotonic()
+    client = make_client(endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    video = tmp_path / "walk.avi"
+    synthetic.write_video(synthetic.two_people_walking(seconds=1.0), video)
+    data = video.read_bytes()
+
+    client.upload_file(str(video), BUCKET, "in/walk.avi")
+    client.put_object(Bucket=BUCKET, Key="in/notes.txt", Body=b"not a video")
+    client.put_object(Bucket=BUCKET, Key="elsewhere/other.avi", Body=data)  # outside the prefix
+    client.put_object(Bucket=BUCKET, Key="in/redo.avi", Body=data)  # about to be overwritten
+    uploads = {}
+    for key in ("in/later/upload.mp4", "in/redo.avi"):
+        upload_id = client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        part = client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=1, Body=data)
+        uploads[key] = (upload_id, [{"PartNumber": 1, "ETag": part["ETag"]}])
+
+    location = BucketLocation.parse(f"s3://{BUCKET}/in", endpoint)
+    now = time.time() + 60  # everything is old enough to have settled
+    first = scan_bucket(client, location, set(), settle_s=5, now=now)
+    assert first.ready == []  # seen once: not yet
+    assert set(first.pending) == {"walk.avi"}  # uploads in progress are not even pending
+    assert [(uri, reason.split(" (")[0]) for uri, reason in first.skipped] == [
+        (f"s3://{BUCKET}/in/notes.txt", "not a video file")
+    ]
+    second = scan_bucket(client, location, set(), first.pending, first.ignored, settle_s=5, now=now)
+    walk_key = partition_key_for("walk.avi")
+    assert second.ready == [(walk_key, f"s3://{BUCKET}/in/walk.avi")]
+    assert second.skipped == []  # notes.txt is reported once only
+
+    # a fresh object is not taken before it is settle_s old, however still it holds
+    fresh = scan_bucket(client, location, set(), first.pending, first.ignored, settle_s=3600, now=now)
+    assert fresh.ready == []
+
+    for key, (upload_id, parts) in uploads.items():
+        client.complete_multipart_upload(
+            Bucket=BUCKET, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    known = {walk_key}
+    third = scan_bucket(client, location, known, second.pending, second.ignored, settle_s=5, now=now)
+    assert third.ready == [] and set(third.pending) == {"later/upload.mp4", "redo.avi"}
+    fourth = scan_bucket(client, location, known, third.pending, third.ignored, settle_s=5, now=now)
+    upload_uri = f"s3://{BUCKET}/in/later/upload.mp4"
+    assert sorted(fourth.ready) == sorted(
+        [(partition_key_for("later/upload.mp4"), upload_uri), (partition_key_for("redo.avi"), f"s3://{BUCKET}/in/redo.avi")]
+    )
+    assert fourth.skipped == [] and fourth.pending == {}
+
+    # local_path downloads into <REID_HOME>/cache/s3/<bucket>/<key> and probe reads it
+    path = local_path(upload_uri)
+    assert path == tmp_path / "home" / "cache" / "s3" / BUCKET / "in" / "later" / "upload.mp4"
+    assert path.read_bytes() == data
+    info = probe(path)
+    assert info.frame_count == 10 and (info.width, info.height) == (640, 480)
+    inode = path.stat().st_ino
+    assert local_path(upload_uri) == path and path.stat().st_ino == inode  # reused, not fetched again
+    assert [p.name for p in path.parent.iterdir()] == ["upload.mp4"]  # no temp files left
+
+    with pytest.raises(VideoError, match="object not found"):
+        local_path(f"s3://{BUCKET}/in/gone.mp4", cache_dir=tmp_path / "cache")
+    with pytest.raises(BucketError, match="cannot list"):
+        scan_bucket(client, BucketLocation.parse("s3://no-such-bucket/in", endpoint), set())
+    assert time.monotonic() - t0 < 20
+
+
+def test_unreachable_store_is_a_clear_video_error(endpoint, monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("REID_S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(VideoError, match="cannot reach the object store"):
+        local_path(f"s3://{BUCKET}/in/walk.avi", cache_dir=tmp_path / "cache")
+
+
+def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, tmp_path):
+    """The Dagster sensor on a bucket: a settled video becomes a partition and a run request;
+    a non-video is skipped; an upload still in progress is not taken; the run reads the object."""
+    import dagster as dg
+
+    from assets import all_assets, all_jobs, all_sensors
+    from resources import build_resources
+
+    client = make_client(endpoint)
+    client.create_bucket(Bucket="reid-sensor")
+    video = tmp_path / "walk.avi"
+    synthetic.write_video(synthetic.two_people_walking(seconds=1.0), video)
+    client.upload_file(str(video), "reid-sensor", "incoming/walk.avi")
+    client.put_object(Bucket="reid-sensor", Key="incoming/notes.txt", Body=b"hello")
+    upload = client.create_multipart_upload(Bucket="reid-sensor", Key="incoming/big.mp4")["UploadId"]
+    client.upload_part(Bucket="reid-sensor", Key="incoming/big.mp4", UploadId=upload, PartNumber=1, Body=video.read_bytes())
+
+    monkeypatch.setenv("REID_INBOX_BUCKET", "s3://reid-sensor/incoming")
+    monkeypatch.setenv("REID_SETTLE_SECONDS", "0")
+    defs = dg.Definitions(assets=all_assets, jobs=all_jobs, sensors=all_sensors, resources=build_resources(),
+                          executor=dg.in_process_executor)
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with dg.instance_for_test() as instance:
+        cursor = None
+        requests = []
+        for _ in range(3):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
+            result = sensor(context)
+            cursor = context.cursor
+            requests += result.run_requests or []
+        key = partition_key_for("walk.avi")
+        assert [r.partition_key for r in requests] == [key]
+        assert "notes.txt" in cursor and "big.mp4" not in [r.partition_key for r in requests]
+        assert store.get_video(key)["source_uri"] == "s3://reid-sensor/incoming/walk.avi"
+        instance.add_dynamic_partitions("videos", [key])
+        run = defs.resolve_job_def("process_video").execute_in_process(
+            partition_key=key, instance=instance, raise_on_error=False,
+            run_config={"ops": {"frame_detections": {"config": {"sample_fps": 2}}}},
+        )
+        assert run.success
+        faces = [e for e in run.get_asset_materialization_events() if e.asset_key.to_user_string() == "face_embeddings"]
+        assert faces[0].materialization.metadata["faces"].value > 0
