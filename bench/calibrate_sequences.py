@@ -838,6 +838,19 @@ def main(argv: list[str] | None = None) -> int:
     dropouts = {g: {k: score(vs, gate, replace(link, max_gap=g)) for k, vs in stress.items()} for g in GAPS}
     report["one_at_a_time"] = {k: [{"value": v, "scores": s} for v, s in rows] for k, rows in one_at_a_time.items()}
     report["dropouts_by_max_gap"] = dropouts
+    # what linking costs per video (the detections and embeddings are already in memory)
+    from reid_pipeline.sequences import build_sequences
+
+    cost = []
+    for v in clips + lfw:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            build_sequences(v.detections, v.embeddings, v.frames, gate, link)
+            times.append(time.perf_counter() - t0)
+        cost.append({"video": v.name, "frames": v.frames.height, "faces": v.detections.height,
+                     "median_ms": 1000 * float(np.median(times))})
+    report["build_sequences_cost"] = cost
     facts["loadavg_end"] = loadavg()
     report["total_s"] = time.perf_counter() - t_start
 
@@ -913,6 +926,12 @@ def main(argv: list[str] | None = None) -> int:
     for g, s in dropouts.items():
         md.append(f"| {g} | " + " | ".join(f"{fmt(s[k]['purity'])} / {fmt(s[k]['fragmentation'], 2)}" for k in stress)
                   + " |")
+    total_ms = sum(c["median_ms"] for c in cost)
+    md += ["", "## Cost of build_sequences (recommended settings, median of 5)", "",
+           f"{len(cost)} videos, {sum(c['frames'] for c in cost)} sampled frames, {sum(c['faces'] for c in cost)} "
+           f"faces: {total_ms:.0f} ms in all; per video {min(c['median_ms'] for c in cost):.1f}-"
+           f"{max(c['median_ms'] for c in cost):.1f} ms; {total_ms / sum(c['frames'] for c in cost):.2f} ms per "
+           f"sampled frame, {total_ms / sum(c['faces'] for c in cost):.2f} ms per face."]
     md += ["", "## Recommended defaults", "", "```python",
            f'DEFAULT_LINKING["dlib"] = LinkSettings(max_appearance_distance={appearance:g}, '
            f"max_centre_shift={shift:g}, max_gap={gap}, cut_threshold={cut_threshold:g})",
