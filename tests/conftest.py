@@ -21,7 +21,7 @@ from reid_pipeline.store import Store
 def pg_url():
     """One embedded Postgres + pgvector for the session (short path: its socket lives there)."""
     folder = Path(tempfile.mkdtemp(prefix="reid-pg-", dir="/tmp"))
-    server = embedded_server(folder / "pgdata", own=True)
+    server = embedded_server(folder / "pgdata")
     url = server.get_uri()
     Store(url).migrate()
     yield url
