@@ -9,11 +9,17 @@ import dagster as dg
 from assets import all_assets, all_jobs, all_sensors
 from resources import build_resources
 
-defs = dg.Definitions(
-    assets=all_assets,
-    jobs=all_jobs,
-    sensors=all_sensors,
-    resources=build_resources(),
-    # One process per run: the face model loads once and serves every step of the run.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions() -> dg.Definitions:
+    """Definitions whose resources are configured from the environment as it is now."""
+    return dg.Definitions(
+        assets=all_assets,
+        jobs=all_jobs,
+        sensors=all_sensors,
+        resources=build_resources(),
+        # One process per run: the face model loads once and serves every step of the run.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -4,7 +4,6 @@ import time
 from functools import lru_cache
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from assets.partitions import videos

@@ -33,8 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from reid_pipeline.inbox import PARTIAL_SUFFIXES, ScanResult, partition_key_for
-from reid_pipeline.video import VIDEO_SUFFIXES
+from reid_pipeline.inbox import ScanResult, consider
 
 ENDPOINT_ENV = "REID_S3_ENDPOINT_URL"
 
@@ -160,40 +159,13 @@ def _consider(obj, location, known_keys, pending, uploading, settle_s, now, resu
     rel = key[len(location.prefix):]
     if not rel or key.endswith("/"):
         return  # a "folder" placeholder made by consoles
-    parts = PurePosixPath(rel).parts
-    if any(part.startswith(".") for part in parts[:-1]):
+    if any(part.startswith(".") for part in PurePosixPath(rel).parts[:-1]):
         return  # inside a hidden folder: the folder scan does not walk those either
-    name = parts[-1]
-    suffix = PurePosixPath(name).suffix.lower()
-    uri = location.uri_for(key)
-    reason = None
-    if name.startswith("."):
-        reason = "hidden file"
-    elif suffix in PARTIAL_SUFFIXES:
-        reason = f"partial download ({suffix}); will be picked up once renamed"
-    elif suffix not in VIDEO_SUFFIXES:
-        reason = f"not a video file (suffix {suffix or 'none'!r})"
-    if reason:
-        if rel not in result.ignored:
-            result.skipped.append((uri, reason))
-            result.ignored.add(rel)
-        return
-    partition_key = partition_key_for(rel)
-    if partition_key in known_keys:
-        return
-    if key in uploading:
-        return  # being (over)written: not pending either, so it needs two scans after completion
-    size = int(obj.get("Size", 0))
-    seen = [size, str(obj.get("ETag", "")).strip('"')]
-    if size == 0:
-        if rel not in result.ignored:
-            result.skipped.append((uri, "empty file (0 bytes); will be picked up if it grows"))
-            result.ignored.add(rel)
-        result.pending[rel] = seen
-        return
-    result.ignored.discard(rel)
-    modified = obj["LastModified"].timestamp()
-    if list(pending.get(rel, ())) == seen and now - modified >= settle_s:
-        result.ready.append((partition_key, uri))
-    else:
-        result.pending[rel] = seen
+
+    def stat():
+        if key in uploading:
+            return None  # being (over)written: not pending either, so it needs two scans after completion
+        etag = str(obj.get("ETag", "")).strip('"')
+        return int(obj.get("Size", 0)), etag, obj["LastModified"].timestamp()
+
+    consider(result, rel, location.uri_for(key), known_keys, pending, settle_s, now, stat)

@@ -122,11 +122,11 @@ def cmd_process(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(PROJECT_ROOT))
     import dagster as dg
 
-    from definitions import defs
+    from definitions import build_definitions
     from reid_pipeline.sources import uri_for
 
     instance = dg.DagsterInstance.get()
-    job = defs.resolve_job_def("process_video")
+    job = build_definitions().resolve_job_def("process_video")
     files = [Path(f) for f in args.files]
     missing = [f for f in files if not f.is_file()]
     for f in missing:

@@ -13,6 +13,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from reid_pipeline.video import VIDEO_SUFFIXES
 
@@ -41,6 +42,57 @@ class ScanResult:
     ignored: set[str] = field(default_factory=set)  # relpaths already reported as skipped
 
 
+def skip_reason(name: str) -> str | None:
+    """Why a file name is never a video to take (hidden, partial download, not a video)."""
+    suffix = Path(name).suffix.lower()
+    if name.startswith("."):
+        return "hidden file"
+    if suffix in PARTIAL_SUFFIXES:
+        return f"partial download ({suffix}); will be picked up once renamed"
+    if suffix not in VIDEO_SUFFIXES:
+        return f"not a video file (suffix {suffix or 'none'!r})"
+    return None
+
+
+def consider(
+    result: ScanResult,
+    rel: str,
+    where,
+    known_keys: set[str],
+    pending: dict,
+    settle_s: float,
+    now: float,
+    stat: Callable[[], tuple[int, object, float] | None],
+) -> None:
+    """Decide about one file (or object) `rel` of a scan, the same way for folders and
+    buckets. `where` is what `ready`/`skipped` report (a path or a URI); `stat()` gives
+    (size, fingerprint, modified time) or None when it is gone or busy. A file is ready
+    once its (size, fingerprint) is the one seen by the previous scan and it has not been
+    modified for `settle_s`."""
+    reason = skip_reason(rel.rsplit("/", 1)[-1])
+    if reason is None:
+        key = partition_key_for(rel)
+        if key in known_keys:
+            return
+        facts = stat()
+        if facts is None:
+            return
+        size, fingerprint, modified = facts
+        seen = [size, fingerprint]
+        if size != 0:
+            result.ignored.discard(rel)
+            if list(pending.get(rel, ())) == seen and now - modified >= settle_s:
+                result.ready.append((key, where))
+            else:
+                result.pending[rel] = seen
+            return
+        reason = "empty file (0 bytes); will be picked up if it grows"
+        result.pending[rel] = seen
+    if rel not in result.ignored:
+        result.skipped.append((where, reason))
+        result.ignored.add(rel)
+
+
 def scan(
     folder: str | os.PathLike,
     known_keys: set[str],
@@ -55,46 +107,24 @@ def scan(
     hidden, partial and empty files are reported once in `skipped`, with the reason."""
     folder = Path(folder)
     now = time.time() if now is None else now
-    pending = pending or {}
     result = ScanResult(ignored=set(ignored or ()))
+
+    def stat_of(path: Path):
+        def stat():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return None  # removed between listing and stat
+            return st.st_size, st.st_mtime_ns, st.st_mtime_ns / 1e9
+
+        return stat
+
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
-            suffix = path.suffix.lower()
-            reason = None
-            if name.startswith("."):
-                reason = "hidden file"
-            elif suffix in PARTIAL_SUFFIXES:
-                reason = f"partial download ({suffix}); will be picked up once renamed"
-            elif suffix not in VIDEO_SUFFIXES:
-                reason = f"not a video file (suffix {suffix or 'none'!r})"
-            if reason:
-                if rel not in result.ignored:
-                    result.skipped.append((path, reason))
-                    result.ignored.add(rel)
-                continue
-            key = partition_key_for(rel)
-            if key in known_keys:
-                continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue  # removed between listing and stat
-            seen = [st.st_size, st.st_mtime_ns]
-            if st.st_size == 0:
-                if rel not in result.ignored:
-                    result.skipped.append((path, "empty file (0 bytes); will be picked up if it grows"))
-                    result.ignored.add(rel)
-                result.pending[rel] = seen
-                continue
-            result.ignored.discard(rel)
-            settled = pending.get(rel) == seen and now - st.st_mtime_ns / 1e9 >= settle_s
-            if settled:
-                result.ready.append((key, path))
-            else:
-                result.pending[rel] = seen
+            consider(result, rel, path, known_keys, pending or {}, settle_s, now, stat_of(path))
     return result
 
 

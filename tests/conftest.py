@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from reid_pipeline import synthetic
@@ -42,6 +43,7 @@ def reid_env(tmp_path, monkeypatch, pg_url):
     """Settings pointing at tmp folders and the session database."""
     home = tmp_path / "home"
     monkeypatch.setenv("REID_HOME", str(home))
+    monkeypatch.setenv("REID_DATA_ROOT", str(home / "data"))  # also restored after `reid` commands set it
     monkeypatch.setenv("REID_DATABASE_URL", pg_url)
     monkeypatch.setenv("REID_INBOX", str(tmp_path / "inbox"))
     monkeypatch.setenv("REID_FACE_BACKEND", "dlib")
@@ -69,3 +71,22 @@ def faceless_video(videos_dir):
     path = videos_dir / "faceless.avi"
     synthetic.write_video(synthetic.faceless(seconds=2.0), path)
     return path
+
+
+def build_defs() -> dg.Definitions:
+    """The project's Definitions with resources built from the current environment."""
+    from definitions import build_definitions
+
+    return build_definitions()
+
+
+@pytest.fixture
+def defs(reid_env):
+    # built fresh per test so the resources see this test's settings
+    return build_defs()
+
+
+@pytest.fixture
+def instance(reid_env):
+    with dg.instance_for_test() as instance:
+        yield instance

@@ -138,8 +138,7 @@ def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, t
     a non-video is skipped; an upload still in progress is not taken; the run reads the object."""
     import dagster as dg
 
-    from assets import all_assets, all_jobs, all_sensors
-    from resources import build_resources
+    from tests.conftest import build_defs
 
     client = make_client(endpoint)
     client.create_bucket(Bucket="reid-sensor")
@@ -152,8 +151,7 @@ def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, t
 
     monkeypatch.setenv("REID_INBOX_BUCKET", "s3://reid-sensor/incoming")
     monkeypatch.setenv("REID_SETTLE_SECONDS", "0")
-    defs = dg.Definitions(assets=all_assets, jobs=all_jobs, sensors=all_sensors, resources=build_resources(),
-                          executor=dg.in_process_executor)
+    defs = build_defs()
     sensor = defs.resolve_sensor_def("inbox_sensor")
     with dg.instance_for_test() as instance:
         cursor = None

@@ -13,27 +13,7 @@ import pytest
 from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
-from reid_pipeline.store import Store
-
-
-@pytest.fixture
-def defs(reid_env):
-    import definitions
-
-    # built fresh per test so the resources see this test's settings
-    from assets import all_assets, all_jobs, all_sensors
-    from resources import build_resources
-
-    return dg.Definitions(
-        assets=all_assets, jobs=all_jobs, sensors=all_sensors, resources=build_resources(),
-        executor=definitions.defs.executor,
-    )
-
-
-@pytest.fixture
-def instance(reid_env):
-    with dg.instance_for_test() as instance:
-        yield instance
+from tests.helpers import failure_message
 
 
 def run(defs, instance, store, path, name=None, sample_fps=2.0, sequences=None):
@@ -59,11 +39,6 @@ def check_result(result, name="silhouette_mean"):
         and e.event_specific_data.check_name == name
     ]
     return evaluation
-
-
-def failure_message(result) -> str:
-    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    return failures[0].step_failure_data.error.message if failures else ""
 
 
 def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, two_people_video):

@@ -3,7 +3,6 @@ file, and a real run with Dagster's run and event storage in (embedded) Postgres
 
 import shutil
 import subprocess
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
@@ -14,7 +13,7 @@ import yaml
 from reid_pipeline.config import PROJECT_ROOT
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
-from tests.test_dagster_assets import defs, failure_message  # noqa: F401  (fixture)
+from tests.helpers import failure_message
 
 DEPLOY_ENV = {
     "REID_IMAGE": "reid-pipeline:latest",
@@ -79,7 +78,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_a_run_with_postgres_instance_storage(tmp_path, monkeypatch, defs, store, dagster_db, two_people_video):  # noqa: F811
+def test_a_run_with_postgres_instance_storage(tmp_path, monkeypatch, defs, store, dagster_db, two_people_video):
     dagster_home = tmp_path / "dagster_pg_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(

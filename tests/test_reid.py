@@ -7,7 +7,7 @@ import pytest
 from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
-from tests.test_dagster_assets import defs, failure_message, instance  # noqa: F401  (fixtures)
+from tests.helpers import failure_message
 
 
 def _scene(people, layout, shots=1):
@@ -43,7 +43,7 @@ def archive(videos_dir):
     return paths
 
 
-def _process(defs, instance, store, paths):  # noqa: F811
+def _process(defs, instance, store, paths):
     job = defs.resolve_job_def("process_video")
     for path in paths:
         key = partition_key_for(path.name)
@@ -72,7 +72,7 @@ def _people_by_identity(store):
     return sorted(sorted(g) for g in groups.values())
 
 
-def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, archive):  # noqa: F811
+def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, archive):
     md = _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
     with store._conn() as conn:
         links = conn.execute(
@@ -98,7 +98,7 @@ def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, 
         assert conn.execute("SELECT count(*) AS n FROM matches WHERE linked").fetchone()["n"] == 1
 
 
-def test_identities_do_not_depend_on_processing_order(defs, instance, store, archive):  # noqa: F811
+def test_identities_do_not_depend_on_processing_order(defs, instance, store, archive):
     _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
     forward = _people_by_identity(store)
     with store._conn() as conn:
@@ -107,7 +107,7 @@ def test_identities_do_not_depend_on_processing_order(defs, instance, store, arc
     assert _people_by_identity(store) == forward
 
 
-def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store, archive, tmp_path):  # noqa: F811
+def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store, archive, tmp_path):
     import shutil
     import subprocess
 

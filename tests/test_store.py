@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reid_pipeline.store import Store, hnsw_index_name, migrate
+from reid_pipeline.store import hnsw_index_name, migrate
 
 
 def _rows(n):

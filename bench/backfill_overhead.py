@@ -1,0 +1,148 @@
+"""What a backfill costs in Dagster overhead per run.
+
+Starts the real stack (`reid up`: embedded Postgres, dagster dev with webserver + daemon,
+SQLite instance storage) in a temp home, writes N short generated videos, launches one
+backfill with `reid backfill --wait`, then reads every run's record and step events from
+the instance:
+
+- run wall time: from the run's start to its end (the run process, steps included);
+- step time: the sum of the steps' own durations (what the assets compute);
+- overhead per run: run wall - step time (process start, imports, resource init, event
+  writes), plus the queue delay (created -> started) that the run coordinator adds.
+
+It extrapolates a 1,000-video backfill from the measured per-run figures and the run
+concurrency of dagster.yaml. Usage: .venv/bin/python bench/backfill_overhead.py [--videos 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--videos", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each generated video")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "backfill"))
+    args = parser.parse_args()
+
+    import dagster as dg
+    import yaml
+
+    from reid_pipeline import synthetic
+    from reid_pipeline.database import stop_embedded
+
+    root = Path(tempfile.mkdtemp(prefix="reid-bf-", dir="/tmp"))
+    env = {
+        **os.environ,
+        "REID_HOME": str(root / "home"),
+        "REID_INBOX": str(root / "inbox"),
+        "DAGSTER_HOME": str(root / "home" / "dagster_home"),
+        "REID_FACE_BACKEND": "dlib",
+        "REID_SAMPLE_FPS": "2",
+        "REID_SENSOR_INTERVAL": "30",
+    }
+    env.pop("REID_DATABASE_URL", None)
+    archive = root / "archive"
+    t0 = time.perf_counter()
+    for i in range(args.videos):
+        scene = synthetic.two_people_walking(seconds=args.seconds) if i % 2 == 0 else synthetic.faceless(seconds=args.seconds)
+        # each file distinct (so none is a duplicate): vary the background seed
+        if i % 2 == 0:
+            scene = synthetic.Scene(
+                [synthetic.Shot(s.frames, synthetic.background_for(i), s.actors, s.shapes) for s in scene],
+                size=scene.size, fps=scene.fps,
+            )
+        synthetic.write_video(scene, archive / f"clip_{i:04d}.avi")
+    print(f"{args.videos} videos of {args.seconds} s written in {time.perf_counter() - t0:.1f} s")
+
+    port = 3390
+    log = open(root / "up.log", "wb")
+    up = subprocess.Popen([sys.executable, "-m", "reid_pipeline.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or up.poll() is not None:
+                    raise RuntimeError("the stack did not come up; see " + str(root / "up.log"))
+                time.sleep(1)
+        t_launch = time.time()
+        result = subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "backfill", str(archive), "--wait", "3600"],
+                                cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.time() - t_launch
+        print(result.stdout[-600:])
+        if result.returncode != 0:
+            print(result.stderr[-3000:], file=sys.stderr)
+            return 1
+        backfill_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("backfill ") and "launched" in line)
+
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            rows = []
+            for rec in records:
+                steps = instance.get_records_for_run(rec.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
+                step_s = sum(r.event_log_entry.dagster_event.event_specific_data.duration_ms for r in steps) / 1000
+                rows.append({
+                    "run_s": rec.end_time - rec.start_time,
+                    "queue_s": rec.start_time - rec.create_timestamp.timestamp(),
+                    "step_s": step_s,
+                    "overhead_s": rec.end_time - rec.start_time - step_s,
+                })
+        concurrency = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+        stop_embedded(root / "home" / "pgdata")
+        log.close()
+
+    def stats(key: str) -> dict:
+        values = sorted(r[key] for r in rows)
+        return {"mean": statistics.mean(values), "p50": statistics.median(values),
+                "p95": values[min(len(values) - 1, int(0.95 * len(values)))]}
+
+    summary = {
+        "videos": args.videos,
+        "video_seconds": args.seconds,
+        "backfill_wall_s": wall,
+        "concurrency": concurrency,
+        "run_s": stats("run_s"),
+        "step_s": stats("step_s"),
+        "overhead_s": stats("overhead_s"),
+        "queue_s": stats("queue_s"),
+        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"),
+        "cores": os.cpu_count(),
+    }
+    per_video_wall = wall / args.videos
+    summary["extrapolated_1000_videos_h"] = 1000 * per_video_wall / 3600
+    summary["extrapolated_1000_overhead_h"] = 1000 * summary["overhead_s"]["mean"] / concurrency / 3600
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backfill.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=2))
+    print(json.dumps(summary, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
