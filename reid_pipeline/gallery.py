@@ -7,6 +7,16 @@ import html
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _file_name(sighting: dict) -> str:
+    uri = sighting.get("source_uri") or ""
+    return unquote(uri.rstrip("/").rsplit("/", 1)[-1]) or sighting["partition_key"]
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;background:#fafafa;color:#222}
@@ -65,14 +75,15 @@ def write_gallery(
         page = f"{ident['identity_id']}.html"
         cards.append(
             f"<a class='card' href='{page}'><img src='{thumb(best)}' alt='face of {ident['identity_id']}'>"
-            f"<div>{html.escape(ident['identity_id'])}</div><div class='meta'>{ident['video_count']} videos, "
-            f"{ident['sequence_count']} sightings, {ident['face_count']} faces</div></a>"
+            f"<div>{html.escape(ident['identity_id'])}</div><div class='meta'>{_plural(ident['video_count'], 'video')}, "
+            f"{_plural(ident['sequence_count'], 'sighting')}, {_plural(ident['face_count'], 'face')}</div></a>"
         )
         table = ["<table><tr><th>face</th><th>video</th><th>sequence</th><th>time</th><th>faces</th></tr>"]
         for video, group in sorted(_group(rows).items()):
             for s in group:
                 table.append(
-                    f"<tr><td><img src='{thumb(s)}' alt='sighting'></td><td>{html.escape(video)}</td>"
+                    f"<tr><td><img src='{thumb(s)}' alt='sighting'></td><td>{html.escape(_file_name(s))}"
+                    f"<div class='meta'>{html.escape(video)}</div></td>"
                     f"<td>{s['sequence_id']}</td><td>{s['start_s']:.1f}-{s['end_s']:.1f} s</td><td>{s['face_count']}</td></tr>"
                 )
         table.append("</table>")
@@ -80,7 +91,8 @@ def write_gallery(
             _page(
                 ident["identity_id"],
                 f"<p><a href='index.html'>all identities</a></p><h1>{html.escape(ident['identity_id'])}</h1>"
-                f"<p class='meta'>seen in {ident['video_count']} videos, {ident['sequence_count']} sightings</p>"
+                f"<p class='meta'>seen in {_plural(ident['video_count'], 'video')}, "
+                f"{_plural(ident['sequence_count'], 'sighting')}</p>"
                 + "".join(table),
             )
         )
