@@ -310,10 +310,21 @@ def at(pairs: list[dict], method: str, threshold: float) -> dict:
     tp_cross = sum(1 for p in cross if p["scores"][method] >= threshold)
     return {"threshold": threshold, "pairs": len(pairs), "positives": npos, "negatives": len(pairs) - npos,
             "tp": tp, "fp": fp, "fn": npos - tp,
+            "precision_ci95": wilson(tp, tp + fp), "recall_ci95": wilson(tp, npos),
             "precision": tp / (tp + fp) if tp + fp else math.nan,
             "recall": tp / npos if npos else math.nan,
             "cross_video_positives": len(cross),
             "cross_video_recall": tp_cross / len(cross) if cross else math.nan}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def choose_threshold(c: dict) -> tuple[float, str]:
@@ -417,8 +428,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import functools
 
-    import numpy as np
-
     from reid_pipeline import matching
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
@@ -493,6 +502,16 @@ def main(argv: list[str] | None = None) -> int:
                                     "oracle_at_precision": oracle(c), "roc_auc": auc(ps, method),
                                     "distribution": distribution(ps, method),
                                     "curve": {x: c[x] for x in ("threshold", "precision", "recall", "tp", "fp")}}
+                r[f"{k} >= {m}"]["sensitivity"] = [at(ps, method, round(threshold + d, 3))
+                                                   for d in (-0.01, -0.005, 0.0, 0.005, 0.01)]
+                r[f"{k} >= {m}"]["closest_impostors"] = [
+                    {"score": p["scores"][method], "a": by_uid[p["a"]].person, "video_a": by_uid[p["a"]].video,
+                     "b": by_uid[p["b"]].person, "video_b": by_uid[p["b"]].video}
+                    for p in sorted((p for p in ps if not p["same"]), key=lambda p: -p["scores"][method])[:5]]
+                r[f"{k} >= {m}"]["weakest_same_person"] = [
+                    {"score": p["scores"][method], "person": by_uid[p["a"]].person, "video_a": by_uid[p["a"]].video,
+                     "video_b": by_uid[p["b"]].video}
+                    for p in sorted((p for p in ps if p["same"]), key=lambda p: p["scores"][method])[:5]]
             for k in ("tune", "held-out", "clips"):
                 ss = [s for s in usable[k] if s.face_count >= m]
                 r[f"{k} >= {m}"]["identities"] = identities(ss, subset(k, m), method, threshold)
@@ -583,6 +602,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"{fmt(cl['at_threshold']['precision'])} / {fmt(cl['at_threshold']['recall'])} | "
                   f"{x['at_threshold']['fp']} / {x['at_threshold']['negatives']} | {fmt(t['roc_auc'], 4)} / "
                   f"{fmt(h['roc_auc'], 4)} / {fmt(cl['roc_auc'], 4)} |")
+    md += ["", "95 % Wilson intervals on held-out at the chosen threshold: " + "; ".join(
+        f"{m} precision {fmt(results[m][f'held-out >= {M}']['at_threshold']['precision_ci95'][0])}-"
+        f"{fmt(results[m][f'held-out >= {M}']['at_threshold']['precision_ci95'][1])}, recall "
+        f"{fmt(results[m][f'held-out >= {M}']['at_threshold']['recall_ci95'][0])}-"
+        f"{fmt(results[m][f'held-out >= {M}']['at_threshold']['recall_ci95'][1])}" for m in matching.METHODS) + ".",
+        "", "Cross-video same-person pairs only (held-out recall at the chosen threshold): " + ", ".join(
+        f"{m} {fmt(results[m][f'held-out >= {M}']['at_threshold']['cross_video_recall'])}" for m in matching.METHODS)
+        + ".", "", f"Sensitivity (>= {M} faces): precision / recall a little either side of the chosen threshold", "",
+        "| method | set | -0.010 | -0.005 | chosen | +0.005 | +0.010 |", "|---|---|---:|---:|---:|---:|---:|"]
+    for method in matching.METHODS:
+        for k in ("tune", "held-out", "clips x LFW"):
+            cells = []
+            for a in results[method][f"{k} >= {M}"]["sensitivity"]:
+                cells.append(f"{a['fp']} false links" if k == "clips x LFW"
+                             else f"{fmt(a['precision'])} / {fmt(a['recall'])}")
+            md.append(f"| {method} | {k} | " + " | ".join(cells) + " |")
+    md += ["", f"Closest impostors and weakest same-person pairs (>= {M} faces, default method {default}):", "",
+           "| set | closest impostors (score: a / b) | weakest same-person pairs (score: person) |", "|---|---|---|"]
+    for k in ("tune", "held-out", "clips", "clips x LFW"):
+        d = results[default][f"{k} >= {M}"]
+        md.append(f"| {k} | " + "; ".join(f"{x['score']:.3f}: {x['a']} / {x['b']}" for x in d["closest_impostors"][:3])
+                  + " | " + "; ".join(f"{x['score']:.3f}: {x['person']}" for x in d["weakest_same_person"][:3]) + " |")
     md += ["", f"Same thresholds on sequences >= {MIN_FACES[1]} faces (the pipeline's `min_faces` default):", "",
            "| method | tune P / R | held-out P / R | held-out TP / FP / FN | held-out oracle R @ P0.99 | clips P / R |",
            "|---|---:|---:|---:|---:|---:|"]

@@ -43,7 +43,7 @@ def test_robust_hausdorff_shrugs_off_a_few_bad_frames(people):
 
 def test_settings_and_unknown_methods():
     s = match_settings_for("dlib_resnet_v1")
-    assert s.method == "robust_hausdorff" and 0 < s.threshold < 1
+    assert s.method == "template" and 0 < s.threshold < 1
     assert match_settings_for("insightface_buffalo_l_w600k_r50", "template").threshold < s.threshold
     with pytest.raises(ValueError, match="unknown matching method"):
         match_settings_for("dlib_resnet_v1", "magic")

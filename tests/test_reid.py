@@ -6,6 +6,7 @@ import pytest
 
 from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.sources import uri_for
 from tests.helpers import failure_message
 
@@ -88,11 +89,12 @@ def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, 
     assert gallery.endswith("index.html")
 
     # re-materialising a partition does not duplicate links
-    before = store.scored_pairs("dlib_resnet_v1", "robust_hausdorff")
+    before = store.scored_pairs("dlib_resnet_v1", DEFAULT_METHOD)
+    assert len(before) >= 1
     job = defs.resolve_job_def("process_video")
     assert job.execute_in_process(partition_key=b, instance=instance,
                                   run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}}).success
-    after = store.scored_pairs("dlib_resnet_v1", "robust_hausdorff")
+    after = store.scored_pairs("dlib_resnet_v1", DEFAULT_METHOD)
     assert len(after) == len(before)
     with store._conn() as conn:
         assert conn.execute("SELECT count(*) AS n FROM matches WHERE linked").fetchone()["n"] == 1
