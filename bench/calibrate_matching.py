@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO.parent / "shared" / "data" / "dev"
 sys.path.insert(0, str(REPO))
@@ -434,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     from reid_pipeline.sequences import QualityGate, link_settings_for
 
     t_start = time.perf_counter()
-    facts = cs.machine_facts()
-    facts["loadavg_start"] = cs.loadavg()
+    facts = machine_facts("dlib", "cv2")
     sample_fps = args.sample_fps if args.sample_fps is not None else Settings().sample_fps
     print(f"machine: {facts}", flush=True)
     cs.lfw_people = functools.lru_cache(maxsize=None)(cs.lfw_people)  # finding faces in 620 photos once is enough
@@ -539,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         default = max(matching.METHODS, key=lambda m: (round(f1[m], 3), -matching.METHODS.index(m)))
         default_rule = f"no method reaches held-out precision {TARGET_PRECISION}: best held-out F1"
     recommended = {m: round(results[m]["threshold"], 3) for m in matching.METHODS}
-    facts["loadavg_end"] = cs.loadavg()
+    facts["loadavg_end"] = loadavg()
     total_s = time.perf_counter() - t_start
 
     # ---- workload facts

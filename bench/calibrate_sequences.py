@@ -33,12 +33,12 @@ import hashlib
 import itertools
 import json
 import math
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO.parent / "shared" / "data" / "dev"
@@ -70,34 +70,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------- machine
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def machine_facts() -> dict:
-    import cv2
-    import dlib
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "dlib": dlib.__version__,
-        "opencv": cv2.__version__,
-    }
 
 
 # --------------------------------------------------------------------------- data
@@ -635,8 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     from reid_pipeline.sequences import QualityGate, link_settings_for
 
     t_start = time.perf_counter()
-    facts = machine_facts()
-    facts["loadavg_start"] = loadavg()
+    facts = machine_facts("dlib", "cv2")
     sample_fps = args.sample_fps if args.sample_fps is not None else Settings().sample_fps
     print(f"machine: {facts}", flush=True)
 

@@ -30,8 +30,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -39,6 +37,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
 
 import numpy as np
 import polars as pl
@@ -94,38 +94,6 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def pct(values, q) -> float:
     return float(np.percentile(np.asarray(values, float), q)) if len(values) else float("nan")
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def machine_facts() -> dict:
-    cpu, mem_gb = "unknown", None
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        kb = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
-        mem_gb = round(kb / 1024 / 1024, 1)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores_online": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gb": mem_gb,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "psycopg": psycopg.__version__,
-        "loadavg_start": loadavg(),
-    }
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -490,7 +458,7 @@ def main(argv=None) -> int:
     mean_faces = args.faces / (n_videos * SEQUENCES_PER_VIDEO)
     efs = [int(x) for x in args.ef_search.split(",") if x]
     result: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                    "machine": machine_facts()}
+                    "machine": machine_facts("numpy", "psycopg")}
     log(f"machine: {result['machine']['cpu']}, {result['machine']['cores_usable']} cores, "
         f"{result['machine']['memory_gb']} GB, load {result['machine']['loadavg_start']}")
     t_run = time.perf_counter()

@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,52 +73,6 @@ class Timer:
 
 def median(values):
     return statistics.median(values) if values else float("nan")
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def machine_facts() -> dict:
-    import cv2
-    import dagster
-    import dlib
-    import numpy
-    import polars
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores_online": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gb": mem_gb,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "dlib": dlib.__version__,
-        "dlib_avx": bool(getattr(dlib, "USE_AVX_INSTRUCTIONS", False)),
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-        "numpy": numpy.__version__,
-        "polars": polars.__version__,
-        "dagster": dagster.__version__,
-    }
 
 
 # --------------------------------------------------------------------------- measurements
@@ -317,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.every_frame and 0.0 not in rates:
         rates.append(0.0)
 
-    facts = machine_facts()
-    facts["loadavg_start"] = loadavg()
+    import cv2
+    import dlib
+
+    facts = machine_facts("dlib", "cv2", "numpy", "polars", "dagster")
+    facts["dlib_avx"] = bool(getattr(dlib, "USE_AVX_INSTRUCTIONS", False))
+    facts["opencv_threads"] = cv2.getNumThreads()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()), flush=True)
 
     pgdata = home / "pgdata"
