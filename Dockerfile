@@ -19,7 +19,7 @@ RUN apt-get update \
 WORKDIR /opt/dagster/app
 COPY pyproject.toml README.md ./
 COPY reid_pipeline ./reid_pipeline
-RUN pip install --no-cache-dir ".[${VARIANT}]" dagster-docker>=0.29
+RUN pip install --no-cache-dir ".[${VARIANT}]" "dagster-docker>=0.29"
 
 # Dagster code (loaded from the checkout, as in Dagster's own Docker example) and schema
 COPY assets ./assets
