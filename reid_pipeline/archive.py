@@ -146,7 +146,7 @@ def photo_query(backend, image_bgr: np.ndarray) -> np.ndarray:
 
 def sequences_at(store: Store, partition_key: str, time_s: float | None = None, sequence_id: int | None = None) -> list[dict]:
     """Sequences of a video on screen at `time_s`, or the one with `sequence_id` (all models)."""
-    with store._conn() as conn:
+    with store.connection() as conn:
         return conn.execute(
             "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count"
             " FROM sequences s JOIN face_models m USING (model) WHERE s.partition_key = %s"

@@ -260,7 +260,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     store = _store(Settings())
-    with store._conn() as conn:
+    with store.connection() as conn:
         for row in conn.execute(
             "SELECT v.status, count(DISTINCT v.partition_key) AS videos, count(f.id) AS faces"
             " FROM videos v LEFT JOIN faces f USING (partition_key) GROUP BY v.status ORDER BY v.status"

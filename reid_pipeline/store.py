@@ -108,26 +108,27 @@ class Store:
     def migrate(self) -> list[str]:
         return migrate(self.url)
 
-    def _conn(self) -> psycopg.Connection:
+    def connection(self) -> psycopg.Connection:
+        """A new connection with dict rows and the vector type registered."""
         return connect(self.url, row_factory=dict_row)
 
     # -- videos -------------------------------------------------------------------------
     def register_video(self, partition_key: str, source_uri: str) -> None:
         """Record a file under its partition key (a no-op when it is already there)."""
-        with self._conn() as conn:
+        with self.connection() as conn:
             conn.execute(
                 "INSERT INTO videos (partition_key, source_uri) VALUES (%s, %s) ON CONFLICT (partition_key) DO NOTHING",
                 (partition_key, source_uri),
             )
 
     def get_video(self, partition_key: str) -> dict | None:
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute("SELECT * FROM videos WHERE partition_key = %s", (partition_key,)).fetchone()
 
     def record_probe(self, partition_key: str, info: dict, sha256: str) -> str | None:
         """Store the probed facts; returns the partition key of an earlier video with the
         same content (then this one is marked `duplicate`), else None."""
-        with self._conn() as conn:
+        with self.connection() as conn:
             original = conn.execute(
                 "SELECT partition_key FROM videos WHERE sha256 = %s AND partition_key <> %s"
                 " AND status <> 'duplicate' ORDER BY registered_at, partition_key LIMIT 1",
@@ -159,7 +160,7 @@ class Store:
         return duplicate_of
 
     def mark_failed(self, partition_key: str, error: str) -> None:
-        with self._conn() as conn:
+        with self.connection() as conn:
             conn.execute(
                 "UPDATE videos SET status = 'failed', error = %s WHERE partition_key = %s", (error, partition_key)
             )
@@ -167,7 +168,7 @@ class Store:
     # -- faces --------------------------------------------------------------------------
     def ensure_model(self, model: str, backend: str, dim: int) -> None:
         """Register a face model and give it its own HNSW cosine indexes (faces, sequences)."""
-        with self._conn() as conn:
+        with self.connection() as conn:
             conn.execute(
                 "INSERT INTO face_models (model, backend, dim) VALUES (%s, %s, %s) ON CONFLICT (model) DO NOTHING",
                 (model, backend, dim),
@@ -233,7 +234,7 @@ class Store:
 
     # -- sequences, matches, identities --------------------------------------------------
     def sequences_for(self, partition_key: str, model: str) -> list[dict]:
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute(
                 "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
                 " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_id",
@@ -242,7 +243,7 @@ class Store:
 
     def nearest_sequences(self, model: str, dim: int, template: np.ndarray, limit: int, min_faces: int = 1) -> list[dict]:
         """The `limit` sequences of `model` whose templates are nearest (cosine, HNSW)."""
-        with self._conn() as conn:
+        with self.connection() as conn:
             # ef_search 100: recall@10 0.98 instead of 0.96 at 100k sequences for +0.5 ms (BENCHMARKS.md)
             conn.execute("SET hnsw.ef_search = %s" % max(100, 2 * int(limit)))
             return conn.execute(
@@ -255,7 +256,7 @@ class Store:
     def sequence_faces(self, sequence_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Unit embeddings and quality weights of the usable faces of each sequence (by row id)."""
         out: dict[int, tuple[list, list]] = {}
-        with self._conn() as conn:
+        with self.connection() as conn:
             for row in conn.execute(
                 "SELECT s.id, f.embedding, coalesce(f.quality_weight, 1) AS w FROM sequences s JOIN faces f"
                 " ON f.partition_key = s.partition_key AND f.model = s.model AND f.sequence_id = s.sequence_id"
@@ -288,7 +289,7 @@ class Store:
         return len(rows)
 
     def all_sequences(self, model: str) -> list[dict]:
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute(
                 "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id, mean_quality"
                 " FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
@@ -296,7 +297,7 @@ class Store:
             ).fetchall()
 
     def scored_pairs(self, model: str, method: str) -> list[dict]:
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute(
                 "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s"
                 " ORDER BY sequence_a, sequence_b",
@@ -304,7 +305,7 @@ class Store:
             ).fetchall()
 
     def models(self) -> list[dict]:
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute("SELECT model, backend, dim FROM face_models ORDER BY model").fetchall()
 
     def replace_identities(self, model: str, identities: list[dict], members: list[tuple[str, int]]) -> None:
@@ -326,7 +327,7 @@ class Store:
                     )
 
     def identity_of(self, model: str, sequence_ids: Sequence[int]) -> dict[int, str]:
-        with self._conn() as conn:
+        with self.connection() as conn:
             return {
                 r["sequence"]: r["identity_id"]
                 for r in conn.execute(
@@ -337,7 +338,7 @@ class Store:
 
     def sightings(self, model: str, identity_ids: Sequence[str] | None = None) -> list[dict]:
         """Every sequence of the identities (all when None), with video and time span."""
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute(
                 "SELECT m.identity_id, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
                 " s.best_detection_id, s.mean_quality, v.source_uri FROM identity_sequences m"
@@ -348,11 +349,11 @@ class Store:
             ).fetchall()
 
     def delete_faces(self, partition_key: str) -> None:
-        with self._conn() as conn:
+        with self.connection() as conn:
             conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
 
     def count_faces(self, partition_key: str | None = None) -> int:
-        with self._conn() as conn:
+        with self.connection() as conn:
             if partition_key is None:
                 return conn.execute("SELECT count(*) AS n FROM faces").fetchone()["n"]
             return conn.execute(
@@ -361,7 +362,7 @@ class Store:
 
     def nearest_faces(self, model: str, dim: int, vector: np.ndarray, limit: int = 10) -> list[dict]:
         """The `limit` faces of `model` closest to `vector` by cosine distance (HNSW)."""
-        with self._conn() as conn:
+        with self.connection() as conn:
             return conn.execute(
                 f"SELECT id, partition_key, detection_id, frame_index, timestamp_s,"
                 f" embedding::vector({int(dim)}) <=> %s AS distance FROM faces WHERE model = %s"

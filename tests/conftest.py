@@ -33,7 +33,7 @@ def pg_url():
 @pytest.fixture
 def store(pg_url) -> Store:
     store = Store(pg_url)
-    with store._conn() as conn:
+    with store.connection() as conn:
         conn.execute("TRUNCATE videos, faces, face_models CASCADE")
     return store
 

@@ -51,7 +51,7 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
     assert det["faces"] == 8  # two people in each of the 4 sampled frames
     assert "data:image/png;base64," in det["preview"]
     assert md["face_embeddings"]["faces"] == 8 and md["face_embeddings"]["dim"] == 128
-    with store._conn() as conn:
+    with store.connection() as conn:
         rows = conn.execute(
             "SELECT vector_dims(embedding) AS dim, model, frame_index FROM faces WHERE partition_key = %s", (key,)
         ).fetchall()
@@ -176,7 +176,7 @@ def test_sequences_and_silhouette_report_in_the_ui(defs, instance, store, cut_vi
     assert report["mean_silhouette"] > 0.25 and report["scored_sequences"] == 4
     evaluation = check_result(result)
     assert evaluation.passed
-    with store._conn() as conn:
+    with store.connection() as conn:
         rows = conn.execute(
             "SELECT sequence_id, face_count, vector_dims(template) AS dim FROM sequences WHERE partition_key = %s",
             (key,),

@@ -62,7 +62,7 @@ def _process(defs, instance, store, paths):
 
 def _people_by_identity(store):
     """identity -> set of (video, person) from ground truth placement (one person per sequence)."""
-    with store._conn() as conn:
+    with store.connection() as conn:
         rows = conn.execute(
             "SELECT m.identity_id, s.partition_key, s.sequence_id FROM identity_sequences m"
             " JOIN sequences s ON s.id = m.sequence ORDER BY 1, 2, 3"
@@ -75,7 +75,7 @@ def _people_by_identity(store):
 
 def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, archive):
     md = _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
-    with store._conn() as conn:
+    with store.connection() as conn:
         links = conn.execute(
             "SELECT partition_a, partition_b, score FROM matches WHERE linked ORDER BY score DESC"
         ).fetchall()
@@ -96,14 +96,14 @@ def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, 
                                   run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}}).success
     after = store.scored_pairs("dlib_resnet_v1", DEFAULT_METHOD)
     assert len(after) == len(before)
-    with store._conn() as conn:
+    with store.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM matches WHERE linked").fetchone()["n"] == 1
 
 
 def test_identities_do_not_depend_on_processing_order(defs, instance, store, archive):
     _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
     forward = _people_by_identity(store)
-    with store._conn() as conn:
+    with store.connection() as conn:
         conn.execute("TRUNCATE videos, faces, face_models CASCADE")
     _process(defs, instance, store, [archive["c.avi"], archive["b.avi"], archive["a.avi"]])
     assert _people_by_identity(store) == forward

@@ -24,7 +24,7 @@ def test_replacing_faces_never_duplicates_and_uses_the_model_index(store):
     assert store.count_faces("v1") == 30
     hits = store.nearest_faces("m8", 8, vectors[7], limit=3)
     assert hits[0]["detection_id"] == 7 and hits[0]["distance"] == pytest.approx(0, abs=1e-5)
-    with store._conn() as conn:
+    with store.connection() as conn:
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(
             r["QUERY PLAN"]
