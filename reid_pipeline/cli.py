@@ -126,7 +126,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     from reid_pipeline.sources import uri_for
 
     instance = dg.DagsterInstance.get()
-    job = build_definitions().resolve_job_def("process_video")
+    defs = build_definitions()
+    job = defs.resolve_job_def("process_video")
     files = [Path(f) for f in args.files]
     missing = [f for f in files if not f.is_file()]
     for f in missing:
@@ -167,6 +168,16 @@ def cmd_process(args: argparse.Namespace) -> int:
     for name, key, status, faces, elapsed, error in summary:
         print(f"{name[:40]:40} {key[:32]:32} {status:10} {faces:6d} {elapsed:8.1f}  {error}")
     failed = sum(1 for row in summary if row[2] == "failed")
+    if len(summary) > failed:
+        # no daemon here to run the automation: recompute the archive's identities now
+        rebuilt = defs.resolve_job_def("rebuild_identities").execute_in_process(
+            instance=instance, run_config={"loggers": run_config["loggers"]}, raise_on_error=False
+        )
+        for event in rebuilt.get_asset_materialization_events():
+            md = event.materialization.metadata
+            if "identities" in md and "gallery" in md:
+                print(f"\nidentities: {md['identities'].value} ({md['in_several_videos'].value} in several videos);"
+                      f" gallery {md['gallery'].value}")
     print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found")
     return 1 if failed or missing else 0
 

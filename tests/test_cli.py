@@ -21,6 +21,7 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert "2 processed, 1 failed, 1 not found" in out
     assert "not a readable video" in out
     assert "duplicate" in out
+    assert "identities: 3" in out and "index.html" in out  # astronaut, tom_hanks, t1_0
 
     key = partition_key_for(str(first.resolve()))
     assert main(["evidence", key, "--time", "0.5", "--out", str(reid_env / "ev.png")]) == 0
