@@ -9,7 +9,8 @@ ENV PYTHONUNBUFFERED=1 \
     DAGSTER_HOME=/opt/dagster/home \
     REID_HOME=/data \
     REID_DATA_ROOT=/data \
-    REID_INBOX=/inbox
+    REID_INBOX=/inbox \
+    REID_SQL_DIR=/opt/dagster/app/sql
 
 # libgl/glib for OpenCV (insightface pulls the non-headless wheel), build tools for insightface's Cython part
 RUN apt-get update \

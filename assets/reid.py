@@ -10,7 +10,7 @@ from assets.partitions import videos
 from assets.sequences import face_sequences
 from reid_pipeline.archive import match_partition, recompute_identities
 from reid_pipeline.gallery import write_gallery
-from reid_pipeline.matching import DEFAULT_METHOD, METHODS, MatchSettings, match_settings_for
+from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
 from reid_pipeline.preview import markdown_image
 from reid_pipeline.silhouette import sequence_sheet
 from resources import DataStorage, ReidDatabase
@@ -26,8 +26,7 @@ class MatchConfig(dg.Config):
 
 
 def _settings(config: MatchConfig, model: str) -> MatchSettings:
-    if config.method not in METHODS:
-        raise dg.Failure(description=f"unknown matching method {config.method!r}; choose one of {', '.join(METHODS)}")
+    """The model's calibrated settings, overridden by the run config (ValueError if none)."""
     return match_settings_for(model, config.method, config.threshold, candidates=config.candidates, min_faces=config.min_faces)
 
 
@@ -62,7 +61,10 @@ def cross_video_matches(
         return dg.MaterializeResult(metadata={"links": 0, "note": "no faces in this video"})
     model = models[0]
     dim = next(m["dim"] for m in store.models() if m["model"] == model)
-    settings = _settings(config, model)
+    try:
+        settings = _settings(config, model)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     report = match_partition(store, key, model, dim, settings)
     other_videos = sorted({r["partition_b"] if r["partition_a"] == key else r["partition_a"] for r in report.links} - {key})
     metadata = {
@@ -110,16 +112,22 @@ def identities(context: dg.AssetExecutionContext, config: MatchConfig, database:
     store = database.store()
     metadata: dict = {}
     chip = chip_loader(storage)
-    for face_model in store.models():
+    models = store.models()
+    for face_model in models:
         model = face_model["model"]
         t0 = time.perf_counter()
-        settings = _settings(config, model)
+        try:
+            settings = _settings(config, model)
+        except ValueError as exc:  # one uncalibrated model must not stop the others
+            context.log.warning(f"identities of {model} skipped: {exc}")
+            metadata[f"{model}/skipped"] = str(exc)
+            continue
         result = recompute_identities(store, model, settings)
         sightings = store.sightings(model)
         index = write_gallery(storage.folder("gallery", model), result.identities, sightings, chip,
                               title=f"identities ({model})")
         multi = [i for i in result.identities if i["video_count"] > 1]
-        prefix = "" if len(store.models()) == 1 else f"{model}/"
+        prefix = "" if len(models) == 1 else f"{model}/"
         metadata.update({
             f"{prefix}identities": len(result.identities),
             f"{prefix}in_several_videos": len(multi),

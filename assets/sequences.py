@@ -14,7 +14,7 @@ from reid_pipeline.preview import markdown_image
 from reid_pipeline.sequences import QualityGate, build_sequences, link_settings_for
 from reid_pipeline.silhouette import WARN_BELOW, projection_plot, sequence_sheet, silhouette, silhouette_plot
 from reid_pipeline.pipeline import write_parquet
-from resources import DataStorage, FaceModel, ReidDatabase
+from resources import DataStorage, ReidDatabase
 
 
 class SequenceConfig(dg.Config):
@@ -47,8 +47,7 @@ def load_faces(storage: DataStorage, key: str) -> tuple[pl.DataFrame, np.ndarray
 
 @dg.asset(partitions_def=videos, group_name="video", deps=[face_embeddings, frame_detections], kinds={"parquet", "postgres"})
 def face_sequences(
-    context: dg.AssetExecutionContext, config: SequenceConfig, database: ReidDatabase, face_model: FaceModel,
-    storage: DataStorage,
+    context: dg.AssetExecutionContext, config: SequenceConfig, database: ReidDatabase, storage: DataStorage
 ) -> dg.MaterializeResult:
     """Faces linked into per-person sequences (appearance + geometry, one assignment per
     sampled frame; a shot cut ends every sequence; gaps of a few frames bridged). Faces that
@@ -58,10 +57,12 @@ def face_sequences(
     key = context.partition_key
     t0 = time.perf_counter()
     detections, vectors, frames, model = load_faces(storage, key)
-    backend = face_model.get()
+    store = database.store()
+    # the linking defaults follow the model that made these vectors, not today's setting
+    family = next((m["backend"] for m in store.models() if m["model"] == model), "dlib")
     gate = QualityGate(config.min_face_px, config.min_detector_score, config.min_blur, config.max_abs_yaw, config.max_abs_pitch)
     link = link_settings_for(
-        backend.name, max_appearance_distance=config.max_appearance_distance, max_centre_shift=config.max_centre_shift,
+        family, max_appearance_distance=config.max_appearance_distance, max_centre_shift=config.max_centre_shift,
         max_gap=config.max_gap, cut_threshold=config.cut_threshold,
     )
     result = build_sequences(detections, vectors, frames, gate, link)
@@ -70,8 +71,8 @@ def face_sequences(
     )
     write_parquet(seq_df, storage.path("face_sequences", key))
     write_parquet(result.faces, storage.path("face_sequences", key, ".faces.parquet"))
-    if model:
-        database.store().replace_sequences(key, model, result.sequences, result.templates, result.faces)
+    # a video without faces (any more) keeps no sequences, so no stale sightings either
+    store.replace_sequences(key, model or None, result.sequences, result.templates, result.faces)
     rejected = result.faces.filter(pl.col("reject_reason").is_not_null())
     reasons = (
         rejected.with_columns(pl.col("reject_reason").str.extract(r"^([a-z ]+)").alias("why"))

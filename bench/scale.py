@@ -395,7 +395,7 @@ class TimedStore(Store):
     sequences_for = _timed("sequences_for")
     nearest_sequences = _timed("nearest_sequences")
     sequence_faces = _timed("sequence_faces")
-    replace_matches = _timed("replace_matches")
+    upsert_matches = _timed("upsert_matches")
     del _timed
 
 
@@ -623,7 +623,7 @@ def main(argv=None) -> int:
         per_seq = [r["seconds"] * 1000 / max(1, r["queried"]) for r in warm]
         total = [r["seconds"] * 1000 for r in warm]
         split = {k: round(statistics.median(r["store_s"].get(k, 0) * 1000 for r in warm), 1)
-                 for k in ("sequences_for", "nearest_sequences", "sequence_faces", "replace_matches")}
+                 for k in ("sequences_for", "nearest_sequences", "sequence_faces", "upsert_matches")}
         split["scoring_and_rest"] = round(statistics.median(
             r["seconds"] * 1000 - sum(r["store_s"].values()) * 1000 for r in warm), 1)
 

@@ -57,7 +57,7 @@ def match_partition(store: Store, partition_key: str, model: str, dim: int, sett
         if row["linked"]:
             report.links.append(row)
     report.candidates = len(report.rows)
-    store.replace_matches(partition_key, model, settings.method, report.rows)
+    store.upsert_matches(model, settings.method, report.rows)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -12,10 +12,9 @@ multipart object's LastModified (completion time on moto; AWS documents the uplo
 *start* as the creation date), so the age test alone may pass at once after a long upload;
 the two-scan size+ETag test is what makes a just-completed object wait one more tick.
 
-Partition keys are `inbox.partition_key_for(<object key relative to the prefix>)`, the
-same function the folder scan uses on relative paths: `s3://b/in/a/clip.mp4` (prefix
-`in/`) and `<folder>/a/clip.mp4` get the same key, so whichever is registered first wins
-and the other is skipped as known. Use distinct sub-folders if both kinds feed one archive.
+Partition keys are `inbox.partition_key_for(<the object's s3:// URI>)`: a slug of the
+object's name and a hash of its full location, so objects never share a key with each other
+or with files of a watched folder.
 
 Source URIs are `s3://<bucket>/<key>` with the key as stored (not percent-encoded, as the
 AWS CLI writes them); parse them with `parse_s3_uri`, not `urllib.parse`.

@@ -7,6 +7,7 @@ this is the one module of the core that may import it; it does so lazily, inside
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import signal
@@ -37,8 +38,16 @@ def prepare(settings: Settings) -> Path:
     return home
 
 
+def _database_url(settings: Settings, keep_running: bool = False) -> str:
+    """The database URL; an embedded server that this command had to start is stopped
+    when the command exits (one already running, e.g. under `reid up`, is left alone)."""
+    if not settings.database_url and not (Path(settings.pgdata) / "postmaster.pid").exists() and not keep_running:
+        atexit.register(embedded_server(settings.pgdata).stop)
+    return resolve_url(settings.database_url, settings.pgdata)
+
+
 def _store(settings: Settings) -> Store:
-    store = Store(resolve_url(settings.database_url, settings.pgdata))
+    store = Store(_database_url(settings))
     store.migrate()
     return store
 
@@ -46,13 +55,8 @@ def _store(settings: Settings) -> Store:
 def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings()
     home = prepare(settings)
-    server = None if settings.database_url else embedded_server(settings.pgdata)
-    try:
-        _store(settings)
-        return _run_dagster_dev(settings, home, args)
-    finally:
-        if server is not None:
-            server.stop()
+    _store(settings)
+    return _run_dagster_dev(settings, home, args)
 
 
 def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace) -> int:
@@ -104,15 +108,6 @@ def _end_group(pgid: int, grace_s: float = 5.0) -> None:
         pass
 
 
-def _partition_key(path: Path, inbox: Path) -> str:
-    from reid_pipeline.inbox import partition_key_for
-
-    try:
-        return partition_key_for(path.resolve().relative_to(inbox.resolve()).as_posix())
-    except ValueError:
-        return partition_key_for(str(path.resolve()))
-
-
 def cmd_process(args: argparse.Namespace) -> int:
     """Headless: each file becomes a partition and goes through the Dagster job in this
     process; the runs show in the UI too. One bad file never stops the others."""
@@ -123,6 +118,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from definitions import build_definitions
+    from reid_pipeline.inbox import partition_key_for
     from reid_pipeline.sources import uri_for
 
     instance = dg.DagsterInstance.get()
@@ -140,7 +136,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     }
     summary = []
     for i, path in enumerate(files, 1):
-        key = _partition_key(path, settings.inbox)
+        key = partition_key_for(str(path.resolve()))
         print(f"[{i}/{len(files)}] {path.name} -> partition {key}", flush=True)
         store.register_video(key, uri_for(path))
         instance.add_dynamic_partitions("videos", [key])
@@ -213,39 +209,67 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 0
     instance.add_dynamic_partitions("videos", keys)
     print(f"{len(keys)} videos registered as partitions of `videos`")
-    command = [sys.executable, "-m", "dagster", "job", "backfill", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-               "-j", "process_video", "--partitions", ",".join(keys), "--noprompt"]
-    if args.tags:
-        command += ["--tags", args.tags]
-    launched = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
-    if launched.returncode != 0:
-        print(launched.stdout + launched.stderr, file=sys.stderr)
-        return 1
-    backfill_id = next((line.split("`")[1] for line in launched.stdout.splitlines() if "Launched backfill" in line), "?")
-    print(f"backfill {backfill_id} launched: {len(keys)} runs queued; the daemon runs them "
-          f"(UI: Overview > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
+    # one `dagster job backfill` per chunk: an argument list of thousands of keys would
+    # overrun the kernel's limit on one argument
+    backfill_ids = []
+    for start in range(0, len(keys), BACKFILL_CHUNK):
+        chunk = keys[start : start + BACKFILL_CHUNK]
+        command = [sys.executable, "-m", "dagster", "job", "backfill", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+                   "-j", "process_video", "--partitions", ",".join(chunk), "--noprompt"]
+        if args.tags:
+            command += ["--tags", args.tags]
+        launched = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+        if launched.returncode != 0:
+            print(launched.stdout + launched.stderr, file=sys.stderr)
+            return 1
+        backfill_id = next(line.split("`")[1] for line in launched.stdout.splitlines() if "Launched backfill" in line)
+        backfill_ids.append(backfill_id)
+        print(f"backfill {backfill_id} launched: {len(chunk)} runs queued; the daemon runs them "
+              f"(UI: Overview > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
     if args.wait:
-        return _wait_for_backfill(instance, backfill_id, len(keys), args.wait)
+        return _wait_for_backfills(instance, backfill_ids, len(keys), args.wait)
     return 0
 
 
-def _wait_for_backfill(instance, backfill_id: str, total: int, timeout_s: float) -> int:
+BACKFILL_CHUNK = 500
+
+
+def _wait_for_backfills(instance, backfill_ids: list[str], total: int, timeout_s: float) -> int:
+    """Follow the backfills until every partition's latest run has finished (a retried
+    partition counts once, by its last attempt)."""
     import dagster as dg
     from tqdm import tqdm
 
     finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     deadline = time.monotonic() + timeout_s
-    with tqdm(total=total, unit="video", desc=f"backfill {backfill_id}") as bar:
+    with tqdm(total=total, unit="video", desc="backfill") as bar:
         while True:
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-            done = [r for r in runs if r.status in finished]
+            latest: dict[str, dg.DagsterRun] = {}
+            for backfill_id in backfill_ids:
+                # newest first: the first run seen per partition is its last attempt
+                for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
+                    latest.setdefault(run.tags.get("dagster/partition", run.run_id), run)
+            done = [r for r in latest.values() if r.status in finished]
+            settled = len(done) >= total and not any(_will_retry(instance, r) for r in done)
             bar.update(len(done) - bar.n)
-            if len(done) >= total or time.monotonic() > deadline:
+            if settled or time.monotonic() > deadline:
                 break
             time.sleep(2)
     failed = [r for r in done if r.status != dg.DagsterRunStatus.SUCCESS]
-    print(f"{len(done)}/{total} runs finished, {len(failed)} failed")
-    return 0 if len(done) >= total and not failed else 1
+    print(f"{len(done)}/{total} videos finished, {len(failed)} failed")
+    for run in failed:
+        print(f"  failed: {run.tags.get('dagster/partition')} (run {run.run_id})")
+    return 0 if settled and not failed else 1
+
+
+def _will_retry(instance, run) -> bool:
+    """A failed run that Dagster's run retries will follow with a new attempt."""
+    import dagster as dg
+
+    if run.status != dg.DagsterRunStatus.FAILURE or not instance.run_retries_enabled:
+        return False
+    attempt = int(run.tags.get("dagster/retry_number", 0))
+    return attempt < instance.run_retries_max_retries
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -253,7 +277,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "stop":
         print("stopped" if stop_embedded(settings.pgdata) else "not running")
         return 0
-    url = resolve_url(settings.database_url, settings.pgdata)
+    url = _database_url(settings, keep_running=args.action == "url")  # a URL to use later: leave it up
     if args.action == "url":
         print(url)
     elif args.action == "migrate":
@@ -399,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("--video", help="a partition key; with --time, the sequences on screen then")
     query.add_argument("--sequence", help="PARTITION_KEY:SEQUENCE_ID")
     search.add_argument("--time", type=float, help="seconds into --video")
-    search.add_argument("--method", default=None, help="template, topk_mean or robust_hausdorff (default)")
+    search.add_argument("--method", default=None, help="template (default), topk_mean or robust_hausdorff")
     search.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     search.add_argument("--limit", type=int, default=50, help="candidate sequences fetched from the index")
     search.set_defaults(func=cmd_search)

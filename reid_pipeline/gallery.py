@@ -4,6 +4,7 @@ with its sightings per video (time spans and a face of each sighting)."""
 from __future__ import annotations
 
 import html
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
@@ -51,13 +52,18 @@ def write_gallery(
     end_s, face_count, best_detection_id; `chip(partition_key, detection_id)` gives a JPEG."""
     folder = Path(folder)
     thumbs = folder / "faces"
+    # the gallery is rebuilt whole: pages and faces of identities that no longer exist go
+    if thumbs.exists():
+        shutil.rmtree(thumbs)
+    for old in folder.glob("*.html"):
+        old.unlink()
     thumbs.mkdir(parents=True, exist_ok=True)
     by_identity: dict[str, list[dict]] = defaultdict(list)
     for s in sightings:
         by_identity[s["identity_id"]].append(s)
 
     def thumb(s: dict) -> str:
-        name = f"{s['partition_key']}_{s['sequence_id']}.jpg"
+        name = f"{s['partition_key']}_{s['best_detection_id']}.jpg"
         path = thumbs / name
         if not path.exists():
             data = chip(s["partition_key"], s["best_detection_id"])

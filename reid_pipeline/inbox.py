@@ -12,8 +12,9 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
+from urllib.parse import unquote
 
 from reid_pipeline.video import VIDEO_SUFFIXES
 
@@ -21,16 +22,18 @@ from reid_pipeline.video import VIDEO_SUFFIXES
 PARTIAL_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".filepart", ".!qb"})
 
 
-def partition_key_for(relative_path: str) -> str:
+def partition_key_for(location: str) -> str:
     """A stable, unique, Dagster-safe key for a file: a readable ASCII slug of its name and
-    8 hex digits of a hash of its path relative to the watched folder.
+    8 hex digits of a hash of its full location (an absolute path, or an s3:// URI), so two
+    files of the same name in different folders or buckets never share a key.
 
-    e.g. `Zoë, Paris [2024].mp4` -> `zoe_paris_2024-3f9a1c2e`. Only [a-z0-9_-] remain, so
-    keys never hold commas or brackets and backfill from the UI works."""
-    stem = Path(relative_path).stem
+    e.g. `/srv/in/Zoë, Paris [2024].mp4` -> `zoe_paris_2024-3f9a1c2e`. Only [a-z0-9_-]
+    remain, so keys never hold commas or brackets and backfill from the UI works."""
+    location = str(location)
+    stem = PurePosixPath(unquote(location.replace(os.sep, "/").rstrip("/"))).stem
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "_", ascii_stem.lower()).strip("_")[:40].strip("_") or "video"
-    digest = hashlib.sha1(relative_path.replace(os.sep, "/").encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(location.encode("utf-8")).hexdigest()[:8]
     return f"{slug}-{digest}"
 
 
@@ -65,13 +68,14 @@ def consider(
     stat: Callable[[], tuple[int, object, float] | None],
 ) -> None:
     """Decide about one file (or object) `rel` of a scan, the same way for folders and
-    buckets. `where` is what `ready`/`skipped` report (a path or a URI); `stat()` gives
+    buckets. `where` is its full location (an absolute path or a URI): the partition key is
+    made from it, and `ready`/`skipped` report it; `stat()` gives
     (size, fingerprint, modified time) or None when it is gone or busy. A file is ready
     once its (size, fingerprint) is the one seen by the previous scan and it has not been
     modified for `settle_s`."""
     reason = skip_reason(rel.rsplit("/", 1)[-1])
     if reason is None:
-        key = partition_key_for(rel)
+        key = partition_key_for(str(where))
         if key in known_keys:
             return
         facts = stat()
@@ -105,7 +109,7 @@ def scan(
     size and mtime are unchanged since the previous scan (`pending`) and it has not been
     modified for `settle_s` seconds: a file still being written never qualifies. Non-video,
     hidden, partial and empty files are reported once in `skipped`, with the reason."""
-    folder = Path(folder)
+    folder = Path(folder).resolve()
     now = time.time() if now is None else now
     result = ScanResult(ignored=set(ignored or ()))
 

@@ -8,6 +8,7 @@ and `model = ...` for the planner to take it (see `nearest_faces`).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from psycopg.rows import dict_row
 
 from reid_pipeline.config import PROJECT_ROOT
 
-SQL_DIR = PROJECT_ROOT / "sql"
+# The migrations ship with the checkout (sql/); an install elsewhere (a container) names them.
+SQL_DIR = Path(os.environ.get("REID_SQL_DIR", PROJECT_ROOT / "sql"))
 _MIGRATION_LOCK = 0x5E1D  # pg advisory lock key: one migrator at a time across processes
 
 FACE_COLUMNS = (
@@ -70,6 +72,8 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction, under an advisory
     lock so concurrent processes (webserver, daemon, runs) never race. Returns the applied
     versions; idempotent."""
+    if not migrations(sql_dir):
+        raise RuntimeError(f"no migrations found in {sql_dir}; set REID_SQL_DIR to the project's sql/ folder")
     applied_now = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
@@ -93,6 +97,13 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
+def lock(conn: psycopg.Connection, *names: str) -> None:
+    """A transaction-scoped advisory lock named by `names`: concurrent runs of different
+    videos that write the same archive-wide rows (a model's sequences, matches and
+    identities; one content hash) take turns instead of racing."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (":".join(("reid",) + names),))
+
+
 def hnsw_index_name(model: str, table: str = "faces") -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:36]
     return f"{table}_hnsw_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:6]}"
@@ -114,12 +125,16 @@ class Store:
 
     # -- videos -------------------------------------------------------------------------
     def register_video(self, partition_key: str, source_uri: str) -> None:
-        """Record a file under its partition key (a no-op when it is already there)."""
+        """Record a file under its partition key (a no-op when it is already there). A key
+        already taken by another file is an error, never a silent swap."""
         with self.connection() as conn:
-            conn.execute(
-                "INSERT INTO videos (partition_key, source_uri) VALUES (%s, %s) ON CONFLICT (partition_key) DO NOTHING",
+            row = conn.execute(
+                "INSERT INTO videos (partition_key, source_uri) VALUES (%s, %s) ON CONFLICT (partition_key)"
+                " DO UPDATE SET source_uri = videos.source_uri RETURNING source_uri",
                 (partition_key, source_uri),
-            )
+            ).fetchone()
+        if row["source_uri"] != source_uri:
+            raise ValueError(f"partition {partition_key} already belongs to {row['source_uri']}, not {source_uri}")
 
     def get_video(self, partition_key: str) -> dict | None:
         with self.connection() as conn:
@@ -128,10 +143,11 @@ class Store:
     def record_probe(self, partition_key: str, info: dict, sha256: str) -> str | None:
         """Store the probed facts; returns the partition key of an earlier video with the
         same content (then this one is marked `duplicate`), else None."""
-        with self.connection() as conn:
+        with self.connection() as conn, conn.transaction():
+            lock(conn, "sha256", sha256)  # two copies probed at once: one of them is the original
             original = conn.execute(
                 "SELECT partition_key FROM videos WHERE sha256 = %s AND partition_key <> %s"
-                " AND status <> 'duplicate' ORDER BY registered_at, partition_key LIMIT 1",
+                " AND status NOT IN ('duplicate', 'failed') ORDER BY registered_at, partition_key LIMIT 1",
                 (sha256, partition_key),
             ).fetchone()
             duplicate_of = original["partition_key"] if original else None
@@ -169,13 +185,21 @@ class Store:
     def ensure_model(self, model: str, backend: str, dim: int) -> None:
         """Register a face model and give it its own HNSW cosine indexes (faces, sequences)."""
         with self.connection() as conn:
-            conn.execute(
-                "INSERT INTO face_models (model, backend, dim) VALUES (%s, %s, %s) ON CONFLICT (model) DO NOTHING",
+            known = conn.execute("SELECT dim FROM face_models WHERE model = %s", (model,)).fetchone()
+            if known is not None:
+                # already set up: no DDL here, it would queue behind every concurrent writer
+                if known["dim"] != dim:
+                    raise ValueError(f"model {model!r} is registered with dimension {known['dim']}, not {dim}")
+                return
+        with self.connection() as conn, conn.transaction():
+            lock(conn, "model", model)
+            inserted = conn.execute(
+                "INSERT INTO face_models (model, backend, dim) VALUES (%s, %s, %s) ON CONFLICT (model) DO NOTHING"
+                " RETURNING model",
                 (model, backend, dim),
-            )
-            known = conn.execute("SELECT dim FROM face_models WHERE model = %s", (model,)).fetchone()["dim"]
-            if known != dim:
-                raise ValueError(f"model {model!r} is registered with dimension {known}, not {dim}")
+            ).fetchone()
+            if inserted is None:
+                return self.ensure_model(model, backend, dim)  # another process registered it
             literal = model.replace("'", "''")
             for table, column in (("faces", "embedding"), ("sequences", "template")):
                 conn.execute(
@@ -204,13 +228,18 @@ class Store:
         return count
 
     def replace_sequences(
-        self, partition_key: str, model: str, sequences: pl.DataFrame, templates: np.ndarray, faces: pl.DataFrame
+        self, partition_key: str, model: str | None, sequences: pl.DataFrame, templates: np.ndarray, faces: pl.DataFrame
     ) -> int:
         """Replace the partition's sequences of `model` and set each face's sequence,
-        quality weight and reject reason, in one transaction."""
+        quality weight and reject reason, in one transaction. `model` None (a video with no
+        faces any more) removes the partition's sequences of every model."""
         columns = sequences.columns
         with connect(self.url) as conn:
             with conn.transaction():
+                if model is None:
+                    conn.execute("DELETE FROM sequences WHERE partition_key = %s", (partition_key,))
+                    return 0
+                lock(conn, "model", model)  # matches and identities of other runs read these ids
                 conn.execute("DELETE FROM sequences WHERE partition_key = %s AND model = %s", (partition_key, model))
                 with conn.cursor().copy(
                     f"COPY sequences (partition_key, model, {', '.join(columns)}, template) FROM STDIN"
@@ -246,6 +275,8 @@ class Store:
         with self.connection() as conn:
             # ef_search 100: recall@10 0.98 instead of 0.96 at 100k sequences for +0.5 ms (BENCHMARKS.md)
             conn.execute("SET hnsw.ef_search = %s" % max(100, 2 * int(limit)))
+            # the face_count filter applies after the index scan: keep scanning until enough pass
+            conn.execute("SET hnsw.iterative_scan = relaxed_order")
             return conn.execute(
                 f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
                 f" 1 - (template::vector({int(dim)}) <=> %s) AS template_similarity FROM sequences"
@@ -268,20 +299,21 @@ class Store:
                 weights.append(row["w"])
         return {k: (np.asarray(v, np.float32), np.asarray(w, np.float32)) for k, (v, w) in out.items()}
 
-    def replace_matches(self, partition_key: str, model: str, method: str, rows: Iterable[dict]) -> int:
-        """Replace every stored pair of `method` that involves the partition."""
+    def upsert_matches(self, model: str, method: str, rows: Iterable[dict]) -> int:
+        """Store scored pairs (a pair already there gets the new score). Pairs found by other
+        videos' searches stay; pairs of sequences that were re-made vanish with them
+        (ON DELETE CASCADE), and so do pairs whose sequence vanished while they were scored."""
         rows = list(rows)
         with connect(self.url) as conn:
             with conn.transaction():
-                conn.execute(
-                    "DELETE FROM matches WHERE model = %s AND method = %s AND (partition_a = %s OR partition_b = %s)",
-                    (model, method, partition_key, partition_key),
-                )
+                lock(conn, "model", model)
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO matches (model, method, sequence_a, sequence_b, partition_a, partition_b, score,"
-                        " template_similarity, linked) VALUES (%(model)s, %(method)s, %(sequence_a)s, %(sequence_b)s,"
-                        " %(partition_a)s, %(partition_b)s, %(score)s, %(template_similarity)s, %(linked)s)"
+                        " template_similarity, linked) SELECT %(model)s, %(method)s, %(sequence_a)s, %(sequence_b)s,"
+                        " %(partition_a)s, %(partition_b)s, %(score)s, %(template_similarity)s, %(linked)s"
+                        " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %(sequence_a)s)"
+                        " AND EXISTS (SELECT 1 FROM sequences WHERE id = %(sequence_b)s)"
                         " ON CONFLICT (model, method, sequence_a, sequence_b) DO UPDATE SET score = EXCLUDED.score,"
                         " template_similarity = EXCLUDED.template_similarity, linked = EXCLUDED.linked, scored_at = now()",
                         [{**r, "model": model, "method": method} for r in rows],
@@ -313,17 +345,19 @@ class Store:
         face_count, best_sequence) and members (identity_id, sequence row id)."""
         with connect(self.url) as conn:
             with conn.transaction():
+                lock(conn, "model", model)
                 conn.execute("DELETE FROM identities WHERE model = %s", (model,))
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO identities (identity_id, model, sequence_count, video_count, face_count,"
                         " best_sequence) VALUES (%(identity_id)s, %(model)s, %(sequence_count)s, %(video_count)s,"
-                        " %(face_count)s, %(best_sequence)s)",
+                        " %(face_count)s, (SELECT id FROM sequences WHERE id = %(best_sequence)s))",
                         [{**i, "model": model} for i in identities],
                     )
-                    cur.executemany(
-                        "INSERT INTO identity_sequences (model, identity_id, sequence) VALUES (%s, %s, %s)",
-                        [(model, identity, seq) for identity, seq in members],
+                    cur.executemany(  # a sequence re-made since it was read is skipped
+                        "INSERT INTO identity_sequences (model, identity_id, sequence) SELECT %s, %s, %s"
+                        " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %s)",
+                        [(model, identity, seq, seq) for identity, seq in members],
                     )
 
     def identity_of(self, model: str, sequence_ids: Sequence[int]) -> dict[int, str]:
@@ -347,10 +381,6 @@ class Store:
                 " ORDER BY m.identity_id, s.partition_key, s.start_s",
                 (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
             ).fetchall()
-
-    def delete_faces(self, partition_key: str) -> None:
-        with self.connection() as conn:
-            conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
 
     def count_faces(self, partition_key: str | None = None) -> int:
         with self.connection() as conn:

@@ -83,7 +83,7 @@ def test_bucket_scan_takes_only_settled_complete_videos_and_local_path_fetches_t
         (f"s3://{BUCKET}/in/notes.txt", "not a video file")
     ]
     second = scan_bucket(client, location, set(), first.pending, first.ignored, settle_s=5, now=now)
-    walk_key = partition_key_for("walk.avi")
+    walk_key = partition_key_for(f"s3://{BUCKET}/in/walk.avi")
     assert second.ready == [(walk_key, f"s3://{BUCKET}/in/walk.avi")]
     assert second.skipped == []  # notes.txt is reported once only
 
@@ -101,7 +101,7 @@ def test_bucket_scan_takes_only_settled_complete_videos_and_local_path_fetches_t
     fourth = scan_bucket(client, location, known, third.pending, third.ignored, settle_s=5, now=now)
     upload_uri = f"s3://{BUCKET}/in/later/upload.mp4"
     assert sorted(fourth.ready) == sorted(
-        [(partition_key_for("later/upload.mp4"), upload_uri), (partition_key_for("redo.avi"), f"s3://{BUCKET}/in/redo.avi")]
+        [(partition_key_for(upload_uri), upload_uri), (partition_key_for(f"s3://{BUCKET}/in/redo.avi"), f"s3://{BUCKET}/in/redo.avi")]
     )
     assert fourth.skipped == [] and fourth.pending == {}
 
@@ -161,7 +161,7 @@ def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, t
             result = sensor(context)
             cursor = context.cursor
             requests += result.run_requests or []
-        key = partition_key_for("walk.avi")
+        key = partition_key_for("s3://reid-sensor/incoming/walk.avi")
         assert [r.partition_key for r in requests] == [key]
         assert "notes.txt" in cursor and "big.mp4" not in [r.partition_key for r in requests]
         assert store.get_video(key)["source_uri"] == "s3://reid-sensor/incoming/walk.avi"

@@ -145,7 +145,7 @@ def test_inbox_sensor_registers_settled_videos_and_skips_the_rest(
     assert result.run_requests in (None, []) and "pending" in json.loads(cursor)
     partial.write_bytes(path.read_bytes()[:5000])
     result, cursor = _tick(defs, instance, cursor)
-    key = partition_key_for("clip one.avi")
+    key = partition_key_for(str((inbox / "clip one.avi").resolve()))
     assert [r.partition_key for r in result.run_requests] == [key]
     assert result.dynamic_partitions_requests[0].partition_keys == [key]
     assert store.get_video(key)["source_uri"] == uri_for(inbox / "clip one.avi")

@@ -290,7 +290,7 @@ def test_dropped_video_is_processed_by_the_running_stack():
     log_path = root / "reid-up.log"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    key = partition_key_for(DROPPED_NAME)
+    key = partition_key_for(str((inbox / DROPPED_NAME).resolve()))
     proc = None
     passed = False
     t_start = time.monotonic()
@@ -409,7 +409,7 @@ def test_dropped_video_is_processed_by_the_running_stack():
             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
         )
         assert backfill.returncode == 0, backfill.stdout + backfill.stderr
-        assert "2 videos registered" in backfill.stdout and "2/2 runs finished, 0 failed" in backfill.stdout
+        assert "2 videos registered" in backfill.stdout and "2/2 videos finished, 0 failed" in backfill.stdout
         assert "skipped" in backfill.stdout and "index.txt" in backfill.stdout
         backfill_done = time.time()
         print(f"backfill of 2 videos done {time.monotonic() - t_done:.1f} s after the first video")

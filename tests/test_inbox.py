@@ -11,6 +11,7 @@ def test_partition_keys_are_safe_stable_and_unique():
     keys = [partition_key_for(name) for name in odd]
     assert all(SAFE.match(k) and len(k) <= 49 for k in keys), keys
     assert keys[0] == partition_key_for("Zoë, Paris [2024].mp4")
+    assert partition_key_for("s3://bucket/in/Zo%C3%AB.mp4").startswith("zoe-")  # URIs: the decoded name
     assert keys[0].startswith("zoe_paris_2024-")
     assert keys[2].startswith("video-")  # nothing ASCII left in the name
     assert len(set(keys)) == len(keys)
@@ -30,9 +31,10 @@ def test_a_video_is_taken_once_it_holds_still(tmp_path):
     first = scan(tmp_path, set(), now=now)
     assert first.ready == [] and "sub/clip.mp4" in first.pending  # seen once: not yet
     second = scan(tmp_path, set(), first.pending, first.ignored, now=now)
-    assert [(k, p.name) for k, p in second.ready] == [(partition_key_for("sub/clip.mp4"), "clip.mp4")]
+    clip = str(tmp_path.resolve() / "sub" / "clip.mp4")
+    assert [(k, p.name) for k, p in second.ready] == [(partition_key_for(clip), "clip.mp4")]
     # once registered, never again
-    third = scan(tmp_path, {partition_key_for("sub/clip.mp4")}, second.pending, second.ignored, now=now)
+    third = scan(tmp_path, {partition_key_for(clip)}, second.pending, second.ignored, now=now)
     assert third.ready == [] and third.pending == {}
 
 
