@@ -161,3 +161,18 @@ def write_parquet(df: pl.DataFrame, path: Path) -> Path:
     df.write_parquet(tmp)
     tmp.replace(path)
     return path
+
+
+def load_partition_faces(data_root: str | Path, partition_key: str) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame, str]:
+    """A partition's detections, their unit embeddings (same row order), its sampled
+    frames and the embedding model ("" when the video has no faces)."""
+    detections = pl.read_parquet(asset_path(data_root, "frame_detections", partition_key))
+    frames = pl.read_parquet(asset_path(data_root, "frame_detections", partition_key, ".frames.parquet"))
+    embedded = pl.read_parquet(asset_path(data_root, "face_embeddings", partition_key))
+    if not embedded.height:
+        return detections, np.zeros((0, 1), np.float32), frames, ""
+    joined = detections.select("detection_id").join(embedded, on="detection_id", how="left", maintain_order="left")
+    if joined["embedding"].null_count():
+        raise ValueError(f"face_embeddings of {partition_key} do not cover its frame_detections; re-materialise face_embeddings")
+    dim = embedded.schema["embedding"].size
+    return detections, joined["embedding"].to_numpy().astype(np.float32).reshape(-1, dim), frames, embedded["model"][0]

@@ -1,0 +1,71 @@
+"""The silhouette report of one video, as files: plots, a contact sheet of sequences, the
+sequence evidence at the busiest moment, per-face scores and an HTML page that shows them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from reid_pipeline.evidence import evidence_at
+from reid_pipeline.pipeline import write_parquet
+from reid_pipeline.silhouette import Silhouette, projection_plot, sequence_sheet, silhouette, silhouette_plot
+
+
+def chips_of(detections: pl.DataFrame, membership: pl.DataFrame, sequence_id: int, n: int = 6) -> list[bytes]:
+    """Up to `n` chips of a sequence, spread over its span."""
+    ids = membership.filter(pl.col("sequence_id") == sequence_id)["detection_id"]
+    chips = detections.filter(pl.col("detection_id").is_in(ids.to_list()))["chip"].to_list()
+    picks = np.linspace(0, len(chips) - 1, min(n, len(chips))).round().astype(int) if chips else []
+    return [chips[i] for i in picks]
+
+
+def write_silhouette_report(
+    folder: Path,
+    partition_key: str,
+    detections: pl.DataFrame,
+    vectors: np.ndarray,
+    membership: pl.DataFrame,
+    sequences: pl.DataFrame,
+) -> tuple[Silhouette, dict[str, bytes]]:
+    """Score the sequences and write the report's files into `folder`; returns the scores
+    and the pictures (PNG bytes by name) that were written."""
+    ids = membership["sequence_id"].fill_null(-1).to_numpy()
+    result = silhouette(vectors, ids)
+    pictures = {"silhouette_plot": silhouette_plot(result, ids)}
+    if len(vectors) >= 2:
+        pictures["projection"] = projection_plot(vectors, ids)
+    pictures["contact_sheet"] = sequence_sheet([
+        (f"sequence {s['sequence_id']}\n{s['start_s']:.1f}-{s['end_s']:.1f} s\n{s['face_count']} faces"
+         + (f", s={result.per_sequence[s['sequence_id']]:.2f}" if s["sequence_id"] in result.per_sequence else ""),
+         chips_of(detections, membership, s["sequence_id"]))
+        for s in sequences.head(40).iter_rows(named=True)
+    ])
+    if sequences.height:
+        # the busiest moment: the sampled frame with the most sequences on screen
+        counts = membership.drop_nulls("sequence_id").join(detections.select("detection_id", "frame_index"), on="detection_id")
+        busiest = int(counts.group_by("frame_index").len().sort(["len", "frame_index"], descending=[True, False])["frame_index"][0])
+        _, pictures[f"evidence_frame_{busiest}"] = evidence_at(detections, membership, sequences, frame_index=busiest)
+    for name, png in pictures.items():
+        (folder / f"{name}.png").write_bytes(png)
+    summary = {
+        "mean": result.mean, "band": result.band, "scored_faces": result.scored_faces,
+        "scored_sequences": result.scored_sequences, "singleton_sequences": result.singleton_sequences,
+        "note": result.note, "per_sequence": result.per_sequence,
+    }
+    (folder / "silhouette.json").write_text(json.dumps(summary, indent=2))
+    write_parquet(
+        membership.select("detection_id", "sequence_id").with_columns(silhouette=pl.Series(result.per_face, dtype=pl.Float32)),
+        folder / "per_face.parquet",
+    )
+    images = "".join(f"<h2>{name}</h2><img src='{name}.png'>" for name in pictures)
+    mean = f"{result.mean:.3f}" if result.mean is not None else "undefined"
+    (folder / "report.html").write_text(
+        f"<html><head><meta charset='utf-8'><title>silhouette {partition_key}</title></head><body>"
+        f"<h1>{partition_key}</h1><p>mean silhouette: {mean} ({result.band}); "
+        f"{result.scored_faces} faces in {result.scored_sequences} sequences; "
+        f"{result.singleton_sequences} singleton sequences left out. {result.note}</p>{images}</body></html>"
+    )
+    return result, pictures
