@@ -168,8 +168,6 @@ def recurrence_scenes(split: str, people: list[str], photos: dict, used: set[str
 
 
 def recurrence_videos(dev: Path, backend, sample_fps: float, out: Path, refresh: bool) -> tuple[list, dict]:
-    from reid_pipeline import synthetic
-
     split_people, photos = cs.lfw_people(dev)
     videos, info = [], {}
     for split, people in split_people.items():
@@ -177,25 +175,10 @@ def recurrence_videos(dev: Path, backend, sample_fps: float, out: Path, refresh:
         scenes, appearances = recurrence_scenes(split, people, photos, used)
         info[split] = {"appearances": appearances}
         for name, scene, blur in scenes:
-            path = out / "videos" / f"{name}.avi"
-            key = cs._hash(cs.scene_spec(scene, blur))
-            stamp = path.with_suffix(".key")
-            if refresh or not path.exists() or not stamp.exists() or stamp.read_text() != key:
-                gt = cs.render(scene, blur, path)
-                stamp.write_text(key)
-            else:
-                gt = synthetic.GroundTruth.load(path)
-
-            def label(detections, _gt=gt):
-                shot_start = [s for s, _ in _gt.shots]
-                return _gt.label(detections), (lambda f: sum(1 for s in shot_start[1:] if f >= s))
-
-            det, emb, frames, vinfo = cs.analyse_cached(name, path, {"scene": key}, label, backend, sample_fps,
-                                                        out / "cache", refresh)
+            det, emb, frames, vinfo = cs.analyse_scene(name, scene, blur, out, backend, sample_fps, refresh)
             vinfo.update(layout="recurrence", people=sorted({a.face.person for s in scene for a in s.actors}),
                          photos=sorted({a.face.source.rsplit("/", 1)[-1] for s in scene for a in s.actors}),
-                         size=list(scene.size), frames=scene.frame_count, fps=scene.fps,
-                         true_faces=sum(len(f) for f in gt.frames))
+                         size=list(scene.size), frames=scene.frame_count, fps=scene.fps)
             videos.append(cs.Video(name, "lfw", split, det, emb, frames, vinfo))
     return videos, info
 

@@ -365,34 +365,39 @@ def render(scene, blur: list, path: Path):
     return gt
 
 
-def lfw_videos(dev: Path, backend, sample_fps: float, out: Path, refresh: bool) -> tuple[list[Video], dict]:
+def analyse_scene(name: str, scene, blur: list, out: Path, backend, sample_fps: float, refresh: bool) -> tuple:
+    """Render a scene to `out/videos/<name>.avi` (unless the same scene is there already),
+    then detect, embed and label it through `analyse_cached`; `info` gets `true_faces`."""
     from reid_pipeline import synthetic
 
+    path = out / "videos" / f"{name}.avi"
+    key = _hash(scene_spec(scene, blur))
+    stamp = path.with_suffix(".key")
+    if refresh or not path.exists() or not stamp.exists() or stamp.read_text() != key:
+        gt = render(scene, blur, path)
+        stamp.write_text(key)
+    else:
+        gt = synthetic.GroundTruth.load(path)
+
+    def label(detections):
+        shot_start = [s for s, _ in gt.shots]
+        return gt.label(detections), (lambda f: sum(1 for s in shot_start[1:] if f >= s))
+
+    det, emb, frames, info = analyse_cached(name, path, {"scene": key}, label, backend, sample_fps, out / "cache", refresh)
+    info["true_faces"] = sum(len(f) for f in gt.frames)
+    return det, emb, frames, info
+
+
+def lfw_videos(dev: Path, backend, sample_fps: float, out: Path, refresh: bool) -> tuple[list[Video], dict]:
     split_people, photos = lfw_people(dev)
     videos = []
     for split, people in split_people.items():
         for layout, scene, blur in lfw_scenes(people, photos):
             name = f"lfw_{split}_{layout}"
-            path = out / "videos" / f"{name}.avi"
-            spec = scene_spec(scene, blur)
-            key = _hash(spec)
-            stamp = path.with_suffix(".key")
-            if refresh or not path.exists() or not stamp.exists() or stamp.read_text() != key:
-                gt = render(scene, blur, path)
-                stamp.write_text(key)
-            else:
-                gt = synthetic.GroundTruth.load(path)
-
-            def label(detections, _gt=gt):
-                shot_start = [s for s, _ in _gt.shots]
-                return _gt.label(detections), (lambda f: sum(1 for s in shot_start[1:] if f >= s))
-
-            det, emb, frames, info = analyse_cached(name, path, {"scene": key}, label, backend, sample_fps,
-                                                    out / "cache", refresh)
+            det, emb, frames, info = analyse_scene(name, scene, blur, out, backend, sample_fps, refresh)
             info.update(layout=layout, people=sorted({a.face.person for s in scene for a in s.actors}),
                         photos=sorted({a.face.source.rsplit("/", 1)[-1] for s in scene for a in s.actors}),
-                        size=list(scene.size), frames=scene.frame_count, fps=scene.fps,
-                        true_faces=sum(len(f) for f in gt.frames))
+                        size=list(scene.size), frames=scene.frame_count, fps=scene.fps)
             videos.append(Video(name, "lfw", split, det, emb, frames, info))
     return videos, {"split_people": split_people, "photos_per_person": {p: len(v) for p, v in photos.items()}}
 
@@ -859,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
            "in one LFW video, however far apart: min " + ", ".join(f"{k} {x:.3f}" for k, x in any_pair.items()) + ".",
            "", f"Plateau on tune (feasible at {appearance:g}, lowest fragmentation): " +
            ", ".join(f"gap {r['max_gap']} shift {r['max_centre_shift']:g}" for r in plateau) +
-           f"; after the simulated misses: " + ", ".join(f"gap {r['max_gap']} shift {r['max_centre_shift']:g}"
+           "; after the simulated misses: " + ", ".join(f"gap {r['max_gap']} shift {r['max_centre_shift']:g}"
                                                          for r in tied) + ".", "",
            "## One parameter at a time around the recommendation (purity / fragmentation)", ""]
     keys = list(sets)
