@@ -360,7 +360,7 @@ def build_index(url: str, ddl: str, settings: dict, total_rows: int, budget_s: f
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         watch = ProgressWatch(url, pid, total_rows, budget_s)
         watch.start()
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         ok, error = True, None
         try:
             conn.execute(ddl)
