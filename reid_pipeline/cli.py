@@ -250,7 +250,8 @@ def _wait_for_backfills(instance, backfill_ids: list[str], total: int, timeout_s
                 for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
                     latest.setdefault(run.tags.get("dagster/partition", run.run_id), run)
             done = [r for r in latest.values() if r.status in finished]
-            settled = len(done) >= total and not any(_will_retry(instance, r) for r in done)
+            # Dagster tags a failed run that its run retries will follow (dagster/will_retry)
+            settled = len(done) >= total and not any(r.is_complete_and_waiting_to_retry for r in done)
             bar.update(len(done) - bar.n)
             if settled or time.monotonic() > deadline:
                 break
@@ -260,16 +261,6 @@ def _wait_for_backfills(instance, backfill_ids: list[str], total: int, timeout_s
     for run in failed:
         print(f"  failed: {run.tags.get('dagster/partition')} (run {run.run_id})")
     return 0 if settled and not failed else 1
-
-
-def _will_retry(instance, run) -> bool:
-    """A failed run that Dagster's run retries will follow with a new attempt."""
-    import dagster as dg
-
-    if run.status != dg.DagsterRunStatus.FAILURE or not instance.run_retries_enabled:
-        return False
-    attempt = int(run.tags.get("dagster/retry_number", 0))
-    return attempt < instance.run_retries_max_retries
 
 
 def cmd_db(args: argparse.Namespace) -> int:
