@@ -142,15 +142,3 @@ def photo_query(backend, image_bgr: np.ndarray) -> np.ndarray:
         raise ValueError("no face found in the photo")
     largest = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
     return backend.embed([largest.chip])
-
-
-def sequences_at(store: Store, partition_key: str, time_s: float | None = None, sequence_id: int | None = None) -> list[dict]:
-    """Sequences of a video on screen at `time_s`, or the one with `sequence_id` (all models)."""
-    with store.connection() as conn:
-        return conn.execute(
-            "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count"
-            " FROM sequences s JOIN face_models m USING (model) WHERE s.partition_key = %s"
-            " AND (%s::float8 IS NULL OR (s.start_s <= %s + 1e-6 AND s.end_s >= %s - 1e-6))"
-            " AND (%s::int IS NULL OR s.sequence_id = %s) ORDER BY s.model, s.sequence_id",
-            (partition_key, time_s, time_s, time_s, sequence_id, sequence_id),
-        ).fetchall()

@@ -285,17 +285,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = _store(Settings())
-    with store.connection() as conn:
-        for row in conn.execute(
-            "SELECT v.status, count(DISTINCT v.partition_key) AS videos, count(f.id) AS faces"
-            " FROM videos v LEFT JOIN faces f USING (partition_key) GROUP BY v.status ORDER BY v.status"
-        ):
-            print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces")
-        for row in conn.execute(
-            "SELECT partition_key, status, coalesce(error, '') AS error FROM videos WHERE status = 'failed' ORDER BY 1"
-        ):
-            print(f"  failed {row['partition_key']}: {row['error']}")
+    counts, failed = _store(Settings()).status_summary()
+    for row in counts:
+        print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces (all models)")
+    for row in failed:
+        print(f"  failed {row['partition_key']}: {row['error']}")
     return 0
 
 
@@ -303,7 +297,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Where else does this person appear? Query by photo, by video time or by sequence."""
     import cv2
 
-    from reid_pipeline.archive import photo_query, search, sequences_at
+    from reid_pipeline.archive import photo_query, search
     from reid_pipeline.faces import load_backend
     from reid_pipeline.matching import match_settings_for
 
@@ -328,9 +322,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         if args.sequence:
             key, _, local = args.sequence.rpartition(":")
-            rows = sequences_at(store, key, sequence_id=int(local))
+            rows = store.sequences_at(key, sequence_id=int(local))
         else:
-            rows = sequences_at(store, args.video, time_s=args.time)
+            rows = store.sequences_at(args.video, time_s=args.time)
         if not rows:
             print("reid: no sequence found there (check the partition key, the time or the sequence id)", file=sys.stderr)
             return 1

@@ -320,6 +320,29 @@ class Store:
                     )
         return len(rows)
 
+    def sequences_at(self, partition_key: str, time_s: float | None = None, sequence_id: int | None = None) -> list[dict]:
+        """Sequences of a video on screen at `time_s`, or the one with `sequence_id` (all models)."""
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count"
+                " FROM sequences s JOIN face_models m USING (model) WHERE s.partition_key = %s"
+                " AND (%s::float8 IS NULL OR (s.start_s <= %s + 1e-6 AND s.end_s >= %s - 1e-6))"
+                " AND (%s::int IS NULL OR s.sequence_id = %s) ORDER BY s.model, s.sequence_id",
+                (partition_key, time_s, time_s, time_s, sequence_id, sequence_id),
+            ).fetchall()
+
+    def status_summary(self) -> tuple[list[dict], list[dict]]:
+        """Videos and faces per video status, and the failed videos with their errors."""
+        with self.connection() as conn:
+            counts = conn.execute(
+                "SELECT v.status, count(DISTINCT v.partition_key) AS videos, count(f.id) AS faces"
+                " FROM videos v LEFT JOIN faces f USING (partition_key) GROUP BY v.status ORDER BY v.status"
+            ).fetchall()
+            failed = conn.execute(
+                "SELECT partition_key, coalesce(error, '') AS error FROM videos WHERE status = 'failed' ORDER BY 1"
+            ).fetchall()
+        return counts, failed
+
     def all_sequences(self, model: str) -> list[dict]:
         with self.connection() as conn:
             return conn.execute(

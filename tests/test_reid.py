@@ -116,7 +116,7 @@ def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store,
     import cv2
     import numpy as np
 
-    from reid_pipeline.archive import photo_query, search, sequences_at
+    from reid_pipeline.archive import photo_query, search
     from reid_pipeline.faces import load_backend
     from reid_pipeline.matching import match_settings_for
 
@@ -132,12 +132,12 @@ def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store,
     assert len(results) == 1
     assert {s["partition_key"] for s in results[0]["sightings"]} == {a, b}
     # by video time: who is on screen in B at 2.0 s (shot 2: the astronaut) appears in A too
-    [seq] = sequences_at(store, b, time_s=2.0)
+    [seq] = store.sequences_at(b, time_s=2.0)
     vectors = store.sequence_faces([seq["id"]])[seq["id"]][0]
     results = search(store, seq["model"], seq["dim"], vectors, settings, exclude={seq["id"]})
     assert [s["partition_key"] for s in results[0]["sightings"]] == [a]
     # nobody from video C is found elsewhere
-    for seq in sequences_at(store, partition_key_for("c.avi"), time_s=0.5):
+    for seq in store.sequences_at(partition_key_for("c.avi"), time_s=0.5):
         vectors = store.sequence_faces([seq["id"]])[seq["id"]][0]
         assert search(store, seq["model"], seq["dim"], vectors, settings, exclude={seq["id"]}) == []
 
