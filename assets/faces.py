@@ -26,6 +26,7 @@ from resources import DataStorage, FaceModel, ReidDatabase
 
 class DetectionConfig(dg.Config):
     sample_fps: float = Settings().sample_fps  # frames analysed per second; 0 = every frame
+    detect_threads: int = Settings().detect_threads  # frames detected at once
 
 
 def _preview(df: pl.DataFrame, n: int = 24) -> dg.MetadataValue:
@@ -70,7 +71,7 @@ def frame_detections(
 
     t0 = time.perf_counter()
     try:
-        run = detect_video(local_path(video["source_uri"]), backend, config.sample_fps, progress)
+        run = detect_video(local_path(video["source_uri"]), backend, config.sample_fps, progress, config.detect_threads)
     except VideoError as exc:
         raise video_failure(store, key, exc) from exc
     wall = time.perf_counter() - t0
@@ -86,6 +87,7 @@ def frame_detections(
         "backend": dg.MetadataValue.json(backend.describe()),
         "decode_s": round(run.decode_s, 3),
         "detect_s": round(run.detect_s, 3),
+        "detect_threads": config.detect_threads,
         "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
         "path": str(out),
     }

@@ -10,6 +10,7 @@
 | face backend | `REID_FACE_BACKEND` | `auto` (insightface when its pack is present, else dlib) |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
 | analysis rate | `REID_SAMPLE_FPS` | `4` frames per second (`0` = every frame) |
+| threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
 """
@@ -40,6 +41,9 @@ class Settings:
     insightface_root: str | None = field(default_factory=lambda: _env("REID_INSIGHTFACE_ROOT"))
     insightface_pack: str = field(default_factory=lambda: _env("REID_INSIGHTFACE_PACK", "buffalo_l"))
     sample_fps: float = field(default_factory=lambda: float(_env("REID_SAMPLE_FPS", "4")))
+    detect_threads: int = field(
+        default_factory=lambda: int(_env("REID_DETECT_THREADS", str(min(2, os.cpu_count() or 1))))
+    )
     settle_seconds: float = field(default_factory=lambda: float(_env("REID_SETTLE_SECONDS", "5")))
     sensor_interval: int = field(default_factory=lambda: int(_env("REID_SENSOR_INTERVAL", "10")))
 
