@@ -7,6 +7,7 @@ machine. It is the default where no insightface pack is available.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -40,8 +41,10 @@ class DlibBackend:
         import dlib  # imported here: loading the backend is the only place that needs it
 
         models = _models_dir()
-        self._detector = dlib.get_frontal_face_detector()
-        self._shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self._shape_path = str(models / "shape_predictor_5_face_landmarks.dat")
+        # dlib's detector and shape predictor are not safe to share between threads
+        # (concurrent `run` calls crash): one of each per thread that detects
+        self._local = threading.local()
         self._encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
         self._dlib = dlib
         self.upsample = upsample
@@ -57,17 +60,25 @@ class DlibBackend:
             "providers": "CPU",
         }
 
+    def _models(self):
+        local = self._local
+        if not hasattr(local, "detector"):
+            local.detector = self._dlib.get_frontal_face_detector()
+            local.shape = self._dlib.shape_predictor(self._shape_path)
+        return local.detector, local.shape
+
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        detector, shape_predictor = self._models()
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
         scale = min(1.0, self.max_side / max(rgb.shape[:2]))
         small = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(small, self.upsample, self.min_score)
+        rects, scores, _ = detector.run(small, self.upsample, self.min_score)
         detections = []
         for rect, score in zip(rects, scores):
             r = self._dlib.rectangle(
                 int(rect.left() / scale), int(rect.top() / scale), int(rect.right() / scale), int(rect.bottom() / scale)
             )
-            shape = self._shape(rgb, r)
+            shape = shape_predictor(rgb, r)
             points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
             # dlib's 5 points: two corners of each eye, then the base of the nose.
             eyes = sorted([points[0:2].mean(axis=0), points[2:4].mean(axis=0)], key=lambda p: p[0])
