@@ -28,9 +28,10 @@ def prepare(settings: Settings) -> Path:
         Path(folder).mkdir(parents=True, exist_ok=True)
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
+    # the repo's dagster.yaml is the source of truth: keep the instance's copy in step
+    config, source = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
+    if not config.exists() or config.read_bytes() != source.read_bytes():
+        shutil.copyfile(source, config)
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["REID_HOME"] = str(settings.home)
     os.environ["REID_INBOX"] = str(settings.inbox)
