@@ -32,8 +32,11 @@ def match_partition(store: Store, partition_key: str, model: str, dim: int, sett
     own = [s for s in store.sequences_for(partition_key, model) if s["face_count"] >= settings.min_faces]
     report.queried = len(own)
     pairs: dict[tuple[int, int], tuple[dict, dict, float]] = {}
-    for seq in own:
-        for cand in store.nearest_sequences(model, dim, as_array(seq["template"]), settings.candidates + 1, settings.min_faces):
+    nearest = store.nearest_sequences_many(
+        model, dim, [as_array(s["template"]) for s in own], settings.candidates + 1, settings.min_faces
+    )
+    for seq, candidates in zip(own, nearest):
+        for cand in candidates:
             if cand["id"] == seq["id"]:
                 continue
             if cand["partition_key"] == partition_key and spans_overlap(

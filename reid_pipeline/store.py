@@ -272,17 +272,28 @@ class Store:
 
     def nearest_sequences(self, model: str, dim: int, template: np.ndarray, limit: int, min_faces: int = 1) -> list[dict]:
         """The `limit` sequences of `model` whose templates are nearest (cosine, HNSW)."""
+        return self.nearest_sequences_many(model, dim, [template], limit, min_faces)[0]
+
+    def nearest_sequences_many(
+        self, model: str, dim: int, templates: Sequence[np.ndarray], limit: int, min_faces: int = 1
+    ) -> list[list[dict]]:
+        """`nearest_sequences` for several templates over one connection (opening one per
+        query was half the cost of matching a video, BENCHMARKS.md "Scale")."""
         with self.connection() as conn:
             # ef_search 100: recall@10 0.98 instead of 0.96 at 100k sequences for +0.5 ms (BENCHMARKS.md)
             conn.execute("SET hnsw.ef_search = %s" % max(100, 2 * int(limit)))
             # the face_count filter applies after the index scan: keep scanning until enough pass
             conn.execute("SET hnsw.iterative_scan = relaxed_order")
-            return conn.execute(
+            query = (
                 f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
                 f" 1 - (template::vector({int(dim)}) <=> %s) AS template_similarity FROM sequences"
-                f" WHERE model = %s AND face_count >= %s ORDER BY template::vector({int(dim)}) <=> %s LIMIT %s",
-                (np.asarray(template, np.float32), model, min_faces, np.asarray(template, np.float32), limit),
-            ).fetchall()
+                f" WHERE model = %s AND face_count >= %s ORDER BY template::vector({int(dim)}) <=> %s LIMIT %s"
+            )
+            results = []
+            for template in templates:
+                vector = np.asarray(template, np.float32)
+                results.append(conn.execute(query, (vector, model, min_faces, vector, limit)).fetchall())
+            return results
 
     def sequence_faces(self, sequence_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Unit embeddings and quality weights of the usable faces of each sequence (by row id)."""
