@@ -24,9 +24,12 @@ from reid_pipeline.video import VideoError
 from resources import DataStorage, FaceModel, ReidDatabase
 
 
+_DEFAULTS = Settings()
+
+
 class DetectionConfig(dg.Config):
-    sample_fps: float = Settings().sample_fps  # frames analysed per second; 0 = every frame
-    detect_threads: int = Settings().detect_threads  # frames detected at once
+    sample_fps: float = _DEFAULTS.sample_fps  # frames analysed per second; 0 = every frame
+    detect_threads: int = _DEFAULTS.detect_threads  # frames detected at once
 
 
 def _preview(df: pl.DataFrame, n: int = 24) -> dg.MetadataValue:

@@ -123,6 +123,11 @@ class Store:
         """A new connection with dict rows and the vector type registered."""
         return connect(self.url, row_factory=dict_row)
 
+    def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
+        """All rows of one query, on a connection of its own."""
+        with self.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
     # -- videos -------------------------------------------------------------------------
     def register_video(self, partition_key: str, source_uri: str) -> None:
         """Record a file under its partition key (a no-op when it is already there). A key
@@ -263,12 +268,11 @@ class Store:
 
     # -- sequences, matches, identities --------------------------------------------------
     def sequences_for(self, partition_key: str, model: str) -> list[dict]:
-        with self.connection() as conn:
-            return conn.execute(
-                "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
-                " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_id",
-                (partition_key, model),
-            ).fetchall()
+        return self.rows(
+            "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
+            " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_id",
+            (partition_key, model),
+        )
 
     def nearest_sequences(self, model: str, dim: int, template: np.ndarray, limit: int, min_faces: int = 1) -> list[dict]:
         """The `limit` sequences of `model` whose templates are nearest (cosine, HNSW)."""
@@ -333,14 +337,13 @@ class Store:
 
     def sequences_at(self, partition_key: str, time_s: float | None = None, sequence_id: int | None = None) -> list[dict]:
         """Sequences of a video on screen at `time_s`, or the one with `sequence_id` (all models)."""
-        with self.connection() as conn:
-            return conn.execute(
-                "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count"
-                " FROM sequences s JOIN face_models m USING (model) WHERE s.partition_key = %s"
-                " AND (%s::float8 IS NULL OR (s.start_s <= %s + 1e-6 AND s.end_s >= %s - 1e-6))"
-                " AND (%s::int IS NULL OR s.sequence_id = %s) ORDER BY s.model, s.sequence_id",
-                (partition_key, time_s, time_s, time_s, sequence_id, sequence_id),
-            ).fetchall()
+        return self.rows(
+            "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count"
+            " FROM sequences s JOIN face_models m USING (model) WHERE s.partition_key = %s"
+            " AND (%s::float8 IS NULL OR (s.start_s <= %s + 1e-6 AND s.end_s >= %s - 1e-6))"
+            " AND (%s::int IS NULL OR s.sequence_id = %s) ORDER BY s.model, s.sequence_id",
+            (partition_key, time_s, time_s, time_s, sequence_id, sequence_id),
+        )
 
     def status_summary(self) -> tuple[list[dict], list[dict]]:
         """Videos and faces per video status, and the failed videos with their errors."""
@@ -355,24 +358,21 @@ class Store:
         return counts, failed
 
     def all_sequences(self, model: str) -> list[dict]:
-        with self.connection() as conn:
-            return conn.execute(
-                "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id, mean_quality"
-                " FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
-                (model,),
-            ).fetchall()
+        return self.rows(
+            "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id, mean_quality"
+            " FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
+            (model,),
+        )
 
     def scored_pairs(self, model: str, method: str) -> list[dict]:
-        with self.connection() as conn:
-            return conn.execute(
-                "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s"
-                " ORDER BY sequence_a, sequence_b",
-                (model, method),
-            ).fetchall()
+        return self.rows(
+            "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s"
+            " ORDER BY sequence_a, sequence_b",
+            (model, method),
+        )
 
     def models(self) -> list[dict]:
-        with self.connection() as conn:
-            return conn.execute("SELECT model, backend, dim FROM face_models ORDER BY model").fetchall()
+        return self.rows("SELECT model, backend, dim FROM face_models ORDER BY model")
 
     def replace_identities(self, model: str, identities: list[dict], members: list[tuple[str, int]]) -> None:
         """Replace all identities of `model`: rows (identity_id, sequence_count, video_count,
@@ -406,15 +406,14 @@ class Store:
 
     def sightings(self, model: str, identity_ids: Sequence[str] | None = None) -> list[dict]:
         """Every sequence of the identities (all when None), with video and time span."""
-        with self.connection() as conn:
-            return conn.execute(
-                "SELECT m.identity_id, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
-                " s.best_detection_id, s.mean_quality, v.source_uri FROM identity_sequences m"
-                " JOIN sequences s ON s.id = m.sequence JOIN videos v ON v.partition_key = s.partition_key"
-                " WHERE m.model = %s AND (%s::text[] IS NULL OR m.identity_id = ANY(%s))"
-                " ORDER BY m.identity_id, s.partition_key, s.start_s",
-                (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
-            ).fetchall()
+        return self.rows(
+            "SELECT m.identity_id, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
+            " s.best_detection_id, s.mean_quality, v.source_uri FROM identity_sequences m"
+            " JOIN sequences s ON s.id = m.sequence JOIN videos v ON v.partition_key = s.partition_key"
+            " WHERE m.model = %s AND (%s::text[] IS NULL OR m.identity_id = ANY(%s))"
+            " ORDER BY m.identity_id, s.partition_key, s.start_s",
+            (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
+        )
 
     def count_faces(self, partition_key: str | None = None) -> int:
         with self.connection() as conn:
@@ -426,10 +425,9 @@ class Store:
 
     def nearest_faces(self, model: str, dim: int, vector: np.ndarray, limit: int = 10) -> list[dict]:
         """The `limit` faces of `model` closest to `vector` by cosine distance (HNSW)."""
-        with self.connection() as conn:
-            return conn.execute(
-                f"SELECT id, partition_key, detection_id, frame_index, timestamp_s,"
-                f" embedding::vector({int(dim)}) <=> %s AS distance FROM faces WHERE model = %s"
-                f" ORDER BY embedding::vector({int(dim)}) <=> %s LIMIT %s",
-                (np.asarray(vector, dtype=np.float32), model, np.asarray(vector, dtype=np.float32), limit),
-            ).fetchall()
+        return self.rows(
+            f"SELECT id, partition_key, detection_id, frame_index, timestamp_s,"
+            f" embedding::vector({int(dim)}) <=> %s AS distance FROM faces WHERE model = %s"
+            f" ORDER BY embedding::vector({int(dim)}) <=> %s LIMIT %s",
+            (np.asarray(vector, dtype=np.float32), model, np.asarray(vector, dtype=np.float32), limit),
+        )
