@@ -93,6 +93,18 @@ def cross_video_matches(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def _unresolved_table(rows: list[dict], limit: int = 30) -> str:
+    """Markdown list of unresolved sequences (first `limit`)."""
+    if not rows:
+        return "every sequence belongs to an identity"
+    lines = ["| video | sequence | time | faces | why |", "|---|---|---|---|---|"]
+    lines += [f"| {r['partition_key']} | {r['sequence_id']} | {r['start_s']:.1f}-{r['end_s']:.1f} s | {r['face_count']} | {r['reason']} |"
+              for r in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"| ... {len(rows) - limit} more | | | | |")
+    return "\n".join(lines)
+
+
 @dg.asset(
     group_name="reid",
     deps=[cross_video_matches],
@@ -106,8 +118,10 @@ def cross_video_matches(
 def identities(context: dg.AssetExecutionContext, config: MatchConfig, database: ReidDatabase, storage: DataStorage) -> dg.MaterializeResult:
     """Anonymous people across the whole archive, clustered from the match graph and
     recomputed from scratch each time, so the result never depends on the order videos
-    arrived in. Every sequence belongs to exactly one identity. Writes the `identities`
-    tables and a static HTML gallery (index of faces, a page per identity with its
+    arrived in. Every sequence belongs to exactly one identity, except short sequences
+    linked to nobody, which are listed as unresolved. Groups join by average linkage at a
+    cluster threshold below the pair threshold, only through links, never across two
+    sequences on screen together. Writes the `identities` tables and a static HTML gallery (index of faces, a page per identity with its
     sightings). Re-materialises by itself after new matches."""
     store = database.store()
     metadata: dict = {}
@@ -124,17 +138,21 @@ def identities(context: dg.AssetExecutionContext, config: MatchConfig, database:
             continue
         result = recompute_identities(store, model, settings)
         sightings = store.sightings(model)
+        unresolved = store.unresolved(model)
         index = write_gallery(storage.folder("gallery", model), result.identities, sightings, chip,
-                              title=f"identities ({model})")
+                              title=f"identities ({model})", unresolved=unresolved)
         multi = [i for i in result.identities if i["video_count"] > 1]
         prefix = "" if len(models) == 1 else f"{model}/"
         metadata.update({
             f"{prefix}identities": len(result.identities),
             f"{prefix}in_several_videos": len(multi),
             f"{prefix}sequences": len(result.members),
+            f"{prefix}unresolved_sequences": len(unresolved),
+            f"{prefix}unresolved": dg.MetadataValue.md(_unresolved_table(unresolved)),
             f"{prefix}largest_identity_sequences": max((i["sequence_count"] for i in result.identities), default=0),
             f"{prefix}method": settings.method,
             f"{prefix}threshold": settings.threshold,
+            f"{prefix}cluster_threshold": round(settings.cluster_threshold, 4),
             f"{prefix}gallery": dg.MetadataValue.path(str(index)),
             f"{prefix}seconds": round(time.perf_counter() - t0, 3),
         })

@@ -62,6 +62,7 @@ def face_sequences(
     )
     write_parquet(seq_df, storage.path("face_sequences", key))
     write_parquet(result.faces, storage.path("face_sequences", key, ".faces.parquet"))
+    write_parquet(result.frames, storage.path("face_sequences", key, ".frames.parquet"))  # sampled frames with their shot
     # a video without faces (any more) keeps no sequences, so no stale sightings either
     store.replace_sequences(key, model or None, result.sequences, result.templates, result.faces)
     rejected = result.faces.filter(pl.col("reject_reason").is_not_null())

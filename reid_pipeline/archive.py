@@ -16,7 +16,7 @@ from reid_pipeline.store import Store, as_array
 
 @dataclass
 class MatchReport:
-    queried: int = 0  # sequences of the video with enough usable faces
+    queried: int = 0  # sequences of the video searched (every one with at least min_faces usable faces)
     candidates: int = 0  # pairs scored
     links: list[dict] = field(default_factory=list)  # pairs at or above the threshold
     rows: list[dict] = field(default_factory=list)  # every scored pair
@@ -26,7 +26,9 @@ class MatchReport:
 def match_partition(store: Store, partition_key: str, model: str, dim: int, settings: MatchSettings) -> MatchReport:
     """Score this video's sequences against their nearest sequences anywhere (HNSW on
     templates, then the set-to-set `settings.method` over both sequences' faces), skip
-    pairs that overlap in time within the video, and store every scored pair."""
+    pairs that overlap in time within the video, and store every scored pair. Short and
+    small sequences are matched too; they link only with a margin above the threshold
+    (`MatchSettings.evidence_score`)."""
     t0 = time.perf_counter()
     report = MatchReport()
     own = [s for s in store.sequences_for(partition_key, model) if s["face_count"] >= settings.min_faces]
@@ -53,7 +55,8 @@ def match_partition(store: Store, partition_key: str, model: str, dim: int, sett
         score = similarity(settings.method, va, vb, wa, wb)
         row = {
             "sequence_a": ia, "sequence_b": ib, "partition_a": a["partition_key"], "partition_b": b["partition_key"],
-            "score": score, "template_similarity": template_sim, "linked": score >= settings.threshold,
+            "score": score, "template_similarity": template_sim,
+            "linked": settings.evidence_score(score, a, b) >= settings.threshold,
             "local_a": a["sequence_id"], "local_b": b["sequence_id"],
         }
         report.rows.append(row)
@@ -85,19 +88,49 @@ class IdentityResult:
     identities: list[dict]
     members: list[tuple[str, int]]  # (identity_id, sequence row id)
     seconds: float
+    unresolved: list[tuple[int, str]] = field(default_factory=list)  # (sequence row id, reason)
+
+
+def cannot_links(sequences: list[dict]) -> list[tuple[int, int]]:
+    """Pairs of sequences on screen together in one video: two people, never one identity."""
+    by_video: dict[str, list[dict]] = {}
+    for s in sequences:
+        by_video.setdefault(s["partition_key"], []).append(s)
+    out = []
+    for seqs in by_video.values():
+        seqs = sorted(seqs, key=lambda s: (s["start_frame"], s["id"]))
+        for i, a in enumerate(seqs):
+            for b in seqs[i + 1:]:
+                if b["start_frame"] > a["end_frame"]:
+                    break
+                out.append((a["id"], b["id"]))
+    return out
 
 
 def recompute_identities(store: Store, model: str, settings: MatchSettings) -> IdentityResult:
-    """Cluster every sequence of `model` from the stored scored pairs; replace the tables."""
+    """Cluster every sequence of `model` from the stored scored pairs (scores less the
+    evidence margins of short and small sequences); replace the tables. A short sequence
+    that ends up alone is listed as unresolved rather than passed off as a person."""
     t0 = time.perf_counter()
     sequences = store.all_sequences(model)
-    pairs = [Link(r["sequence_a"], r["sequence_b"], r["score"]) for r in store.scored_pairs(model, settings.method)]
-    labels = cluster([s["id"] for s in sequences], pairs, settings.threshold, pair_scorer(store, settings.method))
+    info = {s["id"]: s for s in sequences}
+    raw = pair_scorer(store, settings.method)
+
+    def evidence(a: int, b: int, score: float) -> float:
+        return settings.evidence_score(score, info[a], info[b])
+
+    pairs = [Link(r["sequence_a"], r["sequence_b"], evidence(r["sequence_a"], r["sequence_b"], r["score"]))
+             for r in store.scored_pairs(model, settings.method) if r["sequence_a"] in info and r["sequence_b"] in info]
+    labels = cluster([s["id"] for s in sequences], pairs, settings.threshold, lambda a, b: evidence(a, b, raw(a, b)),
+                     cluster_threshold=settings.cluster_threshold, cannot_link=cannot_links(sequences))
     groups: dict[int, list[dict]] = {}
     for seq in sequences:
         groups.setdefault(labels[seq["id"]], []).append(seq)
-    identities, members = [], []
+    identities, members, unresolved = [], [], []
     for group in groups.values():
+        if len(group) == 1 and group[0]["face_count"] < settings.short_faces:
+            unresolved.append((group[0]["id"], f"{group[0]['face_count']} usable face(s), linked to nobody"))
+            continue
         ident = identity_id([f"{s['partition_key']}:{s['sequence_id']:06d}" for s in group])
         best = max(group, key=lambda s: (s["face_count"] * (s["mean_quality"] or 0), -s["id"]))
         identities.append({
@@ -109,8 +142,8 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
         })
         members.extend((ident, s["id"]) for s in group)
     identities.sort(key=lambda i: (-i["video_count"], -i["sequence_count"], i["identity_id"]))
-    store.replace_identities(model, identities, members)
-    return IdentityResult(identities, members, time.perf_counter() - t0)
+    store.replace_identities(model, identities, members, unresolved)
+    return IdentityResult(identities, members, time.perf_counter() - t0, unresolved)
 
 
 def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: MatchSettings, exclude: set[int] = frozenset()) -> list[dict]:

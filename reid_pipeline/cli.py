@@ -173,8 +173,8 @@ def cmd_process(args: argparse.Namespace) -> int:
         for event in rebuilt.get_asset_materialization_events():
             md = event.materialization.metadata
             if "identities" in md and "gallery" in md:
-                print(f"\nidentities: {md['identities'].value} ({md['in_several_videos'].value} in several videos);"
-                      f" gallery {md['gallery'].value}")
+                print(f"\nidentities: {md['identities'].value} ({md['in_several_videos'].value} in several videos;"
+                      f" {md['unresolved_sequences'].value} short sequences unresolved); gallery {md['gallery'].value}")
     print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found")
     return 1 if failed or missing else 0
 

@@ -44,12 +44,14 @@ def write_gallery(
     sightings: list[dict],
     chip: Callable[[str, int], bytes | None],
     title: str = "reid-pipeline identities",
+    unresolved: list[dict] = (),
 ) -> Path:
     """Write `index.html`, `<identity>.html` and face thumbnails under `folder`.
 
     `identities` rows: identity_id, sequence_count, video_count, face_count, best_sequence;
     `sightings` rows: identity_id, id (sequence row), partition_key, sequence_id, start_s,
-    end_s, face_count, best_detection_id; `chip(partition_key, detection_id)` gives a JPEG."""
+    end_s, face_count, best_detection_id; `unresolved` rows: the same less identity_id, plus
+    reason; `chip(partition_key, detection_id)` gives a JPEG."""
     folder = Path(folder)
     thumbs = folder / "faces"
     # the gallery is rebuilt whole: pages and faces of identities that no longer exist go
@@ -102,9 +104,19 @@ def write_gallery(
                 + "".join(table),
             )
         )
+    loose = [
+        f"<div class='card'><img src='{thumb(s)}' alt='unresolved sighting'><div>{html.escape(_file_name(s))}</div>"
+        f"<div class='meta'>sequence {s['sequence_id']}, {s['start_s']:.1f}-{s['end_s']:.1f} s<br>"
+        f"{html.escape(s['reason'])}</div></div>"
+        for s in unresolved
+    ]
+    unresolved_html = (
+        f"<h2>Unresolved sequences ({len(loose)})</h2><p class='meta'>too short to stand as a person of their own "
+        f"and not reliably linked to anyone</p><div class='grid'>{''.join(loose)}</div>" if loose else ""
+    )
     (folder / "index.html").write_text(
         _page(title, f"<h1>{html.escape(title)}</h1><p class='meta'>{len(cards)} identities, people seen in most "
-                     f"videos first</p><div class='grid'>{''.join(cards)}</div>")
+                     f"videos first</p><div class='grid'>{''.join(cards)}</div>{unresolved_html}")
     )
     return folder / "index.html"
 

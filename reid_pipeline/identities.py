@@ -1,24 +1,32 @@
 """Anonymous identities from the match graph, recomputed deterministically.
 
 Incremental clustering (assign each newcomer to the nearest existing cluster) depends on
-the order videos arrive in. Here the whole graph is clustered from scratch each time:
-connected components of the linked pairs, then each component is checked with average
-linkage over its pairwise similarities (a pair that was never linked counts as dissimilar),
-so one stray link cannot chain two people together. Inputs are sorted first and the result
-depends only on the set of sequences and links, never on their order.
+the order videos arrive in. Here the whole graph is clustered from scratch each time, and
+the result depends only on the set of sequences and scored pairs, never on their order:
+
+- links (pairs at or above the pair threshold) say which groups may be joined at all, so
+  nothing is ever joined without direct evidence;
+- inside each connected component of links, groups are merged greedily, the most similar
+  first, by average linkage: two groups join while the mean similarity over all their
+  pairs reaches the *cluster* threshold. A group whose members all link pairwise stays
+  whole even where a few of its pairs fall just below the pair threshold, while two people
+  joined by one stray link stay two: the other pairs between them pull the mean down;
+- cannot-link pairs (two sequences on screen together in one video are two people) are
+  never put in one group.
+
+A threshold calibrated for pairs is not one for clusters: the cluster threshold is lower
+(docs/calibration.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial.distance import squareform
 
 
 @dataclass(frozen=True)
@@ -38,49 +46,86 @@ def cluster(
     scored: list[Link],
     threshold: float,
     score_pair: Callable[[int, int], float] | None = None,
+    cluster_threshold: float | None = None,
+    cannot_link: Iterable[tuple[int, int]] = (),
 ) -> dict[int, int]:
     """Map every sequence id to a cluster number (0..).
 
     `scored` holds every scored pair with its similarity; pairs at or above `threshold` are
-    links. Within a connected component of links, average linkage on distance
-    1 - similarity is cut at 1 - threshold: a group stays together only while its members
-    are, on average, as similar as a link. Pairs of a component that were never scored are
-    scored with `score_pair` when given, else taken as dissimilar (similarity 0)."""
+    links. Within a connected component of links, groups that share at least one link are
+    merged by average linkage while their mean similarity reaches `cluster_threshold`
+    (default: `threshold`) and no `cannot_link` pair lies between them. Pairs of a
+    component that were never scored are scored with `score_pair` when given, else taken as
+    dissimilar (similarity 0)."""
     ids = sorted(set(sequence_ids))
     index = {s: i for i, s in enumerate(ids)}
     pairs = sorted({(min(l.a, l.b), max(l.a, l.b)): l.score for l in scored if l.a in index and l.b in index and l.a != l.b}.items())
-    links = [(a, b, s) for (a, b), s in pairs if s >= threshold]
+    links = [(a, b) for (a, b), s in pairs if s >= threshold]
     n = len(ids)
     if not links:
         return {s: i for i, s in enumerate(ids)}
-    rows = [index[a] for a, _, _ in links]
-    cols = [index[b] for _, b, _ in links]
-    graph = coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n))
+    merge_at = threshold if cluster_threshold is None else cluster_threshold
+    graph = coo_matrix((np.ones(len(links)), ([index[a] for a, _ in links], [index[b] for _, b in links])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     score = {(index[a], index[b]): s for (a, b), s in pairs}
+    linked = {(index[a], index[b]) for a, b in links}
+    forbidden = {(min(index[a], index[b]), max(index[a], index[b])) for a, b in cannot_link if a in index and b in index}
     label = np.full(n, -1)
     next_label = 0
     # components in order of their smallest member: labels depend only on the inputs
     for comp in sorted(set(component.tolist()), key=lambda c: int(np.flatnonzero(component == c)[0])):
         members = np.flatnonzero(component == comp)
-        if len(members) <= 2:
-            label[members] = next_label
-            next_label += 1
-            continue
-        dist = np.ones((len(members), len(members)))
-        np.fill_diagonal(dist, 0.0)
-        for i, mi in enumerate(members):
-            for j in range(i + 1, len(members)):
-                s = score.get((mi, members[j]))
-                if s is None and score_pair is not None:
-                    s = score_pair(ids[mi], ids[members[j]])
-                if s is not None:
-                    dist[i, j] = dist[j, i] = 1.0 - s
-        groups = fcluster(linkage(squareform(dist, checks=False), method="average"), t=1.0 - threshold + 1e-9, criterion="distance")
-        for g in sorted(set(groups.tolist()), key=lambda g: int(np.flatnonzero(groups == g)[0])):
-            label[members[groups == g]] = next_label
+        for group in _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_at):
+            label[group] = next_label
             next_label += 1
     return {s: int(label[index[s]]) for s in ids}
+
+
+def _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_at) -> list[np.ndarray]:
+    """Greedy average linkage over one component, merging only groups joined by a link and
+    free of cannot-link pairs. Groups in order of their smallest member."""
+    m = len(members)
+    if m == 1:
+        return [members]
+    sim = np.zeros((m, m))
+    link = np.zeros((m, m), bool)
+    cannot = np.zeros((m, m), bool)
+    for i, mi in enumerate(members):
+        for j in range(i + 1, m):
+            key = (mi, members[j])
+            s = score.get(key)
+            if s is None and score_pair is not None:
+                s = score_pair(ids[mi], ids[members[j]])
+            sim[i, j] = sim[j, i] = 0.0 if s is None else s
+            link[i, j] = link[j, i] = key in linked
+            cannot[i, j] = cannot[j, i] = key in forbidden
+    # sums and counts between groups; a group is named by its smallest position
+    total, size, alive = sim.copy(), np.ones(m), np.ones(m, bool)
+    groups = {i: [i] for i in range(m)}
+    while True:
+        mean = total / np.outer(size, size)
+        ok = link & ~cannot & np.outer(alive, alive)
+        np.fill_diagonal(ok, False)
+        if not ok.any():
+            break
+        candidates = np.where(ok, mean, -np.inf)
+        best = candidates.max()
+        if best < merge_at:
+            break
+        i, j = (int(v) for v in np.argwhere(candidates == best)[0])  # first in row-major order: deterministic
+        i, j = min(i, j), max(i, j)
+        total[i] += total[j]
+        total[:, i] += total[:, j]
+        total[i, i] = 0.0
+        link[i] |= link[j]
+        link[:, i] |= link[:, j]
+        cannot[i] |= cannot[j]
+        cannot[:, i] |= cannot[:, j]
+        size[i] += size[j]
+        alive[j] = False
+        link[j] = link[:, j] = False
+        groups[i] += groups.pop(j)
+    return [members[sorted(g)] for _, g in sorted(groups.items())]
 
 
 def bcubed(predicted: dict, truth: dict) -> tuple[float, float]:

@@ -59,9 +59,32 @@ def similarity(method: str, a: np.ndarray, b: np.ndarray, wa: np.ndarray | None 
 @dataclass(frozen=True)
 class MatchSettings:
     method: str = "template"
-    threshold: float = 0.938  # similarity at or above which two sequences are linked
-    candidates: int = 20  # nearest templates fetched per sequence (HNSW)
-    min_faces: int = 3  # sequences with fewer usable faces are neither queried nor linked
+    threshold: float = 0.938  # similarity at or above which two well-seen sequences are linked
+    cluster_gap: float = 0.0  # two groups join while their mean similarity is >= threshold - cluster_gap
+    candidates: int = 40  # nearest templates fetched per sequence (HNSW)
+    min_faces: int = 1  # sequences with fewer usable faces are neither queried nor linked
+    # Sequences with little evidence need a higher score to link (each side adds its margin):
+    # a short one (fewer than `short_faces` usable faces) and a small one (mean face height
+    # under `small_face_px`, where dlib puts different blurred people close together).
+    short_faces: int = 3
+    short_margin: float = 0.0
+    small_face_px: float = 60.0
+    small_margin: float = 0.0
+
+    @property
+    def cluster_threshold(self) -> float:
+        return self.threshold - self.cluster_gap
+
+    def margin(self, face_count: int, mean_face_px: float | None) -> float:
+        """How much higher than `threshold` a pair with this sequence must score."""
+        short = self.short_margin if face_count < self.short_faces else 0.0
+        small = self.small_margin if mean_face_px is not None and mean_face_px < self.small_face_px else 0.0
+        return short + small
+
+    def evidence_score(self, score: float, a: dict, b: dict) -> float:
+        """`score` less both sequences' margins: compared with `threshold` to link, and what
+        identities cluster on (sequence rows with face_count and mean_face_px)."""
+        return score - self.margin(a["face_count"], a.get("mean_face_px")) - self.margin(b["face_count"], b.get("mean_face_px"))
 
 
 # Per model and method: the similarity at which two sequences are the same person.
@@ -78,6 +101,13 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 ARCFACE_THRESHOLDS = {"template": 0.45, "topk_mean": 0.55, "robust_hausdorff": 0.40}
 # The three measures tie within noise on the dev data; the simplest wins.
 DEFAULT_METHOD = "template"
+# Per model: the cluster threshold and the evidence margins of MatchSettings, calibrated
+# with bench/accuracy.py on the dev people (docs/calibration.md, "Identities").
+EVIDENCE: dict[str, dict[str, float]] = {
+    "dlib_resnet_v1": {"cluster_gap": 0.013, "short_margin": 0.01, "small_margin": 0.01},
+}
+# ArcFace similarities spread about five times wider than dlib's: the same rules, scaled.
+ARCFACE_EVIDENCE = {"cluster_gap": 0.05, "short_margin": 0.05, "small_margin": 0.05}
 
 
 def threshold_for(model: str, method: str) -> float:
@@ -89,10 +119,13 @@ def threshold_for(model: str, method: str) -> float:
 
 
 def match_settings_for(model: str, method: str | None = None, threshold: float | None = None, **overrides) -> MatchSettings:
+    """The model's calibrated settings; `threshold` and `overrides` (None = keep) win."""
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-    return MatchSettings(method=method, threshold=threshold if threshold is not None else threshold_for(model, method), **overrides)
+    evidence = EVIDENCE.get(model, ARCFACE_EVIDENCE if model.startswith("insightface") else {})
+    settings = {**evidence, **{k: v for k, v in overrides.items() if v is not None}}
+    return MatchSettings(method=method, threshold=threshold_for(model, method) if threshold is None else threshold, **settings)
 
 
 def spans_overlap(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:

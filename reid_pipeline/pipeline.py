@@ -16,7 +16,7 @@ import polars as pl
 
 from reid_pipeline.faces.base import FaceBackend
 from reid_pipeline.quality import blur_score
-from reid_pipeline.shots import colour_histogram, cut_score
+from reid_pipeline.shots import FrameChange
 from reid_pipeline.video import iter_frames
 
 CHIP_JPEG_QUALITY = 95
@@ -45,6 +45,7 @@ FRAME_SCHEMA = {
     "timestamp_s": pl.Float64,
     "faces": pl.Int32,
     "cut_score": pl.Float32,  # colour change from the previous sampled frame, see shots.py
+    "structure_score": pl.Float32,  # layout change, blind to lighting, see shots.py
 }
 
 
@@ -95,12 +96,12 @@ def detect_video(
     frame_rows: dict[str, list] = {name: [] for name in FRAME_SCHEMA}
     run = DetectionRun(detections=pl.DataFrame(schema=DETECTION_SCHEMA))
 
-    def collect(frame, score: float, future) -> None:
+    def collect(frame, scores: tuple[float, float], future) -> None:
         found, seconds = future.result()
         run.detect_s += seconds
         run.frames_sampled += 1
         run.frames_with_faces += bool(found)
-        for key, value in zip(FRAME_SCHEMA, (frame.index, frame.timestamp_s, len(found), score)):
+        for key, value in zip(FRAME_SCHEMA, (frame.index, frame.timestamp_s, len(found), *scores)):
             frame_rows[key].append(value)
         for det in found:
             x1, y1, x2, y2 = det.box
@@ -115,14 +116,14 @@ def detect_video(
             rows["pitch"].append(det.pitch)
             rows["roll"].append(det.roll)
             rows["face_px"].append(min(x2 - x1, y2 - y1))
-            rows["blur"].append(blur_score(det.chip))
+            rows["blur"].append(blur_score(det.chip, min(x2 - x1, y2 - y1)))
             rows["chip"].append(encode_jpeg(det.chip))
         if progress:
             progress(run.frames_sampled, frame.timestamp_s)
 
     frames = iter_frames(path, sample_fps)
     waiting: deque = deque()
-    previous_hist = None
+    change = FrameChange()
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         while True:
             t0 = time.perf_counter()
@@ -130,9 +131,8 @@ def detect_video(
             run.decode_s += time.perf_counter() - t0
             if frame is None:
                 break
-            hist = colour_histogram(frame.image)  # cut scores in frame order, on this thread
-            waiting.append((frame, cut_score(previous_hist, hist), pool.submit(_timed_detect, backend, frame.image)))
-            previous_hist = hist
+            # cut scores in frame order, on this thread
+            waiting.append((frame, change(frame.image), pool.submit(_timed_detect, backend, frame.image)))
             while len(waiting) > 2 * max(1, threads):
                 collect(*waiting.popleft())
         while waiting:

@@ -14,13 +14,19 @@ _NOSE_DROP = 0.78
 _NOSE_DEPTH = 0.55
 
 
-def blur_score(chip_bgr: np.ndarray) -> float:
-    """Variance of the Laplacian on a 112-px grey copy of the chip: higher is sharper.
+def blur_score(chip_bgr: np.ndarray, face_px: float | None = None) -> float:
+    """Variance of the Laplacian of a grey copy of the chip: higher is sharper.
 
-    The chip is resized first so the value compares across backends and chip sizes.
+    The chip is first resized to the resolution the face really has in the frame: the
+    face's size `face_px` times 1.5 (the aligned chips hold the face with a quarter of its
+    size as margin on each side), at most 112 px. A small face is then judged on its own
+    pixels: enlarging a sharp 45-px face to 112 px would smooth it and read as blurred.
+    Without `face_px` every chip is compared at 112 px.
     """
+    side = 112 if face_px is None else int(np.clip(round(1.5 * face_px), 24, 112))
     grey = cv2.cvtColor(chip_bgr, cv2.COLOR_BGR2GRAY)
-    grey = cv2.resize(grey, (112, 112), interpolation=cv2.INTER_AREA)
+    interp = cv2.INTER_AREA if grey.shape[0] >= side else cv2.INTER_LINEAR
+    grey = cv2.resize(grey, (side, side), interpolation=interp)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 

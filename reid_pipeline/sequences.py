@@ -7,7 +7,10 @@ from where the sequence's motion predicts it, in face widths). Rules:
 
 - a face must pass the quality gate to join or start a sequence; rejected faces keep the
   reason (`reject_reason`) so the gate can be inspected and tuned;
-- a shot cut ends every open sequence;
+- a shot cut ends every open sequence, except one whose face is on the frame after the
+  cut in the same place (half a face width), at the same size and with nearly the same
+  appearance (half the usual appearance limit): a cut that leaves a person where they were
+  is not the end of their sequence;
 - two faces of one frame never share a sequence (the assignment is one-to-one);
 - a sequence may miss up to `max_gap` sampled frames and continue (a face missed once does
   not split it).
@@ -26,7 +29,7 @@ import polars as pl
 from scipy.optimize import linear_sum_assignment
 
 from reid_pipeline.faces.base import l2_normalise
-from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, shot_ids
+from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, DEFAULT_STRUCTURE_THRESHOLD, shot_ids
 
 _INFEASIBLE = 1e6
 
@@ -73,11 +76,17 @@ class LinkSettings:
     geometry_weight: float = 0.5  # weight of the geometry term against appearance
     template_momentum: float = 0.5  # how much of the running template survives each new face
     cut_threshold: float = DEFAULT_CUT_THRESHOLD
+    structure_threshold: float = DEFAULT_STRUCTURE_THRESHOLD
+    # across a cut a sequence continues only with a face this close in appearance, within
+    # `cut_centre_shift` face widths of where it was and at `cut_size_ratio` of its size
+    cut_appearance_distance: float = 0.035
+    cut_centre_shift: float = 0.5
+    cut_size_ratio: float = 1.25
 
 
 DEFAULT_LINKING = {
     "dlib": LinkSettings(),
-    "insightface": LinkSettings(max_appearance_distance=0.55),
+    "insightface": LinkSettings(max_appearance_distance=0.55, cut_appearance_distance=0.3),
 }
 
 
@@ -127,8 +136,10 @@ def build_sequences(
     """Link faces into sequences. `detections` rows and `embeddings` rows correspond;
     `frames` lists every sampled frame (frame_index, timestamp_s, cut_score)."""
     embeddings = l2_normalise(embeddings) if len(embeddings) else np.zeros((0, 1), np.float32)
-    frames = frames.sort("frame_index").with_columns(
-        shot=pl.Series(shot_ids(frames.sort("frame_index")["cut_score"].to_numpy(), link.cut_threshold))
+    frames = frames.sort("frame_index")
+    structure = frames["structure_score"].to_numpy() if "structure_score" in frames.columns else None
+    frames = frames.with_columns(
+        shot=pl.Series(shot_ids(frames["cut_score"].to_numpy(), link.cut_threshold, structure, link.structure_threshold))
     )
     position = {f: i for i, f in enumerate(frames["frame_index"].to_list())}
     shot_of = dict(zip(frames["frame_index"].to_list(), frames["shot"].to_list()))
@@ -147,26 +158,29 @@ def build_sequences(
     current_shot = None
     for frame_index in frames["frame_index"].to_list():
         pos, shot = position[frame_index], shot_of[frame_index]
-        if shot != current_shot:
-            open_, current_shot = [], shot  # a cut ends every open sequence
+        at_cut = current_shot is not None and shot != current_shot
+        current_shot = shot
+        if at_cut:  # only a sequence seen on the frame before the cut may go on
+            open_ = [s for s in open_ if s.last_pos == pos - 1]
         open_ = [s for s in open_ if pos - s.last_pos - 1 <= link.max_gap]
         rows = by_frame.get(frame_index, [])
-        if not rows:
-            continue
         matched: dict[int, int] = {}
-        if open_:
+        if open_ and rows:
+            max_appearance = link.cut_appearance_distance if at_cut else link.max_appearance_distance
             cost = np.full((len(open_), len(rows)), _INFEASIBLE)
             for i, seq in enumerate(open_):
                 steps = pos - seq.last_pos
                 predicted = _centre(seq.box) + seq.velocity * steps
                 width = max(seq.box[2] - seq.box[0], 1.0)
+                max_shift = link.cut_centre_shift if at_cut else link.max_centre_shift * steps
                 for j, row in enumerate(rows):
                     appearance = 1.0 - float(embeddings[row] @ seq.template)
                     shift = float(np.linalg.norm(_centre(boxes[row]) - predicted)) / width
-                    if appearance <= link.max_appearance_distance and shift <= link.max_centre_shift * steps:
-                        cost[i, j] = appearance / link.max_appearance_distance + link.geometry_weight * shift / (
-                            link.max_centre_shift * steps
-                        )
+                    size = max(boxes[row][2] - boxes[row][0], 1.0) / width
+                    if at_cut and not 1 / link.cut_size_ratio <= size <= link.cut_size_ratio:
+                        continue
+                    if appearance <= max_appearance and shift <= max_shift:
+                        cost[i, j] = appearance / max_appearance + link.geometry_weight * shift / max_shift
             for i, j in zip(*linear_sum_assignment(cost)):
                 if cost[i, j] < _INFEASIBLE:
                     matched[j] = i
@@ -185,6 +199,8 @@ def build_sequences(
                 next_id += 1
                 open_.append(seq)
             sequence_of[row] = seq.sequence_id
+        if at_cut:  # the sequences that did not go on across the cut end here
+            open_ = [s for s in open_ if s.last_pos == pos]
 
     faces = pl.DataFrame(
         {

@@ -269,7 +269,7 @@ class Store:
     # -- sequences, matches, identities --------------------------------------------------
     def sequences_for(self, partition_key: str, model: str) -> list[dict]:
         return self.rows(
-            "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
+            "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
             " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_id",
             (partition_key, model),
         )
@@ -289,7 +289,7 @@ class Store:
             # the face_count filter applies after the index scan: keep scanning until enough pass
             conn.execute("SET hnsw.iterative_scan = relaxed_order")
             query = (
-                f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count,"
+                f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
                 f" 1 - (template::vector({int(dim)}) <=> %s) AS template_similarity FROM sequences"
                 f" WHERE model = %s AND face_count >= %s ORDER BY template::vector({int(dim)}) <=> %s LIMIT %s"
             )
@@ -359,8 +359,8 @@ class Store:
 
     def all_sequences(self, model: str) -> list[dict]:
         return self.rows(
-            "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id, mean_quality"
-            " FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
+            "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
+            " best_detection_id, mean_quality FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
             (model,),
         )
 
@@ -374,13 +374,17 @@ class Store:
     def models(self) -> list[dict]:
         return self.rows("SELECT model, backend, dim FROM face_models ORDER BY model")
 
-    def replace_identities(self, model: str, identities: list[dict], members: list[tuple[str, int]]) -> None:
+    def replace_identities(
+        self, model: str, identities: list[dict], members: list[tuple[str, int]], unresolved: Sequence[tuple[int, str]] = ()
+    ) -> None:
         """Replace all identities of `model`: rows (identity_id, sequence_count, video_count,
-        face_count, best_sequence) and members (identity_id, sequence row id)."""
+        face_count, best_sequence), members (identity_id, sequence row id) and the
+        unresolved sequences (sequence row id, reason)."""
         with connect(self.url) as conn:
             with conn.transaction():
                 lock(conn, "model", model)
                 conn.execute("DELETE FROM identities WHERE model = %s", (model,))
+                conn.execute("DELETE FROM unresolved_sequences WHERE model = %s", (model,))
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO identities (identity_id, model, sequence_count, video_count, face_count,"
@@ -392,6 +396,11 @@ class Store:
                         "INSERT INTO identity_sequences (model, identity_id, sequence) SELECT %s, %s, %s"
                         " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %s)",
                         [(model, identity, seq, seq) for identity, seq in members],
+                    )
+                    cur.executemany(
+                        "INSERT INTO unresolved_sequences (model, sequence, reason) SELECT %s, %s, %s"
+                        " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %s)",
+                        [(model, seq, reason, seq) for seq, reason in unresolved],
                     )
 
     def identity_of(self, model: str, sequence_ids: Sequence[int]) -> dict[int, str]:
@@ -413,6 +422,15 @@ class Store:
             " WHERE m.model = %s AND (%s::text[] IS NULL OR m.identity_id = ANY(%s))"
             " ORDER BY m.identity_id, s.partition_key, s.start_s",
             (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
+        )
+
+    def unresolved(self, model: str) -> list[dict]:
+        """The unresolved sequences of `model`, with video, time span and reason."""
+        return self.rows(
+            "SELECT u.reason, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
+            " s.best_detection_id, v.source_uri FROM unresolved_sequences u JOIN sequences s ON s.id = u.sequence"
+            " JOIN videos v ON v.partition_key = s.partition_key WHERE u.model = %s ORDER BY s.partition_key, s.start_s",
+            (model,),
         )
 
     def count_faces(self, partition_key: str | None = None) -> int:
