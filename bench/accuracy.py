@@ -363,8 +363,24 @@ def score(store, truth: dict, files: list[Path]) -> dict:
         "merges": merges,
         "splits": splits,
     }
+    dump_sequences(store, [s for s in sequences if s["id"] in seq_person], seq_person)
     return {"detection": detection, "sequences": sequencing, "pairs_cross_video": pair_scores(cross),
             "pairs_same_video": pair_scores(same_video), "identities": identities}
+
+
+def dump_sequences(store, sequences: list[dict], person: dict) -> None:
+    """The labelled sequences with their templates, for calibrating the identities offline
+    (bench/calibrate_identities.py): <REID_HOME>/sequences.npz."""
+    from reid_pipeline.store import as_array
+
+    rows = {r["id"]: r for r in store.rows(
+        "SELECT id, template, mean_face_px, mean_blur FROM sequences WHERE id = ANY(%s)", ([s["id"] for s in sequences],))}
+    np.savez(Path(os.environ["REID_HOME"]) / "sequences.npz",
+             id=np.array([s["id"] for s in sequences]), person=np.array([person[s["id"]] for s in sequences]),
+             video=np.array([s["partition_key"] for s in sequences]), start=np.array([s["start_frame"] for s in sequences]),
+             end=np.array([s["end_frame"] for s in sequences]), faces=np.array([s["face_count"] for s in sequences]),
+             face_px=np.array([rows[s["id"]]["mean_face_px"] for s in sequences], float),
+             template=np.array([as_array(rows[s["id"]]["template"]) for s in sequences], np.float32))
 
 
 # ----------------------------------------------------------------------------- reporting

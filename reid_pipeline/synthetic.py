@@ -299,12 +299,19 @@ class Shape:
 
 @dataclass
 class Shot:
-    """`frames` frames between two cuts: a background, shapes, then actors drawn in order."""
+    """`frames` frames between two cuts: a background, shapes, then actors drawn in order.
+    `lighting` is a gain on the whole frame going from its first to its second value over
+    the frames `fade` (start, end; None = the whole shot): a fade, an exposure change;
+    `tint` multiplies B, G, R at the end of the fade, growing from none at its start (a
+    white-balance drift)."""
 
     frames: int
     background: Background = field(default_factory=Background)
     actors: list[Actor] = field(default_factory=list)
     shapes: list[Shape] = field(default_factory=list)
+    lighting: tuple[float, float] = (1.0, 1.0)
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    fade: tuple[int, int] | None = None
 
 
 @dataclass
@@ -520,6 +527,12 @@ def render_frames(
                 fb = actor.face.face_box
                 face = (x0 + fb[0] * scale, y0 + fb[1] * scale, x0 + fb[2] * scale, y0 + fb[3] * scale)
                 placed.append((actor, (fx1, fy1, fx2, fy2), face))
+            if shot.lighting != (1.0, 1.0) or shot.tint != (1.0, 1.0, 1.0):
+                f0, f1 = shot.fade or (0, shot.frames - 1)
+                t_fade = min(1.0, max(0.0, (k - f0) / max(1, f1 - f0)))
+                gain = _lerp(shot.lighting[0], shot.lighting[1], t_fade)
+                channels = np.array([_lerp(1.0, c, t_fade) for c in shot.tint], np.float32) * gain
+                frame = np.clip(frame.astype(np.float32) * channels, 0, 255).astype(np.uint8)
             faces: list[FaceTruth] = []
             for i, (actor, region, face) in enumerate(placed):
                 full = max(1.0, (face[2] - face[0]) * (face[3] - face[1]))

@@ -65,12 +65,48 @@ def test_identities_do_not_depend_on_input_order():
 
 
 def test_one_stray_link_does_not_chain_two_people():
-    # people {1,2,3} and {4,5,6}, every pair within a person scored high, one false link 3-4
+    # people {1,2,3} and {4,5,6}: pairs within a person high, pairs across at dlib's usual
+    # impostor level, and one false link 3-4 above the pair threshold
     within = [Link(a, b, 0.96) for g in ((1, 2, 3), (4, 5, 6)) for a, b in itertools.combinations(g, 2)]
-    across = [Link(a, b, 0.3) for a in (1, 2, 3) for b in (4, 5, 6) if (a, b) != (3, 4)]
-    result = cluster([1, 2, 3, 4, 5, 6], within + across + [Link(3, 4, 0.92)], 0.9)
+    across = [Link(a, b, 0.88) for a in (1, 2, 3) for b in (4, 5, 6) if (a, b) != (3, 4)]
+    settings = match_settings_for("dlib_resnet_v1")
+    result = cluster([1, 2, 3, 4, 5, 6], within + across + [Link(3, 4, 0.95)], settings.threshold,
+                     cluster_threshold=settings.cluster_threshold)
     assert len({result[s] for s in (1, 2, 3)}) == 1 and len({result[s] for s in (4, 5, 6)}) == 1
     assert result[1] != result[4]
+
+
+def test_a_person_whose_sequences_all_link_is_one_identity():
+    """Eight sequences of one person (the case of the accuracy issue): most pairs link, a
+    few fall just under the pair threshold, the mean is just under it too. Average linkage
+    cut at the pair threshold split them; the cluster threshold keeps them whole."""
+    settings = match_settings_for("dlib_resnet_v1")
+    rng = np.random.default_rng(3)
+    pairs = list(itertools.combinations(range(8), 2))
+    scores = settings.threshold + rng.uniform(-0.012, 0.008, len(pairs))
+    links = [Link(a, b, float(s)) for (a, b), s in zip(pairs, scores)]
+    assert np.mean(scores) < settings.threshold  # the old rule's knife edge
+    old = cluster(list(range(8)), links, settings.threshold)
+    assert len(set(old.values())) > 1
+    new = cluster(list(range(8)), links, settings.threshold, cluster_threshold=settings.cluster_threshold)
+    assert len(set(new.values())) == 1
+
+
+def test_two_sequences_on_screen_together_are_never_one_identity():
+    links = [Link(1, 2, 0.99), Link(2, 3, 0.97), Link(1, 3, 0.97)]
+    result = cluster([1, 2, 3], links, 0.9, cannot_link=[(1, 2)])
+    assert result[1] != result[2] and result[3] in (result[1], result[2])
+
+
+def test_short_and_small_sequences_need_a_margin_to_link():
+    s = match_settings_for("dlib_resnet_v1")
+    solid, short, small = {"face_count": 12, "mean_face_px": 90.0}, {"face_count": 2, "mean_face_px": 90.0}, {"face_count": 9, "mean_face_px": 45.0}
+    score = s.threshold + 0.001
+    assert s.evidence_score(score, solid, solid) >= s.threshold
+    assert s.short_margin > 0 and s.evidence_score(score, solid, short) < s.threshold
+    assert s.small_margin > 0 and s.evidence_score(score, solid, small) < s.threshold
+    assert s.evidence_score(score + s.short_margin, solid, short) >= s.threshold
+    assert s.cluster_threshold < s.threshold
 
 
 def test_bcubed_and_identity_ids():

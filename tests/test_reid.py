@@ -159,3 +159,25 @@ def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store,
     assert image.std() > 20
     dlib_faces = backend.detect(image)
     assert len(dlib_faces) >= 4
+
+
+def test_a_two_face_sequence_of_a_known_person_joins_that_person(defs, instance, store, archive, videos_dir):
+    """Video D shows t1_2 for a while, then Tom Hanks for 0.4 s (2 sampled faces). His
+    short sequence is matched too and joins his identity from video A; nothing is left
+    unresolved."""
+    scene = synthetic.Scene([
+        synthetic.Shot(12, synthetic.background_for(3), [synthetic.Actor(synthetic.face_by_person("t1_2"), *CENTRE[:3])]),
+        synthetic.Shot(4, synthetic.background_for(4), [synthetic.Actor(synthetic.face_by_person("tom_hanks"), *LEFT[:3])]),
+    ])
+    path = videos_dir / "d.avi"
+    synthetic.write_video(scene, path)
+    md = _process(defs, instance, store, [archive["a.avi"], path])
+    a, d = partition_key_for("a.avi"), partition_key_for("d.avi")
+    with store.connection() as conn:
+        [short] = conn.execute("SELECT id FROM sequences WHERE partition_key = %s AND face_count = 2", (d,)).fetchall()
+        partitions = conn.execute(
+            "SELECT s.partition_key FROM identity_sequences m JOIN identity_sequences me USING (model, identity_id)"
+            " JOIN sequences s ON s.id = m.sequence WHERE me.sequence = %s", (short["id"],)).fetchall()
+    assert sorted(r["partition_key"] for r in partitions) == sorted([a, d])
+    assert md["identities"]["unresolved_sequences"].value == 0
+    assert md["identities"]["identities"].value == 3  # astronaut, Tom Hanks, t1_2

@@ -129,3 +129,47 @@ def test_evidence_lists_the_sequences_on_screen(cut_and_return):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     active, _ = evidence_at(run.detections, result.faces, result.sequences, time_s=3.0)
     assert active.height == 1  # R alone
+
+
+def test_a_fade_inside_a_shot_is_not_a_cut_and_a_real_cut_still_is(backend, videos_dir):
+    """Shot 1: two people while the light drops from x1.25 to x0.7 and turns blue within
+    half a second; shot 2 (a hard cut): a third person. The fade fires the colour test
+    alone: no cut, one sequence per person; the cut still splits."""
+    a, b, c = synthetic._pick(None, 3)
+    scene = synthetic.Scene([
+        synthetic.Shot(30, synthetic.background_for(0), [
+            synthetic.Actor(a, (0.25, 0.5), (0.3, 0.5)), synthetic.Actor(b, (0.75, 0.5), (0.7, 0.5)),
+        ], lighting=(1.25, 0.7), tint=(1.2, 1.0, 0.8), fade=(12, 17)),
+        synthetic.Shot(20, synthetic.background_for(1), [synthetic.Actor(c, (0.5, 0.5), (0.55, 0.5))]),
+    ])
+    path = videos_dir / "fade.avi"
+    gt = synthetic.write_video(scene, path)
+    run = detect_video(path, backend, sample_fps=5)
+    # the fade does change the colours: the old colour-only test would have cut here
+    fade_frames = run.frames.filter(pl.col("frame_index").is_between(12, 18))
+    assert fade_frames["cut_score"].max() >= link_settings_for("dlib").cut_threshold
+    vectors = embed_detections(run.detections, backend)
+    result, faces = _sequenced(gt, run, vectors)
+    shots = dict(zip(result.frames["frame_index"].to_list(), result.frames["shot"].to_list()))
+    assert {shots[f] for f in shots if f < 30} == {0} and {shots[f] for f in shots if f >= 30} == {1}
+    scores = purity_and_fragmentation(faces["sequence_id"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
+    assert scores["purity"] == 1.0 and scores["fragmentation"] == 1.0
+    assert result.sequences.height == 3
+
+
+def test_a_cut_that_leaves_a_face_in_place_does_not_end_its_sequence(cut_and_return):
+    """The same frames, with a cut forced in the middle of shot A: both people are where
+    they were and look the same, so both sequences go on; a cut to other people still
+    starts new ones."""
+    gt, run, vectors = cut_and_return
+    frames = run.frames.sort("frame_index")
+    forced = frames["frame_index"][4]
+    cut = frames.with_columns(
+        cut_score=pl.when(pl.col("frame_index") == forced).then(1.0).otherwise(pl.col("cut_score")),
+        structure_score=pl.when(pl.col("frame_index") == forced).then(1.0).otherwise(pl.col("structure_score")),
+    )
+    result = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("dlib"))
+    assert result.frames["shot"].n_unique() == 4  # the forced cut is a shot change...
+    assert result.sequences.height == 4  # ...but nobody's sequence ended there
+    strict = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("dlib", cut_appearance_distance=0.0))
+    assert strict.sequences.height == 6
