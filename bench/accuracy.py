@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage", choices=["all", "sequences", "score"], default="all",
                    help="all: a fresh database and the whole job; sequences: re-run face_sequences and "
                         "everything after it on the last run's detections; score: only score the last run")
+    p.add_argument("--clips", default=str(SHARED / "data" / "dev" / "clips"),
+                   help="the real dev clips (one person each): checked for false links; '' to skip")
     p.add_argument("--benchmarks", metavar="LABEL", help="write the tables into BENCHMARKS.md under this label")
     p.add_argument("--run-set", nargs=3, metavar=("VIDEOS", "HOME", "STAGE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -85,6 +88,8 @@ def run_set(videos: Path, home: Path, stage: str) -> dict:
     os.environ.pop("DAGSTER_HOME", None)
     from reid_pipeline import cli
 
+    if not (videos / "truth.json").exists():  # the real dev clips: one different person per clip
+        return run_clips(sorted(videos.glob("*.mp4")), stage)
     truth = json.loads((videos / "truth.json").read_text())
     files = [videos / v["file"] for v in truth["videos"]]
     t0 = time.perf_counter()
@@ -98,6 +103,29 @@ def run_set(videos: Path, home: Path, stage: str) -> dict:
     result = score(store, truth, files)
     result["seconds"] = round(seconds, 1)
     return result
+
+
+def run_clips(files: list[Path], stage: str) -> dict:
+    """The dev clips show one person each, five different people: every link between two
+    clips is false; each clip should end as one identity."""
+    from reid_pipeline import cli
+    from reid_pipeline.inbox import partition_key_for
+
+    if stage == "all":
+        cli.main(["process", *map(str, files)])
+    elif stage == "sequences":
+        rerun_from_sequences(files)
+    store = cli._store(cli.Settings())
+    keys = [partition_key_for(str(f.resolve())) for f in files]
+    links = store.rows("SELECT partition_a, partition_b, score FROM matches WHERE linked AND partition_a <> partition_b"
+                       " AND partition_a = ANY(%s) AND partition_b = ANY(%s)", (keys, keys))
+    best = store.rows("SELECT max(score) AS s FROM matches WHERE partition_a <> partition_b")[0]["s"]
+    per_clip = store.rows(
+        "SELECT s.partition_key, count(DISTINCT m.identity_id) AS identities, count(s.id) AS sequences,"
+        " count(u.sequence) AS unresolved FROM sequences s LEFT JOIN identity_sequences m ON m.sequence = s.id"
+        " LEFT JOIN unresolved_sequences u ON u.sequence = s.id WHERE s.partition_key = ANY(%s)"
+        " GROUP BY 1 ORDER BY 1", (keys,)) if store.rows("SELECT to_regclass('unresolved_sequences') AS t")[0]["t"] else []
+    return {"clips": len(files), "false_links": len(links), "best_cross_clip_score": best, "per_clip": per_clip}
 
 
 def rerun_from_sequences(files: list[Path]) -> None:
@@ -492,6 +520,22 @@ def write_benchmarks(label: str, body: list[str]) -> None:
     path.write_text(text)
 
 
+def child(args: argparse.Namespace, videos: Path, home: Path) -> dict:
+    """Run one set in a child process with its own REID_HOME (a fresh one for stage all)."""
+    if args.stage == "all" and home.exists():
+        subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "db", "stop"], env={**os.environ, "REID_HOME": str(home)},
+                       capture_output=True)
+        shutil.rmtree(home)
+    print(f"{videos.name}: stage {args.stage} ...", flush=True)
+    proc = subprocess.run([sys.executable, __file__, "--run-set", str(videos), str(home), args.stage],
+                          capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+        raise SystemExit(f"{videos.name}: the run did not finish")
+    return json.loads(line[len("RESULT "):])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.run_set:
@@ -510,21 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     for profile in args.profiles:
         for seed in args.seeds:
             videos = render(args, profile, seed)
-            home = args.work / "runs" / videos.name
-            if args.stage == "all" and home.exists():
-                subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "db", "stop"], env={**os.environ, "REID_HOME": str(home)},
-                               capture_output=True)
-                import shutil
-
-                shutil.rmtree(home)
-            print(f"{videos.name}: stage {args.stage} ...", flush=True)
-            proc = subprocess.run([sys.executable, __file__, "--run-set", str(videos), str(home), args.stage],
-                                  capture_output=True, text=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if line is None:
-                print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
-                raise SystemExit(f"{videos.name}: the run did not finish")
-            result = {"profile": profile, "seed": seed, **json.loads(line[len("RESULT "):])}
+            result = child(args, videos, args.work / "runs" / videos.name)
+            result = {"profile": profile, "seed": seed, **result}
             (args.work / "results" / f"{videos.name}.json").write_text(json.dumps(result, indent=1))
             by_profile.setdefault(profile, []).append(result)
             s, i = result["sequences"], result["identities"]
@@ -534,6 +565,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{i['bcubed_sequences']['precision']:.3f}/{i['bcubed_sequences']['recall']:.3f}/{i['bcubed_sequences']['f1']:.3f}",
                   flush=True)
     body = table(by_profile)
+    if args.clips and Path(args.clips).is_dir():
+        home = args.work / "runs" / "dev-clips"
+        print(f"dev clips: stage {args.stage} ...", flush=True)
+        clips = child(args, Path(args.clips), home)
+        body += ["", f"Real dev clips ({clips['clips']} clips, one different person each): {clips['false_links']} false links "
+                     f"between clips (best cross-clip score {clips['best_cross_clip_score'] or 0:.3f}); identities per clip "
+                     f"{[r['identities'] for r in clips['per_clip']]}, unresolved sequences "
+                     f"{sum(r['unresolved'] for r in clips['per_clip'])}."]
     n_videos = sum(len(json.loads((args.work / "videos" / f"{p}-s{s}-n{args.videos}" / "truth.json").read_text())["videos"])
                    for p in args.profiles for s in args.seeds)
     body += ["", f"Workload: {n_videos} videos ({args.videos} per seed, seeds {' '.join(map(str, args.seeds))}), "
