@@ -54,7 +54,7 @@ IOU_MATCH = 0.5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--photos", type=Path, default=DEV_PHOTOS, help="one folder of photos per person")
-    p.add_argument("--profiles", nargs="+", default=["standard", "hard"])
+    p.add_argument("--profiles", nargs="*", default=["standard", "hard"], help="none: only the dev clips")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--videos", type=int, default=4, help="videos per seed")
     p.add_argument("--work", type=Path, default=Path("/tmp/reid-accuracy"))
@@ -121,11 +121,14 @@ def run_clips(files: list[Path], stage: str) -> dict:
                        " AND partition_a = ANY(%s) AND partition_b = ANY(%s)", (keys, keys))
     best = store.rows("SELECT max(score) AS s FROM matches WHERE partition_a <> partition_b")[0]["s"]
     per_clip = store.rows(
-        "SELECT s.partition_key, count(DISTINCT m.identity_id) AS identities, count(s.id) AS sequences,"
-        " count(u.sequence) AS unresolved FROM sequences s LEFT JOIN identity_sequences m ON m.sequence = s.id"
-        " LEFT JOIN unresolved_sequences u ON u.sequence = s.id WHERE s.partition_key = ANY(%s)"
-        " GROUP BY 1 ORDER BY 1", (keys,)) if store.rows("SELECT to_regclass('unresolved_sequences') AS t")[0]["t"] else []
-    return {"clips": len(files), "false_links": len(links), "best_cross_clip_score": best, "per_clip": per_clip}
+        "SELECT s.partition_key, count(DISTINCT m.identity_id) AS identities, count(s.id) AS sequences"
+        " FROM sequences s LEFT JOIN identity_sequences m ON m.sequence = s.id WHERE s.partition_key = ANY(%s)"
+        " GROUP BY 1 ORDER BY 1", (keys,))
+    unresolved = 0
+    if store.rows("SELECT to_regclass('unresolved_sequences') AS t")[0]["t"]:
+        unresolved = store.rows("SELECT count(*) AS n FROM unresolved_sequences")[0]["n"]
+    return {"clips": len(files), "false_links": len(links), "best_cross_clip_score": best, "per_clip": per_clip,
+            "unresolved": unresolved}
 
 
 def rerun_from_sequences(files: list[Path]) -> None:
@@ -521,13 +524,15 @@ def write_benchmarks(label: str, body: list[str]) -> None:
 
 
 def child(args: argparse.Namespace, videos: Path, home: Path) -> dict:
-    """Run one set in a child process with its own REID_HOME (a fresh one for stage all)."""
-    if args.stage == "all" and home.exists():
+    """Run one set in a child process with its own REID_HOME (a fresh one for stage all;
+    a set never run yet is run whole)."""
+    stage = args.stage if (home / "pgdata").exists() else "all"
+    if stage == "all" and home.exists():
         subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "db", "stop"], env={**os.environ, "REID_HOME": str(home)},
                        capture_output=True)
         shutil.rmtree(home)
-    print(f"{videos.name}: stage {args.stage} ...", flush=True)
-    proc = subprocess.run([sys.executable, __file__, "--run-set", str(videos), str(home), args.stage],
+    print(f"{videos.name}: stage {stage} ...", flush=True)
+    proc = subprocess.run([sys.executable, __file__, "--run-set", str(videos), str(home), stage],
                           capture_output=True, text=True)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
@@ -564,15 +569,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"identities {i['identities']}/{i['people']}; BCubed P/R/F1 "
                   f"{i['bcubed_sequences']['precision']:.3f}/{i['bcubed_sequences']['recall']:.3f}/{i['bcubed_sequences']['f1']:.3f}",
                   flush=True)
-    body = table(by_profile)
+    body = table(by_profile) if by_profile else []
     if args.clips and Path(args.clips).is_dir():
         home = args.work / "runs" / "dev-clips"
-        print(f"dev clips: stage {args.stage} ...", flush=True)
         clips = child(args, Path(args.clips), home)
         body += ["", f"Real dev clips ({clips['clips']} clips, one different person each): {clips['false_links']} false links "
                      f"between clips (best cross-clip score {clips['best_cross_clip_score'] or 0:.3f}); identities per clip "
-                     f"{[r['identities'] for r in clips['per_clip']]}, unresolved sequences "
-                     f"{sum(r['unresolved'] for r in clips['per_clip'])}."]
+                     f"{[r['identities'] for r in clips['per_clip']]}, unresolved sequences {clips['unresolved']}."]
     n_videos = sum(len(json.loads((args.work / "videos" / f"{p}-s{s}-n{args.videos}" / "truth.json").read_text())["videos"])
                    for p in args.profiles for s in args.seeds)
     body += ["", f"Workload: {n_videos} videos ({args.videos} per seed, seeds {' '.join(map(str, args.seeds))}), "

@@ -35,9 +35,9 @@ from reid_pipeline.identities import Link, bcubed, cluster
 from reid_pipeline.matching import match_settings_for
 
 MODEL = "dlib_resnet_v1"
-SHORT = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)
-SMALL = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)
-GAP = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04)
+SHORT = (0.0, 0.01, 0.02, 0.03, 0.04)
+SMALL = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06)
+GAP = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)
 MIN_PRECISION = {"standard": 0.995, "hard": 0.97}
 
 

@@ -104,7 +104,7 @@ DEFAULT_METHOD = "template"
 # Per model: the cluster threshold and the evidence margins of MatchSettings, calibrated
 # with bench/accuracy.py on the dev people (docs/calibration.md, "Identities").
 EVIDENCE: dict[str, dict[str, float]] = {
-    "dlib_resnet_v1": {"cluster_gap": 0.013, "short_margin": 0.01, "small_margin": 0.01},
+    "dlib_resnet_v1": {"cluster_gap": 0.005, "short_margin": 0.02, "small_margin": 0.02},
 }
 # ArcFace similarities spread about five times wider than dlib's: the same rules, scaled.
 ARCFACE_EVIDENCE = {"cluster_gap": 0.05, "short_margin": 0.05, "small_margin": 0.05}
