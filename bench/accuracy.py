@@ -218,20 +218,27 @@ def detection_scores(faces: list[dict], video: dict, sampled: list[int]) -> dict
             "detections": len(counted), "false_detections": sum(1 for f in counted if f["person"] is None)}
 
 
-def cut_scores(video: dict, frames: list[tuple[int, int]]) -> dict:
+def cut_scores(video: dict, frames) -> dict:
     """False and missed cuts: a shot change between two sampled frames is true when a scene
-    of the truth starts between them (after the first, up to and including the second)."""
+    of the truth starts between them (after the first, up to and including the second).
+    Also the cut scores of the frames (colour, structure): lowest at true cuts, highest
+    inside scenes."""
     starts = [s["start_frame"] for s in video["scenes"][1:]]
     false_cuts = missed = 0
     covered = set()
-    for (f0, s0), (f1, s1) in zip(frames, frames[1:]):
-        true = [t for t in starts if f0 < t <= f1]
+    scores: dict[str, list[float]] = {}
+    rows = frames.to_dicts()
+    for prev, cur in zip(rows, rows[1:]):
+        true = [t for t in starts if prev["frame_index"] < t <= cur["frame_index"]]
         covered.update(true)
-        if s1 != s0 and not true:
+        if cur["shot"] != prev["shot"] and not true:
             false_cuts += 1
-        if true and s1 == s0:
+        if true and cur["shot"] == prev["shot"]:
             missed += 1
-    return {"true_cuts": len(covered), "false_cuts": false_cuts, "missed_cuts": missed}
+        for name in ("cut_score", "structure_score"):
+            if cur.get(name) is not None:
+                scores.setdefault(f"{name}_{'cuts' if true else 'inside'}", []).append(cur[name])
+    return {"true_cuts": len(covered), "false_cuts": false_cuts, "missed_cuts": missed, **scores}
 
 
 def pair_scores(pairs: list[tuple[bool, float | None, bool]]) -> dict:
@@ -288,6 +295,7 @@ def score(store, truth: dict, files: list[Path]) -> dict:
 
     det = {"true_faces": {}, "found": {}, "detections": 0, "false_detections": 0}
     cuts = {"true_cuts": 0, "false_cuts": 0, "missed_cuts": 0}
+    cut_values: dict[str, list[float]] = {}
     by_key: dict[str, list[dict]] = {}
     for f in faces:
         by_key.setdefault(f["partition_key"], []).append(f)
@@ -306,9 +314,12 @@ def score(store, truth: dict, files: list[Path]) -> dict:
         det["detections"] += d["detections"]
         det["false_detections"] += d["false_detections"]
         if "shot" in frames.columns:
-            c = cut_scores(video, list(zip(sampled, frames["shot"].to_list())))
+            c = cut_scores(video, frames)
             for k in cuts:
                 cuts[k] += c[k]
+            for k, v in c.items():
+                if k not in cuts:
+                    cut_values.setdefault(k, []).extend(v)
         else:
             cuts = {k: math.nan for k in cuts}
     total_true = sum(det["true_faces"].values())
@@ -354,6 +365,9 @@ def score(store, truth: dict, files: list[Path]) -> dict:
         "sequences_mixing_people": mixing,
         "short_sequences": sum(1 for s in sequences if s["face_count"] < 3),
         **cuts,
+        # the margins of the cut tests: lowest score at a true cut, highest inside a scene
+        **{f"{k}_{'min' if k.endswith('cuts') else 'max'}": (min(v) if k.endswith("cuts") else max(v))
+           for k, v in cut_values.items() if v},
     }
 
     # pairs of labelled sequences (pairs on screen together in one video are never candidates)

@@ -83,7 +83,7 @@ def test_a_person_whose_sequences_all_link_is_one_identity():
     settings = match_settings_for("dlib_resnet_v1")
     rng = np.random.default_rng(3)
     pairs = list(itertools.combinations(range(8), 2))
-    scores = settings.threshold + rng.uniform(-0.012, 0.008, len(pairs))
+    scores = settings.threshold + rng.uniform(-0.6, 0.4, len(pairs)) * settings.cluster_gap
     links = [Link(a, b, float(s)) for (a, b), s in zip(pairs, scores)]
     assert np.mean(scores) < settings.threshold  # the old rule's knife edge
     old = cluster(list(range(8)), links, settings.threshold)
