@@ -4,8 +4,8 @@ from assets.faces import face_embeddings, frame_detections
 from assets.ingest import raw_video
 from assets.partitions import videos
 from assets.reid import cross_video_matches, identities
-from assets.sequences import face_sequences, silhouette_report
 from assets.sensors import identities_automation, inbox_sensor, process_video, rebuild_identities
+from assets.sequences import face_sequences, silhouette_report
 
 all_assets = [raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches, identities]
 all_sensors = [inbox_sensor, identities_automation]

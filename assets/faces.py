@@ -23,7 +23,6 @@ from reid_pipeline.sources import local_path
 from reid_pipeline.video import VideoError
 from resources import DataStorage, FaceModel, ReidDatabase
 
-
 _DEFAULTS = Settings()
 
 

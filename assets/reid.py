@@ -81,7 +81,8 @@ def cross_video_matches(
     if report.links:
         chip = chip_loader(storage)
         best = sorted(report.links, key=lambda r: -r["score"])[:12]
-        sequences = {s["id"]: s for s in store.all_sequences(model) if s["id"] in {i for r in best for i in (r["sequence_a"], r["sequence_b"])}}
+        wanted = {i for r in best for i in (r["sequence_a"], r["sequence_b"])}
+        sequences = {s["id"]: s for s in store.all_sequences(model) if s["id"] in wanted}
         rows = []
         for r in best:
             a, b = sequences[r["sequence_a"]], sequences[r["sequence_b"]]
@@ -115,7 +116,9 @@ def _unresolved_table(rows: list[dict], limit: int = 30) -> str:
         & ~dg.AutomationCondition.in_progress()
     ).with_label("after new matches"),
 )
-def identities(context: dg.AssetExecutionContext, config: MatchConfig, database: ReidDatabase, storage: DataStorage) -> dg.MaterializeResult:
+def identities(
+    context: dg.AssetExecutionContext, config: MatchConfig, database: ReidDatabase, storage: DataStorage
+) -> dg.MaterializeResult:
     """Anonymous people across the whole archive, clustered from the match graph and
     recomputed from scratch each time, so the result never depends on the order videos
     arrived in. Every sequence belongs to exactly one identity, except short sequences

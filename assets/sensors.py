@@ -7,11 +7,11 @@ import dagster as dg
 
 from assets.faces import face_embeddings, frame_detections
 from assets.ingest import raw_video
+from assets.partitions import videos
 from assets.reid import cross_video_matches
 from assets.sequences import face_sequences, silhouette_report
-from assets.partitions import videos
-from reid_pipeline.config import Settings
 from reid_pipeline.buckets import BucketError
+from reid_pipeline.config import Settings
 from reid_pipeline.inbox import scan_source
 from resources import Inbox, ReidDatabase
 

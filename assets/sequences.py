@@ -103,7 +103,8 @@ def _markdown_table(df: pl.DataFrame) -> str:
     deps=[face_sequences],
     kinds={"html"},
     check_specs=[dg.AssetCheckSpec("silhouette_mean", asset="silhouette_report",
-                                   description="Mean silhouette of the faces over their sequences: >0.7 strong, >0.5 reasonable, >0.25 weak; warns below 0.25")],
+                                   description="Mean silhouette of the faces over their sequences: "
+                                               ">0.7 strong, >0.5 reasonable, >0.25 weak; warns below 0.25")],
 )
 def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -> dg.MaterializeResult:
     """How well the video's sequences separate: the silhouette coefficient (cosine,

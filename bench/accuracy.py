@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import machine_facts  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -248,7 +247,7 @@ def pair_scores(pairs: list[tuple[bool, float | None, bool]]) -> dict:
     predicted = sum(1 for _, _, linked in pairs if linked)
     out = {"pairs": len(pairs), "same_person": pos, "linked": predicted,
            "precision": tp / predicted if predicted else math.nan, "recall": tp / pos if pos else math.nan,
-           "scored_same_person": sum(1 for same, s, _ in pairs if same and s is not None)}
+           "unscored_same_person": sum(1 for same, s, _ in pairs if same and s is None)}
     ranked = sorted(((s, same) for same, s, _ in pairs if s is not None), key=lambda x: -x[0])
     best_f1, p_at_95, hits = 0.0, math.nan, 0
     for rank, (_, same) in enumerate(ranked, 1):
@@ -443,6 +442,8 @@ def fmt(values: list[float], digits: int = 3) -> str:
 
 def get(result: dict, path: str):
     for part in path.split("."):
+        if part not in result:
+            return math.nan  # a measure an older run did not have
         result = result[part]
     return result
 
@@ -459,10 +460,13 @@ ROWS = [
     ("sequences mixing people", "sequences.sequences_mixing_people"),
     ("short sequences (< 3 faces)", "sequences.short_sequences"),
     ("false cuts / missed cuts / true cuts", None),
+    ("colour cut score: lowest at a true cut / highest inside a scene", None),
+    ("structure cut score: lowest at a true cut / highest inside a scene", None),
     ("cross-video pairs: precision / recall of `linked`", None),
     ("cross-video pairs: precision at recall 0.95 (ranked by score)", "pairs_cross_video.precision_at_recall_95"),
     ("cross-video pairs: best F1 / max recall", None),
     ("same-video pairs: precision / recall of `linked`", None),
+    ("same-person pairs never scored (cross-video / same video)", None),
     ("identities / people", None),
     ("unresolved sequences", "identities.unresolved_sequences"),
     ("BCubed over sequences: precision", "identities.bcubed_sequences.precision"),
@@ -482,10 +486,16 @@ def table(by_profile: dict[str, list[dict]]) -> list[str]:
              "|---|" + "---|" * len(profiles)]
     combos = {
         "false cuts / missed cuts / true cuts": (("sequences.false_cuts", "sequences.missed_cuts", "sequences.true_cuts"), 1),
+        "colour cut score: lowest at a true cut / highest inside a scene": (
+            ("sequences.cut_score_cuts_min", "sequences.cut_score_inside_max"), 3),
+        "structure cut score: lowest at a true cut / highest inside a scene": (
+            ("sequences.structure_score_cuts_min", "sequences.structure_score_inside_max"), 3),
         "cross-video pairs: precision / recall of `linked`": (("pairs_cross_video.precision", "pairs_cross_video.recall"), 3),
         "cross-video pairs: best F1 / max recall": (("pairs_cross_video.best_f1", "pairs_cross_video.max_recall"), 3),
         "same-video pairs: precision / recall of `linked`": (("pairs_same_video.precision", "pairs_same_video.recall"), 3),
         "identities / people": (("identities.identities", "identities.people"), 1),
+        "same-person pairs never scored (cross-video / same video)": (("pairs_cross_video.unscored_same_person",
+                                                                        "pairs_same_video.unscored_same_person"), 1),
         "BCubed over faces: precision / recall / F1": (("identities.bcubed_faces.precision", "identities.bcubed_faces.recall",
                                                         "identities.bcubed_faces.f1"), 3),
     }

@@ -82,9 +82,9 @@ def main() -> int:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).close()
                 break
-            except OSError:
+            except OSError as exc:
                 if time.time() > deadline or up.poll() is not None:
-                    raise RuntimeError("the stack did not come up; see " + str(root / "up.log"))
+                    raise RuntimeError("the stack did not come up; see " + str(root / "up.log")) from exc
                 time.sleep(1)
         t_launch = time.time()
         result = subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "backfill", str(archive), "--wait", "3600"],

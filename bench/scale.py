@@ -38,11 +38,10 @@ import threading
 import time
 from pathlib import Path
 
-from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
-
 import numpy as np
 import polars as pl
 import psycopg
+from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

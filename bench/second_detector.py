@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from accuracy import HEIGHT_BINS, iou, truth_on_frame  # bench/accuracy.py
 from machine import machine_facts
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import html
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote
 
 

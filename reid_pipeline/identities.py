@@ -21,8 +21,8 @@ A threshold calibrated for pairs is not one for clusters: the cluster threshold 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 from scipy.sparse import coo_matrix

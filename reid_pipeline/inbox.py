@@ -11,9 +11,9 @@ import os
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 from urllib.parse import unquote
 
 from reid_pipeline.video import VIDEO_SUFFIXES

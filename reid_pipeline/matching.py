@@ -13,8 +13,8 @@ sets; each returns a similarity where higher means "more likely the same person"
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

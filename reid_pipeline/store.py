@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -285,7 +285,7 @@ class Store:
         query was half the cost of matching a video, BENCHMARKS.md "Scale")."""
         with self.connection() as conn:
             # ef_search 100: recall@10 0.98 instead of 0.96 at 100k sequences for +0.5 ms (BENCHMARKS.md)
-            conn.execute("SET hnsw.ef_search = %s" % max(100, 2 * int(limit)))
+            conn.execute(f"SET hnsw.ef_search = {max(100, 2 * int(limit))}")
             # the face_count filter applies after the index scan: keep scanning until enough pass
             conn.execute("SET hnsw.iterative_scan = relaxed_order")
             query = (

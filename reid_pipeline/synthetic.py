@@ -21,9 +21,9 @@ import functools
 import importlib.util
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -414,7 +414,7 @@ class GroundTruth:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GroundTruth":
+    def from_dict(cls, d: dict) -> GroundTruth:
         frames = [
             [
                 FaceTruth(f["person"], tuple(f["box"]), tuple(f["region"]), f["shot"], f["visible"])
@@ -431,7 +431,7 @@ class GroundTruth:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "GroundTruth":
+    def load(cls, path: str | Path) -> GroundTruth:
         """Read what `save` wrote; a video path is mapped to its `<stem>.gt.json`."""
         return cls.from_dict(json.loads(gt_path_for(path).read_text()))
 

@@ -100,7 +100,9 @@ def test_two_sequences_on_screen_together_are_never_one_identity():
 
 def test_short_and_small_sequences_need_a_margin_to_link():
     s = match_settings_for("dlib_resnet_v1")
-    solid, short, small = {"face_count": 12, "mean_face_px": 90.0}, {"face_count": 2, "mean_face_px": 90.0}, {"face_count": 9, "mean_face_px": 45.0}
+    solid = {"face_count": 12, "mean_face_px": 90.0}
+    short = {"face_count": 2, "mean_face_px": 90.0}
+    small = {"face_count": 9, "mean_face_px": 45.0}
     score = s.threshold + 0.001
     assert s.evidence_score(score, solid, solid) >= s.threshold
     assert s.short_margin > 0 and s.evidence_score(score, solid, short) < s.threshold

@@ -8,8 +8,9 @@ pipeline can store the chips once (asset `frame_detections`) and embed them late
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

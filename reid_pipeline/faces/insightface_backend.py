@@ -9,8 +9,8 @@ models never meet. The pretrained packs are for non-commercial research only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
