@@ -81,8 +81,7 @@ def cross_video_matches(
     if report.links:
         chip = chip_loader(storage)
         best = sorted(report.links, key=lambda r: -r["score"])[:12]
-        wanted = {i for r in best for i in (r["sequence_a"], r["sequence_b"])}
-        sequences = {s["id"]: s for s in store.all_sequences(model) if s["id"] in wanted}
+        sequences = {s["id"]: s for s in store.sequences_by_id({i for r in best for i in (r["sequence_a"], r["sequence_b"])})}
         rows = []
         for r in best:
             a, b = sequences[r["sequence_a"]], sequences[r["sequence_b"]]

@@ -1,15 +1,22 @@
 """The Postgres + pgvector store: schema migrations, videos, faces and their vectors.
 
-Vectors go in by binary COPY through pgvector's psycopg adapter. Each model gets a partial
+Connections come from one pool per process and database (psycopg_pool): opening a
+connection costs 8.2 ms against 0.65 ms for a query on an open one (BENCHMARKS.md, "Scale").
+Settings that a query needs (HNSW search depth) are `SET LOCAL`, so they end with its
+transaction and never leak to the pool's next user. Vectors go in by binary COPY through
+pgvector's psycopg adapter. Each model gets a partial
 HNSW (cosine) index over `embedding::vector(dim)`; queries must use the same expression
 and `model = ...` for the planner to take it (see `nearest_faces`).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +26,7 @@ import polars as pl
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from reid_pipeline.config import PROJECT_ROOT
 
@@ -58,6 +66,43 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
     return conn
 
 
+_POOLS: dict[tuple[int, str], ConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    """A new pooled connection: dict rows and the vector type (once the extension exists)."""
+    conn.row_factory = dict_row
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        conn.rollback()  # before the first migration; the pool is renewed after migrating
+    else:
+        conn.commit()  # the pool wants connections back idle
+
+
+def pool(url: str) -> ConnectionPool:
+    """This process's pool for `url` (a forked child gets its own)."""
+    key = (os.getpid(), url)
+    with _POOLS_LOCK:
+        found = _POOLS.get(key)
+        if found is None or found.closed:
+            # check: a connection the server dropped (a restarted Postgres) is replaced, not handed out
+            found = _POOLS[key] = ConnectionPool(url, min_size=1, max_size=8, configure=_prepare,
+                                                 check=ConnectionPool.check_connection, open=True, name="reid")
+        return found
+
+
+def close_pools(url: str | None = None) -> None:
+    """Close this process's pools (of `url`, or all): at exit, and after migrating."""
+    with _POOLS_LOCK:
+        for key in [k for k in _POOLS if k[0] == os.getpid() and url in (None, k[1])]:
+            _POOLS.pop(key).close()
+
+
+atexit.register(close_pools)
+
+
 def migrations(sql_dir: Path = SQL_DIR) -> list[tuple[str, Path]]:
     """Numbered `NNN_name.sql` files in order."""
     found = []
@@ -94,6 +139,8 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
                 applied_now.append(version)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    if applied_now:
+        close_pools(url)  # pooled connections opened before the vector type existed
     return applied_now
 
 
@@ -111,20 +158,24 @@ def hnsw_index_name(model: str, table: str = "faces") -> str:
 
 @dataclass
 class Store:
-    """All database access of the pipeline. One short-lived connection per call keeps it
-    safe to use from Dagster's run processes and the sensor alike."""
+    """All database access of the pipeline, on connections of this process's pool, each
+    held for one call: safe from Dagster's run processes, threads and the sensor alike."""
 
     url: str
 
     def migrate(self) -> list[str]:
         return migrate(self.url)
 
-    def connection(self) -> psycopg.Connection:
-        """A new connection with dict rows and the vector type registered."""
-        return connect(self.url, row_factory=dict_row)
+    @contextlib.contextmanager
+    def connection(self):
+        """A pooled connection (dict rows, vector type registered) for a `with` block: the
+        block's work is committed at its end (rolled back on an error), then the connection
+        goes back to the pool."""
+        with pool(self.url).connection() as conn:
+            yield conn
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
-        """All rows of one query, on a connection of its own."""
+        """All rows of one query."""
         with self.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
@@ -217,7 +268,7 @@ class Store:
         partition_key, model and embedding, in that order) and their vectors, by binary COPY,
         in one transaction: re-materialising never duplicates and never leaves half a set."""
         count = 0
-        with connect(self.url) as conn:
+        with self.connection() as conn:
             with conn.transaction():
                 conn.execute("DELETE FROM faces WHERE partition_key = %s AND model = %s", (partition_key, model))
                 with conn.cursor().copy(
@@ -239,7 +290,7 @@ class Store:
         quality weight and reject reason, in one transaction. `model` None (a video with no
         faces any more) removes the partition's sequences of every model."""
         columns = sequences.columns
-        with connect(self.url) as conn:
+        with self.connection() as conn:
             with conn.transaction():
                 if model is None:
                     conn.execute("DELETE FROM sequences WHERE partition_key = %s", (partition_key,))
@@ -283,11 +334,11 @@ class Store:
     ) -> list[list[dict]]:
         """`nearest_sequences` for several templates over one connection (opening one per
         query was half the cost of matching a video, BENCHMARKS.md "Scale")."""
-        with self.connection() as conn:
+        with self.connection() as conn, conn.transaction():
             # ef_search 100: recall@10 0.98 instead of 0.96 at 100k sequences for +0.5 ms (BENCHMARKS.md)
-            conn.execute(f"SET hnsw.ef_search = {max(100, 2 * int(limit))}")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 2 * int(limit))}")
             # the face_count filter applies after the index scan: keep scanning until enough pass
-            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             query = (
                 f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
                 f" 1 - (template::vector({int(dim)}) <=> %s) AS template_similarity FROM sequences"
@@ -319,7 +370,7 @@ class Store:
         videos' searches stay; pairs of sequences that were re-made vanish with them
         (ON DELETE CASCADE), and so do pairs whose sequence vanished while they were scored."""
         rows = list(rows)
-        with connect(self.url) as conn:
+        with self.connection() as conn:
             with conn.transaction():
                 lock(conn, "model", model)
                 with conn.cursor() as cur:
@@ -364,6 +415,12 @@ class Store:
             (model,),
         )
 
+    def sequences_by_id(self, ids: Iterable[int]) -> list[dict]:
+        """Sequence rows by row id (what a video's links need, not the whole archive)."""
+        return self.rows(
+            "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id FROM sequences"
+            " WHERE id = ANY(%s)", (sorted(ids),))
+
     def scored_pairs(self, model: str, method: str) -> list[dict]:
         return self.rows(
             "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s"
@@ -380,7 +437,7 @@ class Store:
         """Replace all identities of `model`: rows (identity_id, sequence_count, video_count,
         face_count, best_sequence), members (identity_id, sequence row id) and the
         unresolved sequences (sequence row id, reason)."""
-        with connect(self.url) as conn:
+        with self.connection() as conn:
             with conn.transaction():
                 lock(conn, "model", model)
                 conn.execute("DELETE FROM identities WHERE model = %s", (model,))
