@@ -18,9 +18,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/dagster/app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY reid_pipeline ./reid_pipeline
-RUN pip install --no-cache-dir ".[${VARIANT}]" "dagster-docker>=0.29"
+RUN pip install --no-cache-dir -c constraints.txt ".[${VARIANT}]" "dagster-docker>=0.29"
 
 # Dagster code (loaded from the checkout, as in Dagster's own Docker example) and schema
 COPY assets ./assets
