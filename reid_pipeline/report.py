@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from reid_pipeline.evidence import evidence_at
+from reid_pipeline.pages import render
 from reid_pipeline.pipeline import write_parquet
 from reid_pipeline.silhouette import Silhouette, projection_plot, sequence_sheet, silhouette, silhouette_plot
 
@@ -60,12 +61,9 @@ def write_silhouette_report(
         membership.select("detection_id", "sequence_id").with_columns(silhouette=pl.Series(result.per_face, dtype=pl.Float32)),
         folder / "per_face.parquet",
     )
-    images = "".join(f"<h2>{name}</h2><img src='{name}.png'>" for name in pictures)
-    mean = f"{result.mean:.3f}" if result.mean is not None else "undefined"
-    (folder / "report.html").write_text(
-        f"<html><head><meta charset='utf-8'><title>silhouette {partition_key}</title></head><body>"
-        f"<h1>{partition_key}</h1><p>mean silhouette: {mean} ({result.band}); "
-        f"{result.scored_faces} faces in {result.scored_sequences} sequences; "
-        f"{result.singleton_sequences} singleton sequences left out. {result.note}</p>{images}</body></html>"
-    )
+    (folder / "report.html").write_text(render(
+        "silhouette", title=f"silhouette {partition_key}", mean=f"{result.mean:.3f}" if result.mean is not None else "undefined",
+        band=result.band, faces=result.scored_faces, sequences=result.scored_sequences,
+        singletons=result.singleton_sequences, note=result.note, pictures=list(pictures),
+    ))
     return result, pictures

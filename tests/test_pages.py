@@ -1,0 +1,21 @@
+"""The static pages: names from files are shown as text, never run as markup."""
+
+from reid_pipeline.gallery import write_gallery
+
+
+def test_gallery_escapes_file_names_and_lists_unresolved_sequences(tmp_path):
+    evil = "file:///videos/%3Cscript%3Ealert(1)%3C%2Fscript%3E%20%26%20'quote'.avi"
+    sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_id": 0, "start_s": 1.0,
+                "end_s": 3.5, "face_count": 9, "best_detection_id": 4, "source_uri": evil}
+    loose = {**{k: v for k, v in sighting.items() if k != "identity_id"}, "id": 2, "sequence_id": 3, "face_count": 1,
+             "reason": "1 usable face(s), linked to nobody"}
+    identity = {"identity_id": "person-1", "sequence_count": 1, "video_count": 1, "face_count": 9, "best_sequence": 1}
+    index = write_gallery(tmp_path, [identity], [sighting], lambda key, det: b"\xff\xd8jpeg", title="<b>t</b>",
+                          unresolved=[loose])
+    page = index.read_text()
+    person = (tmp_path / "person-1.html").read_text()
+    for html in (page, person):
+        assert "<script>" not in html and "<b>t</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#39;quote&#39;.avi" in person
+    assert "Unresolved sequences (1)" in page and "linked to nobody" in page
+    assert (tmp_path / "faces" / "v-1_4.jpg").read_bytes() == b"\xff\xd8jpeg"
