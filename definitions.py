@@ -4,10 +4,17 @@ Loaded from the checkout (workspace.yaml names this file, working directory = re
 like Dagster's own Docker example; only the core `reid_pipeline` is an installed package.
 """
 
+import os
+
 import dagster as dg
 
 from assets import all_assets, all_jobs, all_sensors
 from resources import build_resources
+
+
+# Face chips, vectors and previews are biometric data: every process that loads this code
+# location (code server, run workers) writes them for its owner only.
+os.umask(0o077)
 
 
 def build_definitions() -> dg.Definitions:

@@ -23,9 +23,16 @@ from reid_pipeline.store import Store
 
 def prepare(settings: Settings) -> Path:
     """Create the folders and the Dagster home (with the repo's dagster.yaml) and export
-    the variables that every process (webserver, daemon, runs) reads. Returns DAGSTER_HOME."""
+    the variables that every process (webserver, daemon, runs) reads. Returns DAGSTER_HOME.
+
+    Face chips and vectors are biometric data: from here on this process and every process
+    it starts create files for their owner only, and the folders that hold them are closed
+    to other users (also where an older version left them open)."""
+    os.umask(0o077)
     for folder in (settings.home, settings.data_root, settings.inbox):
         Path(folder).mkdir(parents=True, exist_ok=True)
+    for folder in (settings.home, settings.data_root):
+        Path(folder).chmod(0o700)
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     # the repo's dagster.yaml is the source of truth: keep the instance's copy in step

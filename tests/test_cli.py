@@ -22,6 +22,11 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert "not a readable video" in out
     assert "duplicate" in out
     assert "identities: 3" in out and "index.html" in out  # astronaut, tom_hanks, t1_0
+    # biometric data is for the owner only
+    data = reid_env / "home" / "data"
+    assert data.stat().st_mode & 0o077 == 0
+    chips = next(data.glob("frame_detections/*.parquet"))
+    assert chips.stat().st_mode & 0o077 == 0
 
     key = partition_key_for(str(first.resolve()))
     assert main(["evidence", key, "--time", "0.5", "--out", str(reid_env / "ev.png")]) == 0
