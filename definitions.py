@@ -11,7 +11,6 @@ import dagster as dg
 from assets import all_assets, all_jobs, all_sensors
 from resources import build_resources
 
-
 # Face chips, vectors and previews are biometric data: every process that loads this code
 # location (code server, run workers) writes them for its owner only.
 os.umask(0o077)

@@ -132,11 +132,17 @@ def cmd_process(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get()
     defs = build_definitions()
     job = defs.resolve_job_def("process_video")
+    from reid_pipeline.inbox import skip_reason
+
     files = [Path(f) for f in args.files]
     missing = [f for f in files if not f.is_file()]
     for f in missing:
         print(f"reid: {f}: no such file", file=sys.stderr)
-    files = [f for f in files if f.is_file()]
+    # judged by what a link points to: a link named .mp4 to /etc/passwd is not opened
+    refused = [(f, skip_reason(f.resolve().name)) for f in files if f.is_file() and skip_reason(f.resolve().name)]
+    for f, reason in refused:
+        print(f"reid: {f}: {reason}; not processed", file=sys.stderr)
+    files = [f for f in files if f.is_file() and f not in {r for r, _ in refused}]
     sample_fps = settings.sample_fps if args.sample_fps is None else args.sample_fps
     run_config = {
         "ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}},
@@ -182,8 +188,9 @@ def cmd_process(args: argparse.Namespace) -> int:
             if "identities" in md and "gallery" in md:
                 print(f"\nidentities: {md['identities'].value} ({md['in_several_videos'].value} in several videos;"
                       f" {md['unresolved_sequences'].value} short sequences unresolved); gallery {md['gallery'].value}")
-    print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found")
-    return 1 if failed or missing else 0
+    print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found"
+          + (f", {len(refused)} refused" if refused else ""))
+    return 1 if failed or missing or refused else 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

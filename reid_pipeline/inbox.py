@@ -108,7 +108,8 @@ def scan(
     """Walk `folder` once. A video is `ready` when its partition key is not known yet, its
     size and mtime are unchanged since the previous scan (`pending`) and it has not been
     modified for `settle_s` seconds: a file still being written never qualifies. Non-video,
-    hidden, partial and empty files are reported once in `skipped`, with the reason."""
+    hidden, partial and empty files are reported once in `skipped`, with the reason; so are
+    symbolic links, which are never followed (a link could point anywhere on the machine)."""
     folder = Path(folder).resolve()
     now = time.time() if now is None else now
     result = ScanResult(ignored=set(ignored or ()))
@@ -128,6 +129,11 @@ def scan(
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                if rel not in result.ignored:
+                    result.skipped.append((path, "a symbolic link, not followed: copy or move the video itself into the inbox"))
+                    result.ignored.add(rel)
+                continue
             consider(result, rel, path, known_keys, pending or {}, settle_s, now, stat_of(path))
     return result
 

@@ -15,10 +15,14 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     copy = reid_env / "copy.avi"
     shutil.copy(first, copy)
 
-    code = main(["process", str(first), str(bad), str(copy), str(reid_env / "missing.avi"), "--sample-fps", "4"])
-    out = capsys.readouterr().out
-    assert code == 1  # one failed, one missing
-    assert "2 processed, 1 failed, 1 not found" in out
+    link = reid_env / "evil.mp4"
+    link.symlink_to("/etc/passwd")
+    code = main(["process", str(first), str(bad), str(copy), str(reid_env / "missing.avi"), str(link), "--sample-fps", "4"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 1  # one failed, one missing, one refused
+    assert "2 processed, 1 failed, 1 not found, 1 refused" in out
+    assert "evil.mp4: not a video file" in captured.err
     assert "not a readable video" in out
     assert "duplicate" in out
     assert "identities: 3" in out and "index.html" in out  # astronaut, tom_hanks, t1_0

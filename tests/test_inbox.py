@@ -73,3 +73,17 @@ def test_non_videos_partials_hidden_and_empty_files_are_skipped_once_with_a_reas
     third = scan(tmp_path, set(), second.pending, second.ignored, now=now)
     fourth = scan(tmp_path, set(), third.pending, third.ignored, now=now)
     assert [p.name for _, p in fourth.ready] == ["empty.mp4"]
+
+
+def test_symbolic_links_are_never_followed(tmp_path):
+    now = 1_000_000.0
+    inbox = tmp_path / "inbox"
+    _touch(tmp_path / "elsewhere" / "real.mp4", age_s=60, now=now)
+    inbox.mkdir()
+    (inbox / "evil.mp4").symlink_to("/etc/passwd")
+    (inbox / "video.mp4").symlink_to(tmp_path / "elsewhere" / "real.mp4")
+    first = scan(inbox, set(), now=now)
+    second = scan(inbox, set(), first.pending, first.ignored, now=now)
+    assert first.pending == {} and second.ready == []
+    assert sorted(p.name for p, why in first.skipped if "symbolic link" in why) == ["evil.mp4", "video.mp4"]
+    assert second.skipped == []  # reported once
