@@ -6,6 +6,7 @@ defaults), so a laptop needs no configuration and a deployment sets variables.
 
 
 import functools
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -81,10 +82,17 @@ class Inbox(dg.ConfigurableResource):
         return self.bucket or self.folder
 
 
+def _env_or_value(name: str, value: str | None):
+    """`value` as a `dg.EnvVar` when it comes from the variable `name`: Dagster resolves it
+    in the run, and its UI shows the variable's name, never the value (a database URL may
+    hold a password)."""
+    return dg.EnvVar(name) if value is not None and os.environ.get(name) == value else value
+
+
 def build_resources(settings: Settings | None = None) -> dict:
     s = settings or Settings()
     return {
-        "database": ReidDatabase(database_url=s.database_url, pgdata=str(s.pgdata)),
+        "database": ReidDatabase(database_url=_env_or_value("REID_DATABASE_URL", s.database_url), pgdata=str(s.pgdata)),
         "face_model": FaceModel(
             backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
         ),

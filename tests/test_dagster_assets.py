@@ -210,3 +210,13 @@ def test_silhouette_check_fails_when_sequences_mix_people(defs, instance, store,
     evaluation = check_result(result)
     assert not evaluation.passed
     assert md["silhouette_report"]["mean_silhouette"] < 0.25
+
+
+def test_the_database_url_reaches_runs_as_an_env_var_not_as_text(reid_env):
+    """A URL with a password is resolved inside the run; the resource (and so the UI's
+    resource and run config) holds only the variable's name."""
+    from resources import build_resources
+
+    database = build_resources()["database"]
+    assert isinstance(vars(database)["database_url"], dg.EnvVar)
+    assert vars(database)["database_url"].env_var_name == "REID_DATABASE_URL"
