@@ -129,7 +129,8 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
     identities, members, unresolved = [], [], []
     for group in groups.values():
         if len(group) == 1 and group[0]["face_count"] < settings.short_faces:
-            unresolved.append((group[0]["id"], f"{group[0]['face_count']} usable face(s), linked to nobody"))
+            n = group[0]["face_count"]
+            unresolved.append((group[0]["id"], f"{n} usable face{'s' if n != 1 else ''}, linked to nobody"))
             continue
         ident = identity_id([f"{s['partition_key']}:{s['sequence_id']:06d}" for s in group])
         best = max(group, key=lambda s: (s["face_count"] * (s["mean_quality"] or 0), -s["id"]))

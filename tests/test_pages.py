@@ -8,7 +8,7 @@ def test_gallery_escapes_file_names_and_lists_unresolved_sequences(tmp_path):
     sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_id": 0, "start_s": 1.0,
                 "end_s": 3.5, "face_count": 9, "best_detection_id": 4, "source_uri": evil}
     loose = {**{k: v for k, v in sighting.items() if k != "identity_id"}, "id": 2, "sequence_id": 3, "face_count": 1,
-             "reason": "1 usable face(s), linked to nobody"}
+             "reason": "1 usable face, linked to nobody"}
     identity = {"identity_id": "person-1", "sequence_count": 1, "video_count": 1, "face_count": 9, "best_sequence": 1}
     index = write_gallery(tmp_path, [identity], [sighting], lambda key, det: b"\xff\xd8jpeg", title="<b>t</b>",
                           unresolved=[loose])
