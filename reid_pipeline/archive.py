@@ -149,7 +149,8 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
 
 def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: MatchSettings, exclude: set[int] = frozenset()) -> list[dict]:
     """Identities whose sequences match the query faces (`vectors`, one or more unit
-    embeddings of one person), best first, each with its matching sightings and scores."""
+    embeddings of one person), best first, each with its matching sightings and scores. A
+    query of few faces (one photo) needs the same margin as a short sequence."""
     vectors = l2_normalise(np.atleast_2d(vectors))
     template = l2_normalise(vectors.mean(axis=0)[None])[0]
     candidates = [c for c in store.nearest_sequences(model, dim, template, settings.candidates) if c["id"] not in exclude]
@@ -159,7 +160,7 @@ def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: Ma
         if cand["id"] in faces:
             va, wa = faces[cand["id"]]
             score = similarity(settings.method, vectors, va, None, wa)
-            if score >= settings.threshold:
+            if settings.evidence_score(score, {"face_count": len(vectors)}, cand) >= settings.threshold:
                 scored.append({**cand, "score": score})
     identity = store.identity_of(model, [c["id"] for c in scored])
     results: dict[str, dict] = {}

@@ -322,7 +322,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("reid: --video needs --time (seconds into the video)", file=sys.stderr)
         return 2
     queries = []  # (label, model, dim, vectors, exclude)
+    if args.sequence and not args.sequence.rpartition(":")[2].isdigit():
+        print(f"reid: --sequence wants PARTITION_KEY:SEQUENCE_ID (e.g. {args.sequence}:0), got {args.sequence!r}",
+              file=sys.stderr)
+        return 2
     if args.photo:
+        if not Path(args.photo).is_file():
+            print(f"reid: {args.photo}: no such file", file=sys.stderr)
+            return 2
         image = cv2.imread(args.photo)
         if image is None:
             print(f"reid: {args.photo}: not an image", file=sys.stderr)

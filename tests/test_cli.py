@@ -45,3 +45,10 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "failed" in out and "duplicate" in out and "not a readable video" in out
+
+
+def test_cli_says_what_is_wrong_with_a_query(reid_env, store, capsys, tmp_path):
+    assert main(["search", "--photo", str(tmp_path / "missing.jpg")]) == 2
+    assert "missing.jpg: no such file" in capsys.readouterr().err
+    assert main(["search", "--sequence", "clip-1a2b3c4d"]) == 2
+    assert "PARTITION_KEY:SEQUENCE_ID" in capsys.readouterr().err
