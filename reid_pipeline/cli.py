@@ -391,9 +391,13 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     frames = {name: pl.read_parquet(path) for name, path in paths.items()}
     active, png = evidence_at(frames["detections"], frames["membership"], frames["sequences"],
                               frame_index=args.frame, time_s=args.time)
+    moment = f"{args.time:.2f} s" if args.time is not None else f"frame {args.frame}"
+    if not active.height:
+        print(f"reid: nobody is on screen at {moment} in {args.video} (no sequence covers it); nothing written",
+              file=sys.stderr)
+        return 1
     out = Path(args.out or f"evidence_{args.video}_{args.time if args.time is not None else 'f' + str(args.frame)}.png")
     out.write_bytes(png)
-    moment = f"{args.time:.2f} s" if args.time is not None else f"frame {args.frame}"
     print(f"{active.height} sequences on screen at {moment} in {args.video}:")
     for s in active.iter_rows(named=True):
         print(f"  sequence {s['sequence_id']}: {s['start_s']:.1f}-{s['end_s']:.1f} s, {s['face_count']} faces")
@@ -402,6 +406,11 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # Dagster asks platformdirs for a runtime folder and warns on every command without one
+        runtime = Path(Settings().home) / "run"
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     parser = argparse.ArgumentParser(prog="reid", description="Face re-identification over video archives.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start embedded Postgres and the Dagster webserver + daemon (inbox sensor on)")

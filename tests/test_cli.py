@@ -36,6 +36,8 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert main(["evidence", key, "--time", "0.5", "--out", str(reid_env / "ev.png")]) == 0
     out = capsys.readouterr().out
     assert "2 sequences on screen" in out and (reid_env / "ev.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["evidence", key, "--time", "100", "--out", str(reid_env / "none.png")]) == 1
+    assert "nobody is on screen at 100.00 s" in capsys.readouterr().err and not (reid_env / "none.png").exists()
 
     # the person of the last shot (the astronaut, back after a cut) was also in the first shot
     assert main(["search", "--video", key, "--time", "4.0"]) == 0
