@@ -17,17 +17,24 @@ from resources import DataStorage, ReidDatabase
 
 
 class MatchConfig(dg.Config):
-    """How sequences are compared; the threshold defaults to the model's calibrated one."""
+    """How sequences are compared; unset values take the model's calibrated ones
+    (docs/calibration.md)."""
 
     method: str = DEFAULT_METHOD  # one of template, topk_mean, robust_hausdorff
-    threshold: float | None = None
+    threshold: float | None = None  # pair similarity that links two well-seen sequences
+    cluster_gap: float | None = None  # groups join while their mean similarity >= threshold - gap
+    short_margin: float | None = None  # extra score a sequence of 1-2 faces needs to link
+    small_margin: float | None = None  # extra score a sequence of small faces needs to link
     candidates: int = MatchSettings.candidates
     min_faces: int = MatchSettings.min_faces
 
 
 def _settings(config: MatchConfig, model: str) -> MatchSettings:
     """The model's calibrated settings, overridden by the run config (ValueError if none)."""
-    return match_settings_for(model, config.method, config.threshold, candidates=config.candidates, min_faces=config.min_faces)
+    return match_settings_for(
+        model, config.method, config.threshold, candidates=config.candidates, min_faces=config.min_faces,
+        cluster_gap=config.cluster_gap, short_margin=config.short_margin, small_margin=config.small_margin,
+    )
 
 
 def chip_loader(storage: DataStorage):
