@@ -82,8 +82,9 @@ def test_symbolic_links_are_never_followed(tmp_path):
     inbox.mkdir()
     (inbox / "evil.mp4").symlink_to("/etc/passwd")
     (inbox / "video.mp4").symlink_to(tmp_path / "elsewhere" / "real.mp4")
+    (inbox / "archive").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     first = scan(inbox, set(), now=now)
     second = scan(inbox, set(), first.pending, first.ignored, now=now)
     assert first.pending == {} and second.ready == []
-    assert sorted(p.name for p, why in first.skipped if "symbolic link" in why) == ["evil.mp4", "video.mp4"]
+    assert sorted(p.name for p, why in first.skipped if "symbolic link" in why) == ["archive", "evil.mp4", "video.mp4"]
     assert second.skipped == []  # reported once
