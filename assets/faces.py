@@ -117,7 +117,8 @@ def face_embeddings(
     if detections.height and decode_jpeg(detections["chip"][0]).shape[0] != backend.chip_size:
         raise dg.Failure(
             description=f"frame_detections of {key} were made by another face backend than {backend.model_name}; "
-            "re-materialise frame_detections first"
+            "re-materialise frame_detections first",
+            allow_retries=False,
         )
     t0 = time.perf_counter()
     vectors = embed_detections(detections, backend)

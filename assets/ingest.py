@@ -29,7 +29,8 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase) -> dg.M
     store = database.store()
     row = store.get_video(key)
     if row is None:
-        raise dg.Failure(description=f"partition {key!r} has no registered source; add it with the inbox or `reid process`")
+        raise dg.Failure(description=f"partition {key!r} has no registered source; add it with the inbox, "
+                         "`reid process` or `reid backfill`", allow_retries=False)
     t0 = time.perf_counter()
     try:
         path = local_path(row["source_uri"])
@@ -48,7 +49,7 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase) -> dg.M
         "duration_s": round(info.duration_s, 2),
         "resolution": f"{info.width}x{info.height}",
         "rotation": info.rotation,
-        "status": "duplicate" if duplicate_of else "ready",
+        "status": "duplicate" if duplicate_of else "processing",  # ready once its matches are stored
         "probe_and_hash_s": round(time.perf_counter() - t0, 3),
     }
     if duplicate_of:

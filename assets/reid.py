@@ -59,20 +59,23 @@ def cross_video_matches(
     (other videos, and non-overlapping sequences of the same video): an HNSW search on
     sequence templates finds candidates, a set-to-set measure over both sequences' faces
     scores them. Every scored pair goes to the `matches` table with the method, the model
-    and the score; pairs at or above the model's threshold are `linked`."""
+    and the score; pairs at or above the model's threshold are `linked`. The last step of a
+    video: its status becomes `ready` here."""
     key = context.partition_key
     store = database.store()
     model_path = storage.path("face_embeddings", key)
     models = pl.read_parquet(model_path, columns=["model"])["model"].unique().to_list()
     if not models:
+        store.mark_ready(key)
         return dg.MaterializeResult(metadata={"links": 0, "note": "no faces in this video"})
     model = models[0]
     dim = next(m["dim"] for m in store.models() if m["model"] == model)
     try:
         settings = _settings(config, model)
     except ValueError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     report = match_partition(store, key, model, dim, settings)
+    store.mark_ready(key)  # the last per-video step: everything of this video has committed
     other_videos = sorted({r["partition_b"] if r["partition_a"] == key else r["partition_a"] for r in report.links} - {key})
     metadata = {
         "sequences_queried": report.queried,

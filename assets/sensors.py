@@ -15,11 +15,31 @@ from reid_pipeline.config import Settings
 from reid_pipeline.inbox import scan_source
 from resources import Inbox, ReidDatabase
 
+
+@dg.failure_hook(required_resource_keys={"database"})
+def record_video_failure(context: dg.HookContext) -> None:
+    """A step failed for good (bad input fails at once, anything else after its retries):
+    the video's row says `failed` with the reason, for `reid status` and the UI."""
+    run = context.instance.get_run_by_id(context.run_id)
+    key = run.tags.get("dagster/partition") if run else None
+    if key:
+        error = context.op_exception
+        reason = f"{context.op.name}: {type(error).__name__}: {error}" if error else f"{context.op.name} failed"
+        try:
+            context.resources.database.store().mark_failed(key, reason[:2000])
+        except Exception as exc:  # the database may be what failed; the run's own log has the reason
+            context.log.warning(f"could not record the failure of {key}: {exc}")
+
+
 process_video = dg.define_asset_job(
     "process_video",
     selection=[raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches],
     partitions_def=videos,
     description="Everything per video: register, detect, embed, link into sequences, report, match the archive.",
+    # A failure of the machine (database, disk, object store unavailable) is retried with
+    # back-off; a failure of the input raises dg.Failure(allow_retries=False) and is not.
+    op_retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    hooks={record_video_failure},
 )
 
 

@@ -33,7 +33,7 @@ def _load(storage: DataStorage, key: str):
     try:
         return load_partition_faces(storage.data_root, key)
     except ValueError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 @dg.asset(partitions_def=videos, group_name="video", deps=[face_embeddings, frame_detections], kinds={"parquet", "postgres"})

@@ -222,7 +222,7 @@ class Store:
                     info["height"],
                     info["rotation"],
                     duplicate_of,
-                    "duplicate" if duplicate_of else "ready",
+                    "duplicate" if duplicate_of else "processing",
                     partition_key,
                 ),
             )
@@ -230,6 +230,12 @@ class Store:
                 conn.execute("DELETE FROM sequences WHERE partition_key = %s", (partition_key,))
                 conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
         return duplicate_of
+
+    def mark_ready(self, partition_key: str) -> None:
+        """Every per-video asset has committed: `processing` becomes `ready`."""
+        with self.connection() as conn:
+            conn.execute("UPDATE videos SET status = 'ready' WHERE partition_key = %s AND status = 'processing'",
+                         (partition_key,))
 
     def mark_failed(self, partition_key: str, error: str) -> None:
         with self.connection() as conn:

@@ -45,7 +45,8 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
     path, gt = two_people_video
     key, result, md = run(defs, instance, store, path)
     assert result.success
-    assert md["raw_video"]["frame_count"] == 20 and md["raw_video"]["status"] == "ready"
+    assert md["raw_video"]["frame_count"] == 20 and md["raw_video"]["status"] == "processing"
+    assert store.get_video(key)["status"] == "ready"  # once every per-video step committed
     det = md["frame_detections"]
     assert det["frames_sampled"] == 4 and det["model"] == "dlib_resnet_v1"
     assert det["faces"] == 8  # two people in each of the 4 sampled frames
@@ -220,3 +221,48 @@ def test_the_database_url_reaches_runs_as_an_env_var_not_as_text(reid_env):
     database = build_resources()["database"]
     assert isinstance(vars(database)["database_url"], dg.EnvVar)
     assert vars(database)["database_url"].env_var_name == "REID_DATABASE_URL"
+
+
+def test_a_database_outage_is_retried_and_the_video_is_ready_only_at_the_end(
+    defs, instance, store, two_people_video, monkeypatch
+):
+    """The database refuses the matching step once (as when Postgres restarts): the step is
+    retried, the run succeeds, and the video was `processing`, not `ready`, until then."""
+    import psycopg
+
+    from reid_pipeline.store import Store
+
+    path, _ = two_people_video
+    original, seen = Store.sequences_for, []
+
+    def refused_once(self, partition_key, model):
+        seen.append(self.get_video(partition_key)["status"])
+        if len(seen) == 1:
+            raise psycopg.OperationalError("connection refused (injected)")
+        return original(self, partition_key, model)
+
+    monkeypatch.setattr(Store, "sequences_for", refused_once)
+    key, result, _ = run(defs, instance, store, path, name="outage.avi")
+    assert result.success
+    assert seen == ["processing", "processing"]
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert [e.step_key for e in retried] == ["cross_video_matches"]
+    assert store.get_video(key)["status"] == "ready"
+
+
+def test_a_step_that_fails_for_good_marks_the_video_failed_with_the_reason(defs, instance, store, two_people_video):
+    path, _ = two_people_video
+    key, result, _ = run(defs, instance, store, path, name="broken_later.avi")
+    assert result.success
+    # embeddings that no longer cover the detections: face_sequences cannot go on
+    embeddings = Path(os.environ["REID_DATA_ROOT"]) / "face_embeddings" / f"{key}.parquet"
+    import polars as pl
+
+    pl.read_parquet(embeddings).head(1).write_parquet(embeddings)
+    job = defs.resolve_job_def("process_video").get_subset(asset_selection={dg.AssetKey("face_sequences")})
+    again = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+    assert not again.success
+    assert not [e for e in again.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # input errors: no retry
+    video = store.get_video(key)
+    assert video["status"] == "failed" and video["error"].startswith("face_sequences: ")
+    assert "do not cover" in video["error"]
