@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from reid_pipeline.config import PROJECT_ROOT, Settings
-from reid_pipeline.database import embedded_server, resolve_url, stop_embedded
+from reid_pipeline.database import embedded_running, embedded_server, resolve_url, stop_embedded
 from reid_pipeline.store import Store
 
 
@@ -49,7 +49,7 @@ def prepare(settings: Settings) -> Path:
 def _database_url(settings: Settings, keep_running: bool = False) -> str:
     """The database URL; an embedded server that this command had to start is stopped
     when the command exits (one already running, e.g. under `reid up`, is left alone)."""
-    if not settings.database_url and not (Path(settings.pgdata) / "postmaster.pid").exists() and not keep_running:
+    if not settings.database_url and not embedded_running(settings.pgdata) and not keep_running:
         atexit.register(embedded_server(settings.pgdata).stop)
     return resolve_url(settings.database_url, settings.pgdata)
 
@@ -61,13 +61,27 @@ def _store(settings: Settings) -> Store:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from reid_pipeline.supervise import UpLock
+
     settings = Settings()
     home = prepare(settings)
-    _store(settings)
-    return _run_dagster_dev(settings, home, args)
+    lock = UpLock(settings.home)  # held (referenced) until this command ends
+    holder = lock.acquire(f"http://{args.host}:{args.port}")
+    if holder:
+        print(f"reid: `reid up` is already running for {settings.home} (pid {holder['pid']}, UI at {holder['url']});"
+              f" use that one, or stop it first (Ctrl-C in its terminal, or kill {holder['pid']})", file=sys.stderr)
+        return 1
+    # the embedded Postgres this command starts is stopped by its reaper, however it ends
+    started = not settings.database_url and not embedded_running(settings.pgdata)
+    Store(_database_url(settings, keep_running=True)).migrate()
+    code = _run_dagster_dev(settings, home, args, settings.pgdata if started else None)
+    lock.release()
+    return code
 
 
-def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace) -> int:
+def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, own_pgdata: Path | None = None) -> int:
+    from reid_pipeline.supervise import end_group, start_reaper
+
     db = settings.database_url or f"embedded Postgres + pgvector in {settings.pgdata}"
     print(
         f"reid: database     {db}\n"
@@ -89,6 +103,9 @@ def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace) -
         start_new_session=True,
         preexec_fn=restore_signals,
     )
+    # dagster dev runs in its own session (so its group can be ended as one); a watchdog ends
+    # that group, and stops our Postgres, when this process is gone, even after a SIGKILL
+    start_reaper(os.getpid(), proc.pid, own_pgdata)
 
     def forward(signum, _frame) -> None:
         try:
@@ -99,21 +116,8 @@ def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace) -
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     code = proc.wait()
-    _end_group(proc.pid)
+    end_group(proc.pid)  # dagster dev's children (code server, gRPC) may outlive it
     return code
-
-
-def _end_group(pgid: int, grace_s: float = 5.0) -> None:
-    """dagster dev's children (code server, gRPC) may outlive it: end its whole group."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            os.killpg(pgid, 0)  # raises once the group is empty
-            time.sleep(0.2)
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def cmd_process(args: argparse.Namespace) -> int:

@@ -38,10 +38,26 @@ def resolve_url(database_url: str | None, pgdata: str | os.PathLike) -> str:
     return embedded_url(pgdata)
 
 
+def embedded_running(pgdata: str | os.PathLike) -> bool:
+    """Does a server run in `pgdata`? Its `postmaster.pid` must name a live process: the file
+    a killed server leaves behind does not count (Postgres replaces it when it starts)."""
+    try:
+        pid = int((Path(pgdata) / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, as another user (pgserver runs Postgres as its own user under root)
+    return True
+
+
 def stop_embedded(pgdata: str | os.PathLike) -> bool:
     """Stop the embedded server in `pgdata` if it runs. True when one was stopped."""
     pgdata = Path(pgdata)
-    if not (pgdata / "postmaster.pid").exists():
+    if not embedded_running(pgdata):
         return False
     server = embedded_server(pgdata)
     server.stop()

@@ -486,3 +486,58 @@ def test_process_command_summarises_good_and_bad_files():
     finally:
         _stop_postgres(Path(env["REID_HOME"]))
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_up(env: dict, port: int, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [PYTHON, "-m", "reid_pipeline.cli", "up", "--port", str(port)], cwd=PROJECT_ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def _wait_until_answering(proc: subprocess.Popen, base: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not _http_ok(f"{base}/server_info"):
+        assert proc.poll() is None, f"reid up exited with {proc.returncode}:\n{_tail(log_path)}"
+        assert time.monotonic() < deadline, f"webserver not answering on {base}:\n{_tail(log_path)}"
+        time.sleep(1)
+
+
+def test_one_reid_up_per_home_and_a_killed_one_leaves_nothing_behind():
+    from reid_pipeline.database import embedded_running
+
+    root = _make_root()
+    env = _reid_env(root)
+    home = Path(env["REID_HOME"])
+    first = third = None
+    try:
+        port = _free_port()
+        first = _start_up(env, port, root / "first.log")
+        _wait_until_answering(first, f"http://127.0.0.1:{port}", root / "first.log")
+
+        # a second `reid up` on the same home says who runs and leaves
+        second = subprocess.run([PYTHON, "-m", "reid_pipeline.cli", "up", "--port", str(_free_port())], cwd=PROJECT_ROOT,
+                                env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"already running for {home} (pid {first.pid}, UI at http://127.0.0.1:{port})" in second.stderr
+
+        # SIGKILL: no chance to clean up; its watchdog ends Dagster and stops Postgres
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while _with_env("REID_HOME", str(home)) or embedded_running(home / "pgdata"):
+            assert time.monotonic() < deadline, (
+                f"left after SIGKILL: {_with_env('REID_HOME', str(home))}, Postgres {embedded_running(home / 'pgdata')}")
+            time.sleep(0.5)
+
+        # and the next one starts cleanly
+        port = _free_port()
+        third = _start_up(env, port, root / "third.log")
+        _wait_until_answering(third, f"http://127.0.0.1:{port}", root / "third.log")
+    finally:
+        for proc in (first, third):
+            if proc is not None:
+                _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)

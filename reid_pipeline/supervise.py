@@ -1,0 +1,107 @@
+"""Keeping `reid up` to one per home, and cleaning up after it however it ends.
+
+- `UpLock`: an exclusive `flock` on `$REID_HOME/reid-up.lock`, holding the PID and the UI's
+  URL. A second `reid up` on the same home finds it taken and says who holds it. The kernel
+  drops the lock when its process dies, SIGKILL included, so a killed `reid up` never
+  blocks the next one.
+- `start_reaper`: a small watchdog in its own session. When the `reid up` process is gone
+  (a normal exit, Ctrl-C or SIGKILL), it ends the `dagster dev` process group (SIGTERM, then
+  SIGKILL after a grace period) and stops the embedded Postgres that `reid up` started.
+  Run as `python -m reid_pipeline.supervise WATCH_PID GROUP_ID [PGDATA]`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class UpLock:
+    """The lock that makes one `reid up` per home; `acquire` returns None or the holder."""
+
+    def __init__(self, home: str | os.PathLike) -> None:
+        self.path = Path(home) / "reid-up.lock"
+        self._file = None
+
+    def acquire(self, url: str) -> dict | None:
+        """Take the lock and write our PID and URL; when another process holds it, return
+        what it wrote ({"pid", "url"}) and take nothing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            try:
+                holder = json.loads(handle.read() or "{}")
+            except json.JSONDecodeError:
+                holder = {}
+            handle.close()
+            return {"pid": holder.get("pid", "?"), "url": holder.get("url", "?")}
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "url": url}))
+        handle.flush()
+        self._file = handle  # held open (and locked) until released or this process ends
+        return None
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def start_reaper(watch_pid: int, group: int, pgdata: str | os.PathLike | None = None) -> subprocess.Popen:
+    """Start the watchdog for `watch_pid` (see the module docstring)."""
+    command = [sys.executable, "-m", "reid_pipeline.supervise", str(watch_pid), str(group)]
+    if pgdata is not None:
+        command.append(str(pgdata))
+    return subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped by its parent) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def end_group(group: int, grace_s: float = 5.0) -> None:
+    """SIGTERM a process group, wait up to `grace_s` for it to empty, then SIGKILL it."""
+    try:
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)  # raises once the group is empty
+            time.sleep(0.2)
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def reap(watch_pid: int, group: int, pgdata: str | None, poll_s: float = 0.5) -> None:
+    while _alive(watch_pid):
+        time.sleep(poll_s)
+    end_group(group)
+    if pgdata:
+        from reid_pipeline.database import stop_embedded
+
+        stop_embedded(pgdata)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal is for reid up, not for us
+    reap(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
