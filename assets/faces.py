@@ -20,7 +20,7 @@ from reid_pipeline.pipeline import (
 )
 from reid_pipeline.preview import contact_sheet, markdown_image, spread
 from reid_pipeline.sources import local_path
-from reid_pipeline.video import VideoError
+from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
 _DEFAULTS = Settings()
@@ -50,7 +50,8 @@ def frame_detections(
     detector score, 5 landmarks, head pose (yaw, pitch, roll), quality measures (face size,
     blur) and an aligned face chip (JPEG). Written to parquet under the data root, with a
     second file (`.frames.parquet`) listing every sampled frame and its shot-cut score.
-    A duplicate video is skipped with its reason; a faceless video yields zero rows."""
+    A duplicate video is skipped with its reason; a faceless video yields zero rows; a video
+    whose frames end well before the duration its container announces is marked `partial`."""
     key = context.partition_key
     store = database.store()
     video = store.get_video(key)
@@ -77,6 +78,12 @@ def frame_detections(
     except VideoError as exc:
         raise video_failure(store, key, exc) from exc
     wall = time.perf_counter() - t0
+    frame_s = 1.0 / (video["fps"] or 25.0)
+    decoded_s = float(run.frames["timestamp_s"].max() or 0.0) + frame_s if run.frames.height else 0.0
+    partial = shortfall(video["duration_s"], decoded_s, 1.0 / config.sample_fps if config.sample_fps else frame_s)
+    if partial:
+        store.mark_partial(key, partial)
+        context.log.warning(partial)
     write_parquet(run.detections, out)
     write_parquet(run.frames, storage.path("frame_detections", key, ".frames.parquet"))
     df = run.detections
@@ -91,8 +98,11 @@ def frame_detections(
         "detect_s": round(run.detect_s, 3),
         "detect_threads": config.detect_threads,
         "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
+        "decoded_s": round(decoded_s, 2),
         "path": str(out),
     }
+    if partial:
+        metadata["partial"] = partial
     if df.height:
         metadata["median_face_px"] = float(df["face_px"].median())
         metadata["median_blur"] = round(float(df["blur"].median()), 1)

@@ -308,7 +308,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in counts:
         print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces (all models)")
     for row in failed:
-        print(f"  failed {row['partition_key']}: {row['error']}")
+        print(f"  {row['status']} {row['partition_key']}: {row['error']}")
     return 0
 
 

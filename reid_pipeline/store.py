@@ -237,6 +237,11 @@ class Store:
             conn.execute("UPDATE videos SET status = 'ready' WHERE partition_key = %s AND status = 'processing'",
                          (partition_key,))
 
+    def mark_partial(self, partition_key: str, reason: str) -> None:
+        """Frames ended early (a truncated file): analysed as far as it goes, and said so."""
+        with self.connection() as conn:
+            conn.execute("UPDATE videos SET status = 'partial', error = %s WHERE partition_key = %s", (reason, partition_key))
+
     def mark_failed(self, partition_key: str, error: str) -> None:
         with self.connection() as conn:
             conn.execute(
@@ -410,7 +415,8 @@ class Store:
                 " FROM videos v LEFT JOIN faces f USING (partition_key) GROUP BY v.status ORDER BY v.status"
             ).fetchall()
             failed = conn.execute(
-                "SELECT partition_key, coalesce(error, '') AS error FROM videos WHERE status = 'failed' ORDER BY 1"
+                "SELECT partition_key, status, coalesce(error, '') AS error FROM videos"
+                " WHERE status IN ('failed', 'partial') ORDER BY 1"
             ).fetchall()
         return counts, failed
 

@@ -101,6 +101,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     )
 
 
+def shortfall(promised_s: float | None, decoded_s: float, step_s: float) -> str | None:
+    """Why a decode that stopped at `decoded_s` fell short of the `promised_s` the container
+    announced, or None. Allowed: one sampling step `step_s` plus 5 % (at least 0.5 s)."""
+    if not promised_s or promised_s <= 0:
+        return None  # the container promised nothing to compare with
+    if promised_s - decoded_s <= step_s + max(0.5, 0.05 * promised_s):
+        return None
+    return (f"partial video: the container announces {promised_s:.1f} s but frames could be decoded only up to "
+            f"{decoded_s:.1f} s (truncated or corrupt); the faces of the first {decoded_s:.1f} s are kept")
+
+
 @dataclass(frozen=True)
 class Frame:
     index: int  # index in the decoded stream, 0-based

@@ -266,3 +266,17 @@ def test_a_step_that_fails_for_good_marks_the_video_failed_with_the_reason(defs,
     video = store.get_video(key)
     assert video["status"] == "failed" and video["error"].startswith("face_sequences: ")
     assert "do not cover" in video["error"]
+
+
+def test_a_truncated_video_is_analysed_as_far_as_it_goes_and_marked_partial(defs, instance, store, tmp_path):
+    """An AVI cut at 40 % of its bytes: the header still says 4 s, frames end at 1.5 s."""
+    path = tmp_path / "cut_short.avi"
+    synthetic.write_video(synthetic.two_people_walking(seconds=4.0), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.4)])
+    key, result, md = run(defs, instance, store, path, sample_fps=4.0)
+    assert result.success
+    assert md["frame_detections"]["decoded_s"] < 2.0 and "partial video" in md["frame_detections"]["partial"]
+    assert md["face_embeddings"]["faces"] > 0  # the decoded part is analysed
+    video = store.get_video(key)
+    assert video["status"] == "partial" and "announces 4.0 s" in video["error"]

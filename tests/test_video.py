@@ -91,3 +91,11 @@ def test_rotation_metadata_is_applied(tmp_path, two_people_video):
     turned = [cv2.rotate(upright, code) for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE)]
     errors = [float(np.abs(t.astype(int) - first.image.astype(int)).mean()) for t in turned]
     assert min(errors) < 12 < max(errors)
+
+
+def test_shortfall_allows_a_sampling_step_and_a_margin():
+    from reid_pipeline.video import shortfall
+
+    assert shortfall(17.0, 16.9, 0.25) is None
+    assert shortfall(None, 3.0, 0.25) is None and shortfall(0.0, 3.0, 0.25) is None
+    assert "up to 4.8 s" in shortfall(17.0, 4.8, 0.25)
