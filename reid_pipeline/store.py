@@ -486,7 +486,7 @@ class Store:
         """Every sequence of the identities (all when None), with video and time span."""
         return self.rows(
             "SELECT m.identity_id, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
-            " s.best_detection_id, s.mean_quality, v.source_uri FROM identity_sequences m"
+            " s.best_detection_id, s.mean_quality, v.source_uri, v.status AS video_status FROM identity_sequences m"
             " JOIN sequences s ON s.id = m.sequence JOIN videos v ON v.partition_key = s.partition_key"
             " WHERE m.model = %s AND (%s::text[] IS NULL OR m.identity_id = ANY(%s))"
             " ORDER BY m.identity_id, s.partition_key, s.start_s",
@@ -497,7 +497,8 @@ class Store:
         """The unresolved sequences of `model`, with video, time span and reason."""
         return self.rows(
             "SELECT u.reason, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
-            " s.best_detection_id, v.source_uri FROM unresolved_sequences u JOIN sequences s ON s.id = u.sequence"
+            " s.best_detection_id, v.source_uri, v.status AS video_status FROM unresolved_sequences u"
+            " JOIN sequences s ON s.id = u.sequence"
             " JOIN videos v ON v.partition_key = s.partition_key WHERE u.model = %s ORDER BY s.partition_key, s.start_s",
             (model,),
         )
