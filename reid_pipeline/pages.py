@@ -36,7 +36,7 @@ _IDENTITY = """{% extends "base" %}{% block body %}
 <p class="meta">seen in {{ videos|plural("video") }}, {{ rows|length|plural("sighting") }}</p>
 <table><tr><th>face</th><th>video</th><th>sequence</th><th>time</th><th>faces</th></tr>
 {% for s in rows %}<tr><td><img src="{{ s.thumb }}" alt="sighting"></td><td>{{ s.file }}<div class="meta">{{ s.partition_key }}
-{%- if s.video_status == "partial" %} (partial video: truncated){% endif %}</div></td>
+{%- if s.get("video_status") == "partial" %} (partial video: truncated){% endif %}</div></td>
 <td>{{ s.sequence_id }}</td><td>{{ "%.1f"|format(s.start_s) }}-{{ "%.1f"|format(s.end_s) }} s</td><td>{{ s.face_count }}</td></tr>
 {% endfor %}</table>
 {% endblock %}"""
