@@ -126,15 +126,10 @@ def cmd_process(args: argparse.Namespace) -> int:
     settings = Settings()
     prepare(settings)
     store = _store(settings)
-    sys.path.insert(0, str(PROJECT_ROOT))
-    import dagster as dg
-
-    from definitions import build_definitions
     from reid_pipeline.inbox import partition_key_for
     from reid_pipeline.sources import uri_for
 
-    instance = dg.DagsterInstance.get()
-    defs = build_definitions()
+    defs, instance = _code_location()
     job = defs.resolve_job_def("process_video")
     from reid_pipeline.inbox import skip_reason
 
@@ -183,18 +178,113 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"{name[:40]:40} {key[:32]:32} {status:10} {faces:6d} {elapsed:8.1f}  {error}")
     failed = sum(1 for row in summary if row[2] == "failed")
     if len(summary) > failed:
-        # no daemon here to run the automation: recompute the archive's identities now
-        rebuilt = defs.resolve_job_def("rebuild_identities").execute_in_process(
-            instance=instance, run_config={"loggers": run_config["loggers"]}, raise_on_error=False
-        )
-        for event in rebuilt.get_asset_materialization_events():
-            md = event.materialization.metadata
-            if "identities" in md and "gallery" in md:
-                print(f"\nidentities: {md['identities'].value} ({md['in_several_videos'].value} in several videos;"
-                      f" {md['unresolved_sequences'].value} short sequences unresolved); gallery {md['gallery'].value}")
+        _rebuild_identities(defs, instance, run_config["loggers"])
     print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found"
           + (f", {len(refused)} refused" if refused else ""))
     return 1 if failed or missing or refused else 0
+
+
+def _rebuild_identities(defs, instance, loggers: dict | None = None) -> None:
+    """No daemon here to run the automation: recompute the archive's identities (and the
+    gallery) now, in this process, and say what came out."""
+    rebuilt = defs.resolve_job_def("rebuild_identities").execute_in_process(
+        instance=instance, run_config={"loggers": loggers or {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+    for event in rebuilt.get_asset_materialization_events():
+        md = event.materialization.metadata
+        if "identities" in md and "gallery" in md:
+            print(f"\nidentities: {md['identities'].value} ({md['in_several_videos'].value} in several videos;"
+                  f" {md['unresolved_sequences'].value} short sequences unresolved); gallery {md['gallery'].value}")
+
+
+def _code_location():
+    """This checkout's Dagster definitions and instance, for commands that run jobs here."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    import dagster as dg
+
+    from definitions import build_definitions
+
+    return build_definitions(), dg.DagsterInstance.get()
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Forget a video or a person: rows, files, chips, reports, cached copies, the Dagster
+    runs whose event logs show their faces; the gallery is rebuilt. Asks first."""
+    import dagster as dg
+
+    from reid_pipeline.forget import carry_out, plan_identity, plan_video
+    from reid_pipeline.inbox import partition_key_for
+
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    try:
+        if args.video:
+            key = args.video if store.get_video(args.video) else partition_key_for(str(Path(args.video).resolve()))
+            plan = plan_video(store, settings.data_root, key)
+        else:
+            identity = args.identity or _identity_of_photo(store, settings, args.photo)
+            if identity is None:
+                return 1
+            models = [r["model"] for r in store.rows("SELECT model FROM identities WHERE identity_id = %s", (identity,))]
+            if not models:
+                print(f"reid: no identity {identity!r} (see the gallery or `reid search`)", file=sys.stderr)
+                return 1
+            plan = plan_identity(store, settings.data_root, models[0], identity)
+    except KeyError as exc:
+        print(f"reid: {exc.args[0]} (see `reid status`)", file=sys.stderr)
+        return 1
+    print("\n".join(plan.describe()))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("reid: nothing forgotten; add --yes to forget without being asked", file=sys.stderr)
+            return 2
+        if input("forget all of this for good? type yes: ").strip() != "yes":
+            print("nothing forgotten")
+            return 1
+    counts = carry_out(store, settings.data_root, plan, delete_source=args.delete_source)
+    defs, instance = _code_location()
+    # the pictures in Dagster's event log go with the runs that recorded them
+    runs = {r.run_id for key in plan.videos for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))}
+    if plan.kind == "identity":
+        records = instance.fetch_materializations(dg.AssetKey("identities"), limit=10_000).records
+        runs |= {r.run_id for r in records}
+    for run_id in sorted(runs):
+        instance.delete_run(run_id)
+    if plan.kind == "video" and instance.has_dynamic_partition("videos", plan.target):
+        instance.delete_dynamic_partition("videos", plan.target)
+    print(f"forgotten: {counts['faces']} faces, {counts['sequences']} sequences, {counts['files']} files or folders"
+          f" deleted, {counts['files_rewritten']} videos' files rewritten, {len(runs)} Dagster runs deleted"
+          + ("; source file deleted" if counts["source_deleted"] else ""))
+    _rebuild_identities(defs, instance)
+    return 0
+
+
+def _identity_of_photo(store: Store, settings: Settings, photo: str) -> str | None:
+    """The identity that the largest face of `photo` matches best (None, said why)."""
+    import cv2
+
+    from reid_pipeline.archive import photo_query, search
+    from reid_pipeline.faces import load_backend
+    from reid_pipeline.matching import match_settings_for
+
+    image = cv2.imread(photo) if Path(photo).is_file() else None
+    if image is None:
+        print(f"reid: {photo}: no such image", file=sys.stderr)
+        return None
+    backend = load_backend(settings.face_backend, insightface_root=settings.insightface_root,
+                           insightface_pack=settings.insightface_pack)
+    try:
+        results = search(store, backend.model_name, backend.dim, photo_query(backend, image), match_settings_for(backend.model_name))
+    except ValueError as exc:
+        print(f"reid: {photo}: {exc}", file=sys.stderr)
+        return None
+    results = [r for r in results if r["identity_id"].startswith("person-")]
+    if not results:
+        print(f"reid: {photo}: matches nobody in the archive; nothing to forget", file=sys.stderr)
+        return None
+    return results[0]["identity_id"]
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -454,6 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     moment.add_argument("--frame", type=int, help="frame index")
     evidence.add_argument("--out", help="PNG file to write (default evidence_<video>_<time>.png)")
     evidence.set_defaults(func=cmd_evidence)
+    forget = sub.add_parser("forget", help="remove a video or a person completely (rows, files, chips, Dagster runs)")
+    what = forget.add_mutually_exclusive_group(required=True)
+    what.add_argument("--video", help="a partition key or the video's path")
+    what.add_argument("--identity", help="an identity id (person-...), as in the gallery and `reid search`")
+    what.add_argument("--photo", help="forget the identity that this photo's face matches")
+    forget.add_argument("--yes", action="store_true", help="do not ask")
+    forget.add_argument("--delete-source", action="store_true", help="with --video: also delete the video file itself")
+    forget.set_defaults(func=cmd_forget)
     status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
     status.set_defaults(func=cmd_status)
     args = parser.parse_args(argv)

@@ -38,6 +38,29 @@ def local_path(source_uri: str, cache_dir: str | os.PathLike | None = None, clie
     return path
 
 
+def source_file(source_uri: str) -> Path | None:
+    """The user's own file behind a file:// URI (None for a bucket object)."""
+    parsed = urlparse(source_uri)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+def cached_copy(source_uri: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where the cache keeps a bucket object's copy (None for a file:// URI)."""
+    if not source_uri.startswith("s3://"):
+        return None
+    from reid_pipeline.buckets import parse_s3_uri
+
+    try:
+        bucket, key = parse_s3_uri(source_uri)
+    except ValueError:
+        return None
+    if cache_dir is None:
+        from reid_pipeline.config import Settings
+
+        cache_dir = Settings().home / "cache" / "s3"
+    return _cache_file(Path(cache_dir), bucket, key) if key else None
+
+
 def _cache_file(cache_dir: Path, bucket: str, key: str) -> Path:
     parts = key.split("/")
     if any(part in ("", ".", "..") for part in parts):
@@ -58,11 +81,7 @@ def _cached_object(source_uri: str, cache_dir, client) -> Path:
         raise VideoError(str(exc)) from exc
     if not key:
         raise VideoError(f"{source_uri}: no object key in the URI")
-    if cache_dir is None:
-        from reid_pipeline.config import Settings
-
-        cache_dir = Settings().home / "cache" / "s3"
-    dest = _cache_file(Path(cache_dir), bucket, key)
+    dest = cached_copy(source_uri, cache_dir)
     endpoint = default_endpoint_url()
     where = f" at {endpoint}" if endpoint and client is None else ""
     try:

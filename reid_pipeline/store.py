@@ -237,6 +237,26 @@ class Store:
             conn.execute("UPDATE videos SET status = 'ready' WHERE partition_key = %s AND status = 'processing'",
                          (partition_key,))
 
+    def delete_video(self, partition_key: str) -> None:
+        """The video's row, and with it its faces, sequences, their matches and memberships."""
+        with self.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM videos WHERE partition_key = %s", (partition_key,))
+
+    def delete_sequences(self, model: str, sequence_ids: Sequence[int], identity_id: str | None = None) -> None:
+        """Sequences (row ids) and their faces' rows; with `identity_id`, that identity too."""
+        with self.connection() as conn, conn.transaction():
+            lock(conn, "model", model)
+            conn.execute(
+                "DELETE FROM faces f USING sequences s WHERE s.id = ANY(%s) AND f.partition_key = s.partition_key"
+                " AND f.model = s.model AND f.sequence_id = s.sequence_id", (list(sequence_ids),))
+            conn.execute("DELETE FROM sequences WHERE id = ANY(%s)", (list(sequence_ids),))
+            if identity_id is not None:
+                conn.execute("DELETE FROM identities WHERE model = %s AND identity_id = %s", (model, identity_id))
+
+    def log_forget(self, kind: str, target: str, counts_json: str) -> None:
+        with self.connection() as conn:
+            conn.execute("INSERT INTO forget_log (kind, target, counts) VALUES (%s, %s, %s::jsonb)", (kind, target, counts_json))
+
     def mark_partial(self, partition_key: str, reason: str) -> None:
         """Frames ended early (a truncated file): analysed as far as it goes, and said so."""
         with self.connection() as conn:

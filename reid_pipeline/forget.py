@@ -1,0 +1,138 @@
+"""Forgetting a video or a person: every derived trace removed, and a record that it was.
+
+Face chips and vectors are biometric data. `plan_video` / `plan_identity` say what would go
+(nothing is touched); `carry_out` removes it and writes one row to `forget_log` (when, what,
+counts: no vectors, no pictures). What goes:
+
+- a video: its `videos` row and with it (ON DELETE CASCADE) its faces, sequences, the
+  matches and identity memberships of those sequences; its parquet files (detections with
+  chips, embeddings, sequences, frames), its silhouette report (pictures of faces), its
+  cached copy of a bucket object, and the source file itself only when asked;
+- a person (an identity): its sequences and their faces' rows; the rows of those faces in
+  every parquet file of the videos they were in (chips included); the silhouette reports of
+  those videos (their contact sheets show everyone).
+
+The gallery is rebuilt by the next identities run, and the pictures Dagster keeps in its
+event log are removed by deleting the runs that wrote them; both are the caller's part (the
+CLI does them), since this module knows nothing of Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from reid_pipeline.pipeline import asset_path, write_parquet
+from reid_pipeline.store import Store
+
+# the per-video parquet files: (asset, suffix, column holding the face's detection id)
+PARQUET_FILES = (
+    ("frame_detections", ".parquet", "detection_id"),
+    ("frame_detections", ".frames.parquet", None),
+    ("face_embeddings", ".parquet", "detection_id"),
+    ("face_sequences", ".parquet", None),
+    ("face_sequences", ".faces.parquet", "detection_id"),
+    ("face_sequences", ".frames.parquet", None),
+)
+
+
+@dataclass
+class ForgetPlan:
+    kind: str  # "video" or "identity"
+    target: str  # partition key, or "<model>/<identity id>"
+    videos: list[str] = field(default_factory=list)  # partition keys touched
+    sequences: list[int] = field(default_factory=list)  # sequence row ids removed
+    faces: int = 0  # face rows removed
+    files: list[Path] = field(default_factory=list)  # files and folders removed whole
+    rewrites: dict[str, list[int]] = field(default_factory=dict)  # partition key -> detection ids cut from its files
+    source: Path | None = None  # the source file (a video forget), removed only on request
+
+    def describe(self) -> list[str]:
+        lines = [f"forget {self.kind} {self.target}:",
+                 f"  {self.faces} faces in {len(self.sequences)} sequences of {len(self.videos)} video(s): "
+                 f"{', '.join(self.videos) or 'none'}"]
+        lines += [f"  delete {p}" for p in self.files]
+        lines += [f"  remove {len(ids)} faces (chips, vectors) from the files of {key}" for key, ids in self.rewrites.items()]
+        if self.source is not None:
+            lines.append(f"  source file {self.source} (kept unless --delete-source)")
+        return lines
+
+
+def _report_folder(data_root: Path, key: str) -> Path:
+    return Path(data_root) / "silhouette_report" / key
+
+
+def plan_video(store: Store, data_root: str | Path, partition_key: str, cache_dir: Path | None = None) -> ForgetPlan:
+    from reid_pipeline.sources import cached_copy, source_file
+
+    video = store.get_video(partition_key)
+    if video is None:
+        raise KeyError(f"no video with partition key {partition_key!r}")
+    counts = store.rows("SELECT (SELECT count(*) FROM faces WHERE partition_key = %s) AS faces", (partition_key,))[0]
+    sequences = [r["id"] for r in store.rows("SELECT id FROM sequences WHERE partition_key = %s", (partition_key,))]
+    plan = ForgetPlan("video", partition_key, [partition_key], sequences, counts["faces"])
+    data_root = Path(data_root)
+    plan.files = [p for asset, suffix, _ in PARQUET_FILES if (p := data_root / asset / f"{partition_key}{suffix}").exists()]
+    if _report_folder(data_root, partition_key).exists():
+        plan.files.append(_report_folder(data_root, partition_key))
+    cached = cached_copy(video["source_uri"], cache_dir)
+    if cached is not None and cached.exists():
+        plan.files.append(cached)
+    plan.source = source_file(video["source_uri"])
+    return plan
+
+
+def plan_identity(store: Store, data_root: str | Path, model: str, identity_id: str) -> ForgetPlan:
+    members = store.rows(
+        "SELECT s.id, s.partition_key, s.sequence_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence"
+        " WHERE m.model = %s AND m.identity_id = %s ORDER BY s.partition_key, s.sequence_id", (model, identity_id))
+    if not members:
+        raise KeyError(f"no identity {identity_id!r} of model {model}")
+    plan = ForgetPlan("identity", f"{model}/{identity_id}", sorted({m["partition_key"] for m in members}),
+                      [m["id"] for m in members])
+    for key in plan.videos:
+        local = [m["sequence_id"] for m in members if m["partition_key"] == key]
+        ids = [r["detection_id"] for r in store.rows(
+            "SELECT detection_id FROM faces WHERE partition_key = %s AND model = %s AND sequence_id = ANY(%s)",
+            (key, model, local))]
+        plan.faces += len(ids)
+        plan.rewrites[key] = ids
+        if _report_folder(Path(data_root), key).exists():
+            plan.files.append(_report_folder(Path(data_root), key))
+    return plan
+
+
+def carry_out(store: Store, data_root: str | Path, plan: ForgetPlan, delete_source: bool = False) -> dict:
+    """Remove what `plan` lists (database first, then files), log it; returns the counts."""
+    data_root = Path(data_root)
+    if plan.kind == "video":
+        store.delete_video(plan.target)
+    else:
+        model = plan.target.split("/", 1)[0]
+        store.delete_sequences(model, plan.sequences, identity_id=plan.target.split("/", 1)[1])
+    for key, ids in plan.rewrites.items():
+        for asset, suffix, column in PARQUET_FILES:
+            path = asset_path(data_root, asset, key, suffix)
+            if column and path.exists():
+                write_parquet(pl.read_parquet(path).filter(~pl.col(column).is_in(ids)), path)
+        sequences = asset_path(data_root, "face_sequences", key)
+        if sequences.exists():  # the sequences whose faces went
+            kept = pl.read_parquet(asset_path(data_root, "face_sequences", key, ".faces.parquet"))["sequence_id"].unique()
+            write_parquet(pl.read_parquet(sequences).filter(pl.col("sequence_id").is_in(kept.implode())), sequences)
+    for path in plan.files:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    removed_source = False
+    if delete_source and plan.source is not None and plan.source.exists():
+        plan.source.unlink()
+        removed_source = True
+    counts = {"videos": len(plan.videos), "sequences": len(plan.sequences), "faces": plan.faces,
+              "files": len(plan.files), "files_rewritten": sum(1 for _ in plan.rewrites), "source_deleted": removed_source}
+    store.log_forget(plan.kind, plan.target, json.dumps(counts))
+    return counts
