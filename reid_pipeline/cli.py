@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from reid_pipeline.config import PROJECT_ROOT, Settings
-from reid_pipeline.database import embedded_running, embedded_server, resolve_url, stop_embedded
+from reid_pipeline.database import embedded_running, embedded_server, redact, resolve_url, stop_embedded
 from reid_pipeline.store import Store
 
 
@@ -82,7 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, own_pgdata: Path | None = None) -> int:
     from reid_pipeline.supervise import end_group, start_reaper
 
-    db = settings.database_url or f"embedded Postgres + pgvector in {settings.pgdata}"
+    db = redact(settings.database_url) if settings.database_url else f"embedded Postgres + pgvector in {settings.pgdata}"
     print(
         f"reid: database     {db}\n"
         f"reid: watched inbox {settings.inbox}  (drop videos here)\n"

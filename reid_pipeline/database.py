@@ -17,6 +17,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for anything shown or logged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def embedded_server(pgdata: str | os.PathLike):
     """Start (or attach to) the embedded server in `pgdata`; returns the pgserver handle.
     Nothing stops it at exit: call `.stop()` where the server's lifetime ends."""

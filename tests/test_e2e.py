@@ -541,3 +541,40 @@ def test_one_reid_up_per_home_and_a_killed_one_leaves_nothing_behind():
                 _stop_stack(proc, home)
         _stop_postgres(home)
         shutil.rmtree(root, ignore_errors=True)
+
+
+RESOURCE_QUERY = """
+query { topLevelResourceDetailsOrError(resourceSelector: {repositoryLocationName: "reid_pipeline",
+  repositoryName: "__repository__", resourceName: "database"}) {
+    __typename ... on ResourceDetails { configuredValues { key value type } }
+    ... on PythonError { message } ... on ResourceNotFoundError { message } } }
+"""
+
+
+def test_the_ui_never_shows_the_database_password():
+    """REID_DATABASE_URL with a password (the embedded server over its socket ignores it):
+    the webserver's GraphQL shows the resource's database_url as the variable's name."""
+    from reid_pipeline.database import embedded_url
+
+    root = _make_root()
+    home = root / "home"
+    secret = "s3cr3t-Pa55"
+    url = embedded_url(home / "pgdata").replace("postgres:@", f"postgres:{secret}@", 1)
+    assert secret in url
+    env = _reid_env(root, REID_DATABASE_URL=url)
+    proc = None
+    try:
+        port = _free_port()
+        proc = _start_up(env, port, root / "up.log")
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_answering(proc, base, root / "up.log")
+        data = _graphql(base, RESOURCE_QUERY)["topLevelResourceDetailsOrError"]
+        assert data["__typename"] == "ResourceDetails", data
+        assert secret not in json.dumps(data) and secret not in (root / "up.log").read_text(errors="replace")
+        [value] = [v for v in data["configuredValues"] if v["key"] == "database_url"]
+        assert value["type"] == "ENV_VAR" and value["value"] == "REID_DATABASE_URL", value
+    finally:
+        if proc is not None:
+            _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
