@@ -123,16 +123,12 @@ def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, o
 def cmd_process(args: argparse.Namespace) -> int:
     """Headless: each file becomes a partition and goes through the Dagster job in this
     process; the runs show in the UI too. One bad file never stops the others."""
+    from reid_pipeline.inbox import partition_key_for, skip_reason
+    from reid_pipeline.sources import uri_for
+
     settings = Settings()
     prepare(settings)
     store = _store(settings)
-    from reid_pipeline.inbox import partition_key_for
-    from reid_pipeline.sources import uri_for
-
-    defs, instance = _code_location()
-    job = defs.resolve_job_def("process_video")
-    from reid_pipeline.inbox import skip_reason
-
     files = [Path(f) for f in args.files]
     missing = [f for f in files if not f.is_file()]
     for f in missing:
@@ -142,21 +138,58 @@ def cmd_process(args: argparse.Namespace) -> int:
     for f, reason in refused:
         print(f"reid: {f}: {reason}; not processed", file=sys.stderr)
     files = [f for f in files if f.is_file() and f not in {r for r, _ in refused}]
-    sample_fps = settings.sample_fps if args.sample_fps is None else args.sample_fps
-    run_config = {
-        "ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}},
-        "loggers": {"console": {"config": {"log_level": args.log_level}}},
-    }
-    summary = []
-    for i, path in enumerate(files, 1):
+    defs, instance = _code_location()
+    videos = []
+    for path in files:
         key = partition_key_for(str(path.resolve()))
-        print(f"[{i}/{len(files)}] {path.name} -> partition {key}", flush=True)
         store.register_video(key, uri_for(path))
         instance.add_dynamic_partitions("videos", [key])
+        videos.append((path.name, key))
+    failed = _run_videos(defs, instance, store, videos, settings.sample_fps if args.sample_fps is None else args.sample_fps,
+                         args.log_level)
+    print(f"\n{len(videos) - failed} processed, {failed} failed, {len(missing)} not found"
+          + (f", {len(refused)} refused" if refused else ""))
+    return 1 if failed or missing or refused else 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Run the videos again that did not finish: `processing` (their run died), `failed`
+    or only `registered`; or the partition keys given."""
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    rows = store.rows("SELECT partition_key, source_uri, status FROM videos WHERE"
+                      + (" partition_key = ANY(%s)" if args.keys else " status IN ('registered', 'processing', 'failed')")
+                      + " ORDER BY registered_at, partition_key", (args.keys,) if args.keys else ())
+    unknown = sorted(set(args.keys) - {r["partition_key"] for r in rows})
+    for key in unknown:
+        print(f"reid: {key}: no such partition (see `reid status`)", file=sys.stderr)
+    if not rows:
+        print("nothing to retry: every video is ready, partial or a duplicate")
+        return 1 if unknown else 0
+    defs, instance = _code_location()
+    for r in rows:
+        instance.add_dynamic_partitions("videos", [r["partition_key"]])
+        print(f"retry {r['partition_key']} (was {r['status']})")
+    videos = [(r["source_uri"].rsplit("/", 1)[-1], r["partition_key"]) for r in rows]
+    failed = _run_videos(defs, instance, store, videos, settings.sample_fps, args.log_level)
+    print(f"\n{len(videos) - failed} processed, {failed} failed")
+    return 1 if failed or unknown else 0
+
+
+def _run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], sample_fps: float, log_level: str) -> int:
+    """Run `process_video` here for each (name, partition key), print a summary, rebuild
+    the identities; returns how many failed."""
+    job = defs.resolve_job_def("process_video")
+    run_config = {
+        "ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}},
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+    }
+    summary = []
+    for i, (name, key) in enumerate(videos, 1):
+        print(f"[{i}/{len(videos)}] {name} -> partition {key}", flush=True)
         t0 = time.perf_counter()
-        result = job.execute_in_process(
-            partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
-        )
+        result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config, raise_on_error=False)
         elapsed = time.perf_counter() - t0
         faces, error = 0, ""
         for event in result.get_asset_materialization_events():
@@ -164,13 +197,15 @@ def cmd_process(args: argparse.Namespace) -> int:
                 faces = event.materialization.metadata["faces"].value
         video = store.get_video(key)
         status = video["status"] if video else "unknown"
+        if status == "partial":
+            error = video["error"]
         if not result.success:
             status = "failed"
             failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
             error = (video or {}).get("error") or (
                 failures[0].step_failure_data.error.message.strip().splitlines()[-1] if failures else "run failed"
             )
-        summary.append((path.name, key, status, faces, elapsed, error))
+        summary.append((name, key, status, faces, elapsed, error))
         print(f"      {status}: {faces} faces in {elapsed:.1f} s {error}", flush=True)
     print("\nsummary")
     print(f"{'video':40} {'partition':32} {'status':10} {'faces':>6} {'seconds':>8}  error")
@@ -179,9 +214,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     failed = sum(1 for row in summary if row[2] == "failed")
     if len(summary) > failed:
         _rebuild_identities(defs, instance, run_config["loggers"])
-    print(f"\n{len(summary) - failed} processed, {failed} failed, {len(missing)} not found"
-          + (f", {len(refused)} refused" if refused else ""))
-    return 1 if failed or missing or refused else 0
+    return failed
 
 
 def _rebuild_identities(defs, instance, loggers: dict | None = None) -> None:
@@ -552,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument("--yes", action="store_true", help="do not ask")
     forget.add_argument("--delete-source", action="store_true", help="with --video: also delete the video file itself")
     forget.set_defaults(func=cmd_forget)
+    retry = sub.add_parser("retry", help="run again the videos that did not finish (processing, failed, registered)")
+    retry.add_argument("keys", nargs="*", help="partition keys (default: every video that did not finish)")
+    retry.add_argument("--log-level", default="WARNING", help="Dagster console log level (INFO shows progress)")
+    retry.set_defaults(func=cmd_retry)
     status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
     status.set_defaults(func=cmd_status)
     args = parser.parse_args(argv)

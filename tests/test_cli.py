@@ -54,3 +54,19 @@ def test_cli_says_what_is_wrong_with_a_query(reid_env, store, capsys, tmp_path):
     assert "missing.jpg: no such file" in capsys.readouterr().err
     assert main(["search", "--sequence", "clip-1a2b3c4d"]) == 2
     assert "PARTITION_KEY:SEQUENCE_ID" in capsys.readouterr().err
+
+
+def test_retry_runs_again_what_did_not_finish(reid_env, store, capsys, videos_dir):
+    """A video left `processing` by a run that died is run again by `reid retry`."""
+    path = videos_dir / "retry_me.avi"
+    synthetic.write_video(synthetic.two_people_walking(seconds=1.0), path)
+    assert main(["process", str(path), "--sample-fps", "4"]) == 0
+    key = partition_key_for(str(path.resolve()))
+    with store.connection() as conn:  # as a killed run leaves it
+        conn.execute("UPDATE videos SET status = 'processing' WHERE partition_key = %s", (key,))
+    capsys.readouterr()
+    assert main(["retry"]) == 0
+    out = capsys.readouterr().out
+    assert f"retry {key} (was processing)" in out and "1 processed, 0 failed" in out
+    assert store.get_video(key)["status"] == "ready"
+    assert main(["retry"]) == 0 and "nothing to retry" in capsys.readouterr().out
