@@ -310,7 +310,7 @@ def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_en
             instance.add_dynamic_partitions("videos", [key])
             detections = Path(settings.data_root) / "frame_detections" / f"{key}.parquet"
 
-            def killer():
+            def killer(detections=detections):
                 deadline = time.monotonic() + 120
                 while not detections.exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
