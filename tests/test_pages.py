@@ -19,3 +19,27 @@ def test_gallery_escapes_file_names_and_lists_unresolved_sequences(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#39;quote&#39;.avi" in person
     assert "Unresolved sequences (1)" in page and "linked to nobody" in page
     assert (tmp_path / "faces" / "v-1_4.jpg").read_bytes() == b"\xff\xd8jpeg"
+
+
+def test_a_script_in_a_file_name_never_runs_in_the_browser(tmp_path):
+    import shutil
+    import subprocess
+
+    import pytest
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (./reid test installs it where it can)")
+    evil = "file:///v/%3Cscript%3Edocument.title%3D%27PWNED%27%3C%2Fscript%3E.avi"
+    sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_id": 0, "start_s": 0.0,
+                "end_s": 1.0, "face_count": 3, "best_detection_id": 0, "source_uri": evil}
+    identity = {"identity_id": "person-1", "sequence_count": 1, "video_count": 1, "face_count": 3, "best_sequence": 1}
+    write_gallery(tmp_path, [identity], [sighting], lambda key, det: None)
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--dump-dom",
+         f"file://{tmp_path / 'person-1.html'}"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert "<title>person-1</title>" in dom and "PWNED</title>" not in dom
+    assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;.avi" in dom  # shown as text
