@@ -27,14 +27,11 @@ callers read `REID_S3_ENDPOINT_URL` (see `default_endpoint_url`); boto3 itself a
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from reid_pipeline.inbox import ScanResult, consider
-
-ENDPOINT_ENV = "REID_S3_ENDPOINT_URL"
 
 
 class BucketError(Exception):
@@ -43,7 +40,9 @@ class BucketError(Exception):
 
 def default_endpoint_url() -> str | None:
     """`REID_S3_ENDPOINT_URL` when set (MinIO, Ceph, R2, moto...), else None (AWS itself)."""
-    return os.environ.get(ENDPOINT_ENV) or None
+    from reid_pipeline.config import Settings
+
+    return Settings().s3_endpoint_url
 
 
 def is_s3_uri(value: str) -> bool:

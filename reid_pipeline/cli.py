@@ -533,11 +533,6 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if not os.environ.get("XDG_RUNTIME_DIR"):
-        # Dagster asks platformdirs for a runtime folder and warns on every command without one
-        runtime = Path(Settings().home) / "run"
-        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     parser = argparse.ArgumentParser(prog="reid", description="Face re-identification over video archives.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start embedded Postgres and the Dagster webserver + daemon (inbox sensor on)")
@@ -592,7 +587,18 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
     status.set_defaults(func=cmd_status)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from pydantic import ValidationError
+
+    try:
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # Dagster asks platformdirs for a runtime folder and warns on every command without one
+            runtime = Path(Settings().home) / "run"
+            runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        return args.func(args)
+    except ValidationError as exc:
+        print(f"reid: a setting is wrong: {Settings.explain(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

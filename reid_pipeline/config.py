@@ -13,44 +13,58 @@
 | threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
+| the SQL migrations | `REID_SQL_DIR` | `<project>/sql` |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+class Settings(BaseSettings):
+    """Every setting of the project, read from `REID_*` variables (typed: a bad value is an
+    error that names the variable). The one place that reads the environment for them; the
+    CLI and `resources.build_resources` read it, nothing else does."""
 
+    model_config = SettingsConfigDict(env_prefix="REID_", env_ignore_empty=True, extra="ignore")
 
-@dataclass
-class Settings:
-    home: Path = field(default_factory=lambda: Path(_env("REID_HOME", str(PROJECT_ROOT / ".reid"))))
-    data_root: Path | None = None
-    inbox: Path = field(default_factory=lambda: Path(_env("REID_INBOX", str(PROJECT_ROOT / "inbox"))))
-    inbox_bucket: str | None = field(default_factory=lambda: _env("REID_INBOX_BUCKET"))
-    s3_endpoint_url: str | None = field(default_factory=lambda: _env("REID_S3_ENDPOINT_URL"))
-    database_url: str | None = field(default_factory=lambda: _env("REID_DATABASE_URL"))
-    face_backend: str = field(default_factory=lambda: _env("REID_FACE_BACKEND", "auto"))
-    insightface_root: str | None = field(default_factory=lambda: _env("REID_INSIGHTFACE_ROOT"))
-    insightface_pack: str = field(default_factory=lambda: _env("REID_INSIGHTFACE_PACK", "buffalo_l"))
-    sample_fps: float = field(default_factory=lambda: float(_env("REID_SAMPLE_FPS", "4")))
-    detect_threads: int = field(
-        default_factory=lambda: int(_env("REID_DETECT_THREADS", str(min(2, os.cpu_count() or 1))))
-    )
-    settle_seconds: float = field(default_factory=lambda: float(_env("REID_SETTLE_SECONDS", "5")))
-    sensor_interval: int = field(default_factory=lambda: int(_env("REID_SENSOR_INTERVAL", "10")))
+    home: Path = PROJECT_ROOT / ".reid"
+    data_root: Path | None = None  # default: <home>/data
+    inbox: Path = PROJECT_ROOT / "inbox"
+    inbox_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    database_url: str | None = None
+    face_backend: str = "auto"
+    insightface_root: str | None = None
+    insightface_pack: str = "buffalo_l"
+    sample_fps: float = 4.0
+    detect_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    settle_seconds: float = 5.0
+    sensor_interval: int = 10
+    sql_dir: Path = PROJECT_ROOT / "sql"  # the migrations (a container installs the package elsewhere)
+    dagster_home_dir: Path | None = Field(None, validation_alias="DAGSTER_HOME")
 
-    def __post_init__(self) -> None:
-        self.home = Path(self.home)
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
         if self.data_root is None:
-            self.data_root = Path(_env("REID_DATA_ROOT", str(self.home / "data")))
+            self.data_root = self.home / "data"
+        return self
+
+    @staticmethod
+    def explain(error: Exception) -> str:
+        """A settings error in the user's words: the variable, the value, what is wrong."""
+        lines = []
+        for e in getattr(error, "errors", lambda: [])():
+            field = str(e["loc"][0]) if e.get("loc") else "?"
+            name = "DAGSTER_HOME" if field in ("dagster_home_dir", "DAGSTER_HOME") else f"REID_{field.upper()}"
+            lines.append(f"{name}={e.get('input')!r}: {e['msg']}")
+        return "; ".join(lines) or str(error)
 
     @property
     def pgdata(self) -> Path:
@@ -58,4 +72,4 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        return Path(_env("DAGSTER_HOME", str(self.home / "dagster_home")))
+        return self.dagster_home_dir or self.home / "dagster_home"

@@ -28,10 +28,8 @@ from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from reid_pipeline.config import PROJECT_ROOT
+from reid_pipeline.config import Settings
 
-# The migrations ship with the checkout (sql/); an install elsewhere (a container) names them.
-SQL_DIR = Path(os.environ.get("REID_SQL_DIR", PROJECT_ROOT / "sql"))
 _MIGRATION_LOCK = 0x5E1D  # pg advisory lock key: one migrator at a time across processes
 
 FACE_COLUMNS = (
@@ -104,8 +102,10 @@ def close_pools(url: str | None = None) -> None:
 atexit.register(close_pools)
 
 
-def migrations(sql_dir: Path = SQL_DIR) -> list[tuple[str, Path]]:
-    """Numbered `NNN_name.sql` files in order."""
+def migrations(sql_dir: Path | None = None) -> list[tuple[str, Path]]:
+    """Numbered `NNN_name.sql` files in order (default: `Settings().sql_dir`; the checkout's
+    sql/, or where a container installed them)."""
+    sql_dir = Path(sql_dir or Settings().sql_dir)
     found = []
     for path in sorted(sql_dir.glob("*.sql")):
         match = re.match(r"^(\d+)_", path.name)
@@ -114,10 +114,11 @@ def migrations(sql_dir: Path = SQL_DIR) -> list[tuple[str, Path]]:
     return found
 
 
-def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+def migrate(url: str, sql_dir: Path | None = None) -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction, under an advisory
     lock so concurrent processes (webserver, daemon, runs) never race. Returns the applied
     versions; idempotent."""
+    sql_dir = Path(sql_dir or Settings().sql_dir)
     if not migrations(sql_dir):
         raise RuntimeError(f"no migrations found in {sql_dir}; set REID_SQL_DIR to the project's sql/ folder")
     applied_now = []

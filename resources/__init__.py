@@ -6,7 +6,6 @@ defaults), so a laptop needs no configuration and a deployment sets variables.
 
 
 import functools
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -82,17 +81,14 @@ class Inbox(dg.ConfigurableResource):
         return self.bucket or self.folder
 
 
-def _env_or_value(name: str, value: str | None):
-    """`value` as a `dg.EnvVar` when it comes from the variable `name`: Dagster resolves it
-    in the run, and its UI shows the variable's name, never the value (a database URL may
-    hold a password)."""
-    return dg.EnvVar(name) if value is not None and os.environ.get(name) == value else value
-
-
 def build_resources(settings: Settings | None = None) -> dict:
+    """Resources from `settings`, or from the environment (`Settings()`). From the
+    environment, the database URL goes in as `dg.EnvVar`: Dagster resolves it in the run,
+    and its UI shows the variable's name, never the value (a URL may hold a password)."""
     s = settings or Settings()
+    url = dg.EnvVar("REID_DATABASE_URL") if settings is None and s.database_url else s.database_url
     return {
-        "database": ReidDatabase(database_url=_env_or_value("REID_DATABASE_URL", s.database_url), pgdata=str(s.pgdata)),
+        "database": ReidDatabase(database_url=url, pgdata=str(s.pgdata)),
         "face_model": FaceModel(
             backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
         ),

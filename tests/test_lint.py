@@ -32,3 +32,29 @@ def test_every_dependency_is_pinned_in_the_constraints_file():
         name = re.sub(r"[-_.]+", "-", req.name).lower()
         assert name in pins, f"{req.name} is not pinned in constraints.txt"
         assert req.specifier.contains(pins[name]), f"{req.name}=={pins[name]} breaks {text}"
+
+
+def test_only_the_settings_module_reads_the_projects_variables():
+    """Settings reach the code by one route: `reid_pipeline.config.Settings`."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    names = r"""["'](REID_|DAGSTER_HOME)[A-Z_]*["']"""
+    reads = re.compile(rf"os\.(environ\.get|getenv)\(\s*{names}|os\.environ\[\s*{names}\s*\](?!\s*=)")
+    found = []
+    for folder in ("reid_pipeline", "assets", "resources"):
+        for path in (root / folder).rglob("*.py"):
+            if path.name == "config.py" and path.parent.name == "reid_pipeline":
+                continue
+            lines = enumerate(path.read_text().splitlines(), 1)
+            found += [f"{path.relative_to(root)}:{n}" for n, line in lines if reads.search(line)]
+    assert (root / "definitions.py").read_text().count("os.environ") == 0
+    assert found == []
+
+
+def test_a_wrong_setting_names_the_variable(monkeypatch, capsys):
+    from reid_pipeline.cli import main
+
+    monkeypatch.setenv("REID_SAMPLE_FPS", "fast")
+    assert main(["status"]) == 2
+    assert "REID_SAMPLE_FPS='fast': Input should be a valid number" in capsys.readouterr().err
