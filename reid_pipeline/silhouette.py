@@ -115,7 +115,9 @@ def projection_plot(embeddings: np.ndarray, sequence_ids: np.ndarray) -> bytes:
             ax.annotate(str(int(sid)), (cx, cy), fontsize=8, weight="bold")
         if none.any():
             ax.legend(loc="best", fontsize=7)
-    ax.set_title("faces by sequence (PCA of embeddings)")
+    ax.set_title("faces by sequence (PCA of embeddings); numbers mark each sequence's centre")
+    ax.set_xlabel("first principal component")
+    ax.set_ylabel("second principal component")
     ax.set_xticks([])
     ax.set_yticks([])
     return _png(fig)
