@@ -427,11 +427,26 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    counts, failed = _store(Settings()).status_summary()
+    """Counts per status, then a line per video (newest first): its partition key (what
+    `search`, `evidence`, `retry` and `forget` take), file, faces, sequences, identities."""
+    from urllib.parse import unquote
+
+    store = _store(Settings())
+    counts, failed = store.status_summary()
     for row in counts:
         print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces (all models)")
     for row in failed:
         print(f"  {row['status']} {row['partition_key']}: {row['error']}")
+    videos = store.video_table(None if args.all else 20)
+    if videos:
+        print(f"\n{'partition key':34} {'status':10} {'faces':>6} {'seq':>4} {'ids':>4} {'unres':>5}  file")
+    for v in videos:
+        name = unquote(v["source_uri"].rstrip("/").rsplit("/", 1)[-1])
+        note = f"  (duplicate of {v['duplicate_of']})" if v["duplicate_of"] else ""
+        print(f"{v['partition_key'][:34]:34} {v['status']:10} {v['faces']:6d} {v['sequences']:4d} {v['identities']:4d}"
+              f" {v['unresolved']:5d}  {name}{note}")
+    if not args.all and len(videos) == 20:
+        print("(the 20 newest; --all lists every video)")
     return 0
 
 
@@ -584,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("keys", nargs="*", help="partition keys (default: every video that did not finish)")
     retry.add_argument("--log-level", default="WARNING", help="Dagster console log level (INFO shows progress)")
     retry.set_defaults(func=cmd_retry)
-    status = sub.add_parser("status", help="videos and faces in the store, and failures with their reasons")
+    status = sub.add_parser("status", help="videos and faces in the store, failures with their reasons, a line per video")
+    status.add_argument("--all", action="store_true", help="every video, not only the 20 newest")
     status.set_defaults(func=cmd_status)
     args = parser.parse_args(argv)
     from pydantic import ValidationError

@@ -442,6 +442,19 @@ class Store:
             ).fetchall()
         return counts, failed
 
+    def video_table(self, limit: int | None = None) -> list[dict]:
+        """Per video (newest first): key, file, status, faces, sequences, identities,
+        unresolved sequences, what it duplicates and why it failed."""
+        return self.rows(
+            "SELECT v.partition_key, v.source_uri, v.status, v.duplicate_of, coalesce(v.error, '') AS error,"
+            " (SELECT count(*) FROM faces f WHERE f.partition_key = v.partition_key) AS faces,"
+            " (SELECT count(*) FROM sequences s WHERE s.partition_key = v.partition_key) AS sequences,"
+            " (SELECT count(DISTINCT m.identity_id) FROM identity_sequences m JOIN sequences s ON s.id = m.sequence"
+            "  WHERE s.partition_key = v.partition_key) AS identities,"
+            " (SELECT count(*) FROM unresolved_sequences u JOIN sequences s ON s.id = u.sequence"
+            "  WHERE s.partition_key = v.partition_key) AS unresolved"
+            " FROM videos v ORDER BY v.registered_at DESC, v.partition_key LIMIT %s", (limit,))
+
     def all_sequences(self, model: str) -> list[dict]:
         return self.rows(
             "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"

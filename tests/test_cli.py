@@ -47,6 +47,10 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "failed" in out and "duplicate" in out and "not a readable video" in out
+    # a line per video, with its key and what it duplicates
+    assert f"(duplicate of {key})" in out
+    [line] = [ln for ln in out.splitlines() if ln.startswith(key[:34])]
+    assert "ready" in line and line.endswith("cli_cut.avi")
 
 
 def test_cli_says_what_is_wrong_with_a_query(reid_env, store, capsys, tmp_path):
