@@ -68,8 +68,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: Re
     """Watches the inbox folder (or bucket): each new, settled video becomes a `videos`
     partition and a `process_video` run. Never hashes or decodes (a tick is one directory
     walk or one object listing); a file still being written (or an upload in progress)
-    waits until it holds still; non-video files are skipped with a logged reason. The
-    cursor keeps files seen but not yet settled."""
+    waits until it holds still; non-video files are skipped with a reason, logged and kept
+    in `inbox_skipped` for `reid status`. The cursor keeps files seen but not yet settled."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     known = set(context.instance.get_dynamic_partitions(videos.name))
     try:
@@ -79,6 +79,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: Re
         return dg.SensorResult(skip_reason=f"cannot list {inbox.source}: {exc}")
     for where, reason in result.skipped:
         context.log.info(f"skipped {where}: {reason}")
+    if result.skipped:  # kept for `reid status`: a tick's log is not where a user looks
+        database.store().record_skipped([(str(where), reason) for where, reason in result.skipped])
     if result.ready:
         store = database.store()
         for key, uri in result.ready:

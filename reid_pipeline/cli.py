@@ -447,6 +447,11 @@ def cmd_status(args: argparse.Namespace) -> int:
               f" {v['unresolved']:5d}  {name}{note}")
     if not args.all and len(videos) == 20:
         print("(the 20 newest; --all lists every video)")
+    skipped = store.skipped_files()
+    if skipped:
+        print(f"\nnot taken from the inbox ({len(skipped)}):")
+        for s in skipped:
+            print(f"  {s['location']}: {s['reason']}")
     return 0
 
 

@@ -442,6 +442,16 @@ class Store:
             ).fetchall()
         return counts, failed
 
+    def record_skipped(self, skipped: Iterable[tuple[str, str]]) -> None:
+        """Files the inbox did not take, with the reason (the latest one per file)."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO inbox_skipped (location, reason) VALUES (%s, %s) ON CONFLICT (location)"
+                " DO UPDATE SET reason = EXCLUDED.reason, seen_at = now()", list(skipped))
+
+    def skipped_files(self) -> list[dict]:
+        return self.rows("SELECT location, reason, seen_at FROM inbox_skipped ORDER BY seen_at DESC, location")
+
     def video_table(self, limit: int | None = None) -> list[dict]:
         """Per video (newest first): key, file, status, faces, sequences, identities,
         unresolved sequences, what it duplicates and why it failed."""

@@ -152,6 +152,9 @@ def test_inbox_sensor_registers_settled_videos_and_skips_the_rest(
     assert store.get_video(key)["source_uri"] == uri_for(inbox / "clip one.avi")
     assert json.loads(cursor)["ignored"] == ["notes.txt"]
     assert "arriving.avi" in json.loads(cursor)["pending"]
+    # the reason a file was not taken is kept for `reid status`, not only in the tick's log
+    [skipped] = store.skipped_files()
+    assert skipped["location"].endswith("notes.txt") and skipped["reason"].startswith("not a video file")
 
     # the daemon applies the partition request; a restarted sensor (same cursor) asks nothing again
     instance.add_dynamic_partitions("videos", [key])
