@@ -24,7 +24,10 @@ def record_video_failure(context: dg.HookContext) -> None:
     key = run.tags.get("dagster/partition") if run else None
     if key:
         error = context.op_exception
-        reason = f"{context.op.name}: {type(error).__name__}: {error}" if error else f"{context.op.name} failed"
+        if isinstance(error, dg.Failure):  # an input error, already worded for the user
+            reason = f"{context.op.name}: {error.description}"
+        else:
+            reason = f"{context.op.name}: {type(error).__name__}: {error}" if error else f"{context.op.name} failed"
         try:
             context.resources.database.store().mark_failed(key, reason[:2000])
         except Exception as exc:  # the database may be what failed; the run's own log has the reason

@@ -562,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     process = sub.add_parser("process", help="process video files headless through the Dagster job, then summarise")
     process.add_argument("files", nargs="+")
     process.add_argument("--sample-fps", type=float, default=None, help="frames analysed per second (0 = every frame)")
-    process.add_argument("--log-level", default="WARNING", help="Dagster console log level (INFO shows progress)")
+    process.add_argument("--log-level", default="CRITICAL",
+                         help="Dagster console log level (ERROR adds the stack traces of failures, INFO shows progress)")
     process.set_defaults(func=cmd_process)
     backfill = sub.add_parser("backfill", help="register every video under a folder or bucket prefix and launch a Dagster backfill")
     backfill.add_argument("source", help="a folder (searched recursively) or s3://bucket/prefix (endpoint: REID_S3_ENDPOINT_URL)")
@@ -602,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     forget.set_defaults(func=cmd_forget)
     retry = sub.add_parser("retry", help="run again the videos that did not finish (processing, failed, registered)")
     retry.add_argument("keys", nargs="*", help="partition keys (default: every video that did not finish)")
-    retry.add_argument("--log-level", default="WARNING", help="Dagster console log level (INFO shows progress)")
+    retry.add_argument("--log-level", default="CRITICAL",
+                       help="Dagster console log level (ERROR adds the stack traces of failures, INFO shows progress)")
     retry.set_defaults(func=cmd_retry)
     status = sub.add_parser("status", help="videos and faces in the store, failures with their reasons, a line per video")
     status.add_argument("--all", action="store_true", help="every video, not only the 20 newest")
@@ -610,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pydantic import ValidationError
 
+    # OpenCV's and FFmpeg's own warnings about a broken file repeat what the summary says
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         if not os.environ.get("XDG_RUNTIME_DIR"):
             # Dagster asks platformdirs for a runtime folder and warns on every command without one
