@@ -578,3 +578,79 @@ def test_the_ui_never_shows_the_database_password():
             _stop_stack(proc, home)
         _stop_postgres(home)
         shutil.rmtree(root, ignore_errors=True)
+
+
+RUNS_QUERY = """
+query Runs($partition: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $partition}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
+
+def _run_workers(home: Path) -> list[int]:
+    """Run worker processes of the stack under `home` (DefaultRunLauncher: `dagster api execute_run`)."""
+    out = []
+    for pid in _with_env("REID_HOME", str(home)):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            if b"execute_run" in cmd or b"spawn_main" in cmd:  # `dagster api execute_run`, or a spawned worker
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def test_a_killed_run_worker_is_retried_and_the_video_ends_ready():
+    """SIGKILL the process running a video's job: the code server reports the run failed,
+    Dagster's run retries launch it again, and the video ends `ready` with its faces."""
+    import psycopg
+
+    from reid_pipeline.database import embedded_url
+
+    root = _make_root()
+    env = {**_reid_env(root), "REID_SAMPLE_FPS": "10"}  # a longer run, to kill it mid-way
+    home, inbox = Path(env["REID_HOME"]), Path(env["REID_INBOX"])
+    proc = None
+    try:
+        source = root / "src" / "long.avi"
+        from reid_pipeline import synthetic
+
+        synthetic.write_video(synthetic.two_people_walking(seconds=12.0), source)
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _start_up(env, port, root / "up.log")
+        _wait_until_answering(proc, base, root / "up.log")
+        shutil.copyfile(source, inbox / "long.avi")
+        key = partition_key_for(str((inbox / "long.avi").resolve()))
+
+        deadline = time.monotonic() + 120
+        while not (workers := _run_workers(home)):
+            if time.monotonic() > deadline:
+                cmds = [open(f"/proc/{p}/cmdline", "rb").read()[:150] for p in _with_env("REID_HOME", str(home))]
+                pytest.fail(f"no run worker started; processes: {cmds}")
+            time.sleep(0.5)
+        time.sleep(2)  # inside the run, before it can finish
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        while True:
+            runs = _graphql(base, RUNS_QUERY, {"partition": key})["runsOrError"]["results"]
+            if any(r["status"] == "SUCCESS" for r in runs):
+                break
+            assert time.monotonic() < deadline, f"no successful retry: {runs}\n{_tail(root / 'up.log')}"
+            time.sleep(2)
+        assert any(r["status"] == "FAILURE" for r in runs), runs  # the killed one
+        with psycopg.connect(embedded_url(home / "pgdata")) as conn:
+            status, faces = conn.execute(
+                "SELECT v.status, (SELECT count(*) FROM faces f WHERE f.partition_key = v.partition_key)"
+                " FROM videos v WHERE partition_key = %s", (key,)).fetchone()
+        assert status == "ready" and faces > 0, (status, faces)
+    finally:
+        if proc is not None:
+            _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
