@@ -28,7 +28,7 @@ def prepare(settings: Settings) -> Path:
     Face chips and vectors are biometric data: from here on this process and every process
     it starts create files for their owner only, and the folders that hold them are closed
     to other users (also where an older version left them open)."""
-    os.umask(0o077)
+    os.umask(int(settings.umask, 8))
     for folder in (settings.home, settings.data_root, settings.inbox):
         Path(folder).mkdir(parents=True, exist_ok=True)
     for folder in (settings.home, settings.data_root):

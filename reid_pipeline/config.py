@@ -14,6 +14,7 @@
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
 | the SQL migrations | `REID_SQL_DIR` | `<project>/sql` |
+| file creation mask for face data (chips, previews, reports, gallery) | `REID_UMASK` | `077` (owner only) |
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     settle_seconds: float = 5.0
     sensor_interval: int = 10
     sql_dir: Path = PROJECT_ROOT / "sql"  # the migrations (a container installs the package elsewhere)
+    # umask of every process that writes face data: 077 = files for their owner only; a
+    # shared install may widen it (027: the owner's group may read)
+    umask: str = Field("077", pattern=r"^0?[0-7]{3}$")
     dagster_home_dir: Path | None = Field(None, validation_alias="DAGSTER_HOME")
 
     @model_validator(mode="after")

@@ -74,3 +74,20 @@ def test_retry_runs_again_what_did_not_finish(reid_env, store, capsys, videos_di
     assert f"retry {key} (was processing)" in out and "1 processed, 0 failed" in out
     assert store.get_video(key)["status"] == "ready"
     assert main(["retry"]) == 0 and "nothing to retry" in capsys.readouterr().out
+
+
+def test_the_file_mask_is_a_setting(reid_env, monkeypatch):
+    import os
+
+    from reid_pipeline.cli import prepare
+    from reid_pipeline.config import Settings
+
+    monkeypatch.setenv("REID_UMASK", "027")
+    old = os.umask(0o077)
+    try:
+        prepare(Settings())
+        probe = reid_env / "home" / "data" / "probe.txt"
+        probe.write_text("x")
+        assert probe.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
