@@ -276,6 +276,7 @@ def score(store, truth: dict, files: list[Path]) -> dict:
     import polars as pl
 
     from reid_pipeline.inbox import partition_key_for
+    from reid_pipeline.matching import spans_overlap
     from reid_pipeline.pipeline import asset_path
 
     data_root = Path(os.environ["REID_HOME"]) / "data"
@@ -376,7 +377,7 @@ def score(store, truth: dict, files: list[Path]) -> dict:
     for i, a in enumerate(ids):
         for b in ids[i + 1:]:
             sa, sb = info[a], info[b]
-            if sa["partition_key"] == sb["partition_key"] and sa["start_frame"] <= sb["end_frame"] and sb["start_frame"] <= sa["end_frame"]:
+            if sa["partition_key"] == sb["partition_key"] and spans_overlap(sa["start_frame"], sa["end_frame"], sb["start_frame"], sb["end_frame"]):
                 continue
             stored = matches.get((a, b))
             entry = (seq_person[a] == seq_person[b], stored[0] if stored else None, bool(stored and stored[1]))

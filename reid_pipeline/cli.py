@@ -171,7 +171,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for r in rows:
         instance.add_dynamic_partitions("videos", [r["partition_key"]])
         print(f"retry {r['partition_key']} (was {r['status']})")
-    videos = [(r["source_uri"].rsplit("/", 1)[-1], r["partition_key"]) for r in rows]
+    from reid_pipeline.sources import file_name
+
+    videos = [(file_name(r["source_uri"]) or r["partition_key"], r["partition_key"]) for r in rows]
     failed = _run_videos(defs, instance, store, videos, settings.sample_fps, args.log_level)
     print(f"\n{len(videos) - failed} processed, {failed} failed")
     return 1 if failed or unknown else 0
@@ -296,23 +298,15 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def _identity_of_photo(store: Store, settings: Settings, photo: str) -> str | None:
     """The identity that the largest face of `photo` matches best (None, said why)."""
-    import cv2
-
-    from reid_pipeline.archive import photo_query, search
-    from reid_pipeline.faces import load_backend
+    from reid_pipeline.archive import search
     from reid_pipeline.matching import match_settings_for
 
-    image = cv2.imread(photo) if Path(photo).is_file() else None
-    if image is None:
-        print(f"reid: {photo}: no such image", file=sys.stderr)
-        return None
-    backend = load_backend(settings.face_backend, insightface_root=settings.insightface_root,
-                           insightface_pack=settings.insightface_pack)
     try:
-        results = search(store, backend.model_name, backend.dim, photo_query(backend, image), match_settings_for(backend.model_name))
-    except ValueError as exc:
-        print(f"reid: {photo}: {exc}", file=sys.stderr)
+        backend, vectors = _photo_query(settings, photo)
+    except _Refused as exc:
+        print(f"reid: {exc}", file=sys.stderr)
         return None
+    results = search(store, backend.model_name, backend.dim, vectors, match_settings_for(backend.model_name))
     results = [r for r in results if r["identity_id"].startswith("person-")]
     if not results:
         print(f"reid: {photo}: matches nobody in the archive; nothing to forget", file=sys.stderr)
@@ -429,7 +423,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Counts per status, then a line per video (newest first): its partition key (what
     `search`, `evidence`, `retry` and `forget` take), file, faces, sequences, identities."""
-    from urllib.parse import unquote
+    from reid_pipeline.sources import file_name
 
     store = _store(Settings())
     counts, failed = store.status_summary()
@@ -441,7 +435,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if videos:
         print(f"\n{'partition key':34} {'status':10} {'faces':>6} {'seq':>4} {'ids':>4} {'unres':>5}  file")
     for v in videos:
-        name = unquote(v["source_uri"].rstrip("/").rsplit("/", 1)[-1])
+        name = file_name(v["source_uri"])
         note = f"  (duplicate of {v['duplicate_of']})" if v["duplicate_of"] else ""
         print(f"{v['partition_key'][:34]:34} {v['status']:10} {v['faces']:6d} {v['sequences']:4d} {v['identities']:4d}"
               f" {v['unresolved']:5d}  {name}{note}")
@@ -455,12 +449,38 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    """Where else does this person appear? Query by photo, by video time or by sequence."""
+class _Refused(Exception):
+    """A query the command cannot run: the message for the user and the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _photo_query(settings: Settings, photo: str):
+    """(backend, query vectors) of the largest face in `photo`; raises _Refused saying why
+    not (no such file, not an image: 2; no face in it: 1)."""
     import cv2
 
-    from reid_pipeline.archive import photo_query, search
+    from reid_pipeline.archive import photo_query
     from reid_pipeline.faces import load_backend
+
+    if not Path(photo).is_file():
+        raise _Refused(f"{photo}: no such file", 2)
+    image = cv2.imread(photo)
+    if image is None:
+        raise _Refused(f"{photo}: not an image", 2)
+    backend = load_backend(settings.face_backend, insightface_root=settings.insightface_root,
+                           insightface_pack=settings.insightface_pack)
+    try:
+        return backend, photo_query(backend, image)
+    except ValueError as exc:
+        raise _Refused(f"{photo}: {exc}", 1) from exc
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Where else does this person appear? Query by photo, by video time or by sequence."""
+    from reid_pipeline.archive import search
     from reid_pipeline.matching import match_settings_for
 
     settings = Settings()
@@ -474,20 +494,12 @@ def cmd_search(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.photo:
-        if not Path(args.photo).is_file():
-            print(f"reid: {args.photo}: no such file", file=sys.stderr)
-            return 2
-        image = cv2.imread(args.photo)
-        if image is None:
-            print(f"reid: {args.photo}: not an image", file=sys.stderr)
-            return 2
-        backend = load_backend(settings.face_backend, insightface_root=settings.insightface_root,
-                               insightface_pack=settings.insightface_pack)
         try:
-            queries.append((f"photo {args.photo}", backend.model_name, backend.dim, photo_query(backend, image), set()))
-        except ValueError as exc:
-            print(f"reid: {args.photo}: {exc}", file=sys.stderr)
-            return 1
+            backend, vectors = _photo_query(settings, args.photo)
+        except _Refused as exc:
+            print(f"reid: {exc}", file=sys.stderr)
+            return exc.code
+        queries.append((f"photo {args.photo}", backend.model_name, backend.dim, vectors, set()))
     else:
         if args.sequence:
             key, _, local = args.sequence.rpartition(":")

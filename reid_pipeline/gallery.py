@@ -7,14 +7,13 @@ import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote
 
 from reid_pipeline.pages import render
+from reid_pipeline.sources import file_name
 
 
 def _file_name(sighting: dict) -> str:
-    uri = sighting.get("source_uri") or ""
-    return unquote(uri.rstrip("/").rsplit("/", 1)[-1]) or sighting["partition_key"]
+    return file_name(sighting.get("source_uri") or "") or sighting["partition_key"]
 
 
 def write_gallery(

@@ -38,6 +38,11 @@ def local_path(source_uri: str, cache_dir: str | os.PathLike | None = None, clie
     return path
 
 
+def file_name(source_uri: str) -> str:
+    """The video's file name as the user knows it (decoded), from its file:// or s3:// URI."""
+    return unquote(source_uri.rstrip("/").rsplit("/", 1)[-1])
+
+
 def source_file(source_uri: str) -> Path | None:
     """The user's own file behind a file:// URI (None for a bucket object)."""
     parsed = urlparse(source_uri)

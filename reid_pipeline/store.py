@@ -261,14 +261,14 @@ class Store:
 
     def mark_partial(self, partition_key: str, reason: str) -> None:
         """Frames ended early (a truncated file): analysed as far as it goes, and said so."""
-        with self.connection() as conn:
-            conn.execute("UPDATE videos SET status = 'partial', error = %s WHERE partition_key = %s", (reason, partition_key))
+        self._set_status(partition_key, "partial", reason)
 
     def mark_failed(self, partition_key: str, error: str) -> None:
+        self._set_status(partition_key, "failed", error)
+
+    def _set_status(self, partition_key: str, status: str, error: str) -> None:
         with self.connection() as conn:
-            conn.execute(
-                "UPDATE videos SET status = 'failed', error = %s WHERE partition_key = %s", (error, partition_key)
-            )
+            conn.execute("UPDATE videos SET status = %s, error = %s WHERE partition_key = %s", (status, error, partition_key))
 
     # -- faces --------------------------------------------------------------------------
     def ensure_model(self, model: str, backend: str, dim: int) -> None:
