@@ -12,10 +12,14 @@ from reid_pipeline.config import Settings
 from reid_pipeline.pipeline import (
     DETECTION_SCHEMA,
     FRAME_SCHEMA,
+    ChipEmbedder,
     decode_jpeg,
     detect_video,
     embed_detections,
+    embedding_frame,
+    embeddings_made_during_detection,
     face_rows,
+    tracking_for,
     write_parquet,
 )
 from reid_pipeline.preview import contact_sheet, markdown_image, spread
@@ -28,7 +32,9 @@ _DEFAULTS = Settings()
 
 class DetectionConfig(dg.Config):
     sample_fps: float = _DEFAULTS.sample_fps  # frames analysed per second; 0 = every frame
-    detect_threads: int = _DEFAULTS.detect_threads  # frames detected at once
+    detect_threads: int = _DEFAULTS.detect_threads  # frames detected at once (whole-frame searches)
+    full_detect_s: float = _DEFAULTS.full_detect_s  # whole-frame search every N s of video; 0 = every sampled frame
+    embed_workers: int = _DEFAULTS.embed_workers  # processes embedding faces during detection; 0 = one thread
 
 
 def _preview(df: pl.DataFrame, n: int = 24) -> dg.MetadataValue:
@@ -74,7 +80,15 @@ def frame_detections(
 
     t0 = time.perf_counter()
     try:
-        run = detect_video(local_path(video["source_uri"]), backend, config.sample_fps, progress, config.detect_threads)
+        run = detect_video(
+            local_path(video["source_uri"]),
+            backend,
+            config.sample_fps,
+            progress,
+            config.detect_threads,
+            tracking_for(config.sample_fps, video["fps"], config.full_detect_s),
+            ChipEmbedder(backend, config.embed_workers),
+        )
     except VideoError as exc:
         raise video_failure(store, key, exc) from exc
     wall = time.perf_counter() - t0
@@ -86,6 +100,7 @@ def frame_detections(
         context.log.warning(partial)
     write_parquet(run.detections, out)
     write_parquet(run.frames, storage.path("frame_detections", key, ".frames.parquet"))
+    write_parquet(embedding_frame(run.detections, run.embeddings, backend), storage.path("frame_detections", key, ".embeddings.parquet"))
     df = run.detections
     metadata = {
         "faces": df.height,
@@ -97,6 +112,8 @@ def frame_detections(
         "decode_s": round(run.decode_s, 3),
         "detect_s": round(run.detect_s, 3),
         "detect_threads": config.detect_threads,
+        "whole_frame_searches": run.extra.get("full_searches", 0),
+        "embed_workers": config.embed_workers,
         "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
         "decoded_s": round(decoded_s, 2),
         "path": str(out),
@@ -131,18 +148,12 @@ def face_embeddings(
             allow_retries=False,
         )
     t0 = time.perf_counter()
-    vectors = embed_detections(detections, backend)
+    vectors = embeddings_made_during_detection(storage.path("frame_detections", key, ".embeddings.parquet"), detections, backend)
+    reused = vectors is not None
+    if vectors is None:
+        vectors = embed_detections(detections, backend)
     embed_s = time.perf_counter() - t0
-    write_parquet(
-        pl.DataFrame(
-            {
-                "detection_id": detections["detection_id"],
-                "model": [backend.model_name] * detections.height,
-                "embedding": pl.Series(vectors.tolist(), dtype=pl.Array(pl.Float32, backend.dim)),
-            }
-        ),
-        storage.path("face_embeddings", key),
-    )
+    write_parquet(embedding_frame(detections, vectors, backend), storage.path("face_embeddings", key))
     t1 = time.perf_counter()
     store.ensure_model(backend.model_name, backend.name, backend.dim)
     stored = store.replace_faces(key, backend.model_name, face_rows(detections), vectors)
@@ -150,8 +161,9 @@ def face_embeddings(
         "faces": stored,
         "model": backend.model_name,
         "dim": backend.dim,
+        "embedded_during_detection": reused,
         "embed_s": round(embed_s, 3),
-        "ms_per_face": round(1000 * embed_s / stored, 1) if stored else 0.0,
+        "ms_per_face": round(1000 * embed_s / stored, 1) if stored and not reused else 0.0,
         "db_write_s": round(time.perf_counter() - t1, 3),
         "table": "faces",
     }

@@ -3,10 +3,12 @@ embed their aligned chips, and the parquet files that carry results between step
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +16,9 @@ import cv2
 import numpy as np
 import polars as pl
 
-from reid_pipeline.faces.base import FaceBackend
+from reid_pipeline.faces.base import FaceBackend, box_iou
 from reid_pipeline.quality import blur_score
-from reid_pipeline.shots import FrameChange
+from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, FrameChange
 from reid_pipeline.video import iter_frames
 
 CHIP_JPEG_QUALITY = 95
@@ -58,6 +60,7 @@ class DetectionRun:
     decode_s: float = 0.0
     detect_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    embeddings: np.ndarray | None = None  # with an embedder: one unit vector per detection row
 
 
 def encode_jpeg(image_bgr: np.ndarray, quality: int = CHIP_JPEG_QUALITY) -> bytes:
@@ -71,10 +74,135 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
 
 
-def _timed_detect(backend: FaceBackend, image: np.ndarray) -> tuple[list, float]:
+def _timed(fn: Callable, *args) -> tuple[list, float]:
     t0 = time.perf_counter()
-    found = backend.detect(image)
+    found = fn(*args)
     return found, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- embedding
+
+_worker_backend: FaceBackend | None = None
+
+
+def _init_embed_worker(spec: dict) -> None:
+    global _worker_backend
+    from reid_pipeline.faces import load_backend
+
+    _worker_backend = load_backend(**spec)
+
+
+def _embed_in_worker(chips: list[bytes]) -> np.ndarray:
+    assert _worker_backend is not None
+    return embed_jpegs(_worker_backend, chips)
+
+
+def embed_jpegs(backend: FaceBackend, chips: Sequence[bytes]) -> np.ndarray:
+    """(n, dim) unit vectors of JPEG-encoded aligned chips (as stored in `frame_detections`)."""
+    if not chips:
+        return np.zeros((0, backend.dim), dtype=np.float32)
+    return backend.embed([decode_jpeg(c) for c in chips])
+
+
+class ChipEmbedder:
+    """Embeds chips while the video is still being detected, off the detecting thread.
+
+    dlib's descriptor holds the GIL, so with `workers` > 0 and a backend that can be
+    rebuilt elsewhere (`spec()`), chips go to that many worker processes (each loads the
+    model once); otherwise to one thread (ONNX Runtime releases the GIL). At most
+    `2 x workers + 2` batches wait, so a slow embedder holds the detector back instead of
+    letting chips pile up in memory."""
+
+    def __init__(self, backend: FaceBackend, workers: int = 0, batch: int = 16):
+        self.backend, self.batch = backend, batch
+        spec = getattr(backend, "spec", None)
+        if workers > 0 and spec is not None:
+            self._pool: Executor = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_embed_worker, initargs=(spec(),)
+            )
+            self._embed: Callable = _embed_in_worker
+        else:
+            workers = 1
+            self._pool = ThreadPoolExecutor(1)
+            self._embed = functools.partial(embed_jpegs, backend)
+        self.workers = workers
+        self._pending: list[bytes] = []
+        self._futures: deque = deque()
+        self._done: list[np.ndarray] = [np.zeros((0, backend.dim), dtype=np.float32)]
+
+    def add(self, chips: Sequence[bytes]) -> None:
+        self._pending.extend(chips)
+        if len(self._pending) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._futures.append(self._pool.submit(self._embed, self._pending))
+            self._pending = []
+        while len(self._futures) > 2 * self.workers + 2:
+            self._done.append(self._futures.popleft().result())
+
+    def result(self) -> np.ndarray:
+        """Every vector, in the order the chips were added; shuts the workers down."""
+        try:
+            self._flush()
+            while self._futures:
+                self._done.append(self._futures.popleft().result())
+            return np.concatenate(self._done)
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def embed_detections(detections: pl.DataFrame, backend: FaceBackend, batch: int = 64) -> np.ndarray:
+    """(n, dim) unit vectors, one per detection row, from the stored aligned chips."""
+    chips = detections["chip"].to_list()
+    out = [np.zeros((0, backend.dim), dtype=np.float32)]
+    for start in range(0, len(chips), batch):
+        out.append(embed_jpegs(backend, chips[start : start + batch]))
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dataclass
+class Tracking:
+    """Which sampled frames are searched whole. Between full searches, a backend with
+    `detect_near` searches only around the faces of the previous sampled frame, which costs
+    a fraction of a whole (upsampled) frame. A frame is searched whole when it is the first,
+    when `full_every` sampled frames have passed since the last whole search, and when its
+    colours change as much as at a cut (the colour half of the cut test, so a change of
+    lighting costs a whole search too): people who enter a shot without a cut are found at
+    the next whole search, at most `full_every` - 1 sampled frames late. `full_every` 1
+    searches every frame whole."""
+
+    full_every: int = 4
+    since_full: int | None = None  # sampled frames planned since the last whole search
+    boxes: list = field(default_factory=list)  # (box, sampled frames since seen)
+
+    def plan(self, scores: tuple[float, float]) -> bool:
+        """Whether the next sampled frame (with these cut scores) is searched whole."""
+        full = (
+            self.full_every <= 1
+            or self.since_full is None
+            or self.since_full + 1 >= self.full_every
+            or scores[0] >= DEFAULT_CUT_THRESHOLD
+        )
+        self.since_full = 0 if full else self.since_full + 1
+        return full
+
+    def update(self, found: list) -> None:
+        """The faces of the last collected frame, in frame order."""
+        seen = [d.box for d in found]
+        # a face missed on one frame is still searched for on the next
+        kept = [(b, age + 1) for b, age in self.boxes if age < 1 and all(box_iou(b, s) < 0.3 for s in seen)]
+        self.boxes = [(b, 0) for b in seen] + kept
+
+
+def tracking_for(sample_fps: float | None, video_fps: float | None, full_detect_s: float) -> Tracking:
+    """A whole-frame search every `full_detect_s` seconds of video (0: every sampled frame)."""
+    rate = sample_fps or video_fps or 25.0
+    return Tracking(full_every=max(1, round(full_detect_s * rate)) if full_detect_s > 0 else 1)
 
 
 def detect_video(
@@ -83,26 +211,39 @@ def detect_video(
     sample_fps: float | None,
     progress: Callable[[int, float], None] | None = None,
     threads: int = 1,
+    tracking: Tracking | None = None,
+    embedder: ChipEmbedder | None = None,
 ) -> DetectionRun:
     """Detect every face in the frames sampled at `sample_fps` (None/0: every frame).
 
     Frames are decoded in order here and detected by `threads` worker threads (dlib's HOG
-    and ONNX Runtime release the GIL, so 2 threads nearly halve the time on 2 cores); at
-    most 2 x `threads` frames wait in memory. Results keep the frame order.
-    `progress(frames_done, timestamp_s)` is called after each sampled frame. `detect_s` sums
-    the detector's own time per frame (with threads it exceeds the wall time).
+    and ONNX Runtime release the GIL); at most 2 x `threads` frames wait in memory. With
+    `tracking` (see `Tracking`) frames between whole searches are searched near the faces
+    of the frame before, so they wait for it. With an `embedder`, each frame's chips are
+    embedded while later frames are detected (`run.embeddings`, in row order). Results keep
+    the frame order. `progress(frames_done, timestamp_s)` is called after each sampled
+    frame. `detect_s` sums the detector's own time per frame (with threads it exceeds the
+    wall time).
     """
     rows: dict[str, list] = {name: [] for name in DETECTION_SCHEMA}
     frame_rows: dict[str, list] = {name: [] for name in FRAME_SCHEMA}
     run = DetectionRun(detections=pl.DataFrame(schema=DETECTION_SCHEMA))
+    tracking = tracking or Tracking(full_every=1)
+    near = getattr(backend, "detect_near", None)
+    if near is None:
+        tracking.full_every = 1
 
-    def collect(frame, scores: tuple[float, float], future) -> None:
+    def collect(frame, scores: tuple[float, float], full: bool, future) -> None:
         found, seconds = future.result()
+        found = sorted(found, key=lambda d: (d.box[0], d.box[1]))  # the same order however found
+        tracking.update(found)
         run.detect_s += seconds
         run.frames_sampled += 1
         run.frames_with_faces += bool(found)
+        run.extra["full_searches"] = run.extra.get("full_searches", 0) + full
         for key, value in zip(FRAME_SCHEMA, (frame.index, frame.timestamp_s, len(found), *scores)):
             frame_rows[key].append(value)
+        chips = []
         for det in found:
             x1, y1, x2, y2 = det.box
             rows["detection_id"].append(len(rows["detection_id"]))
@@ -117,7 +258,10 @@ def detect_video(
             rows["roll"].append(det.roll)
             rows["face_px"].append(min(x2 - x1, y2 - y1))
             rows["blur"].append(blur_score(det.chip, min(x2 - x1, y2 - y1)))
-            rows["chip"].append(encode_jpeg(det.chip))
+            chips.append(encode_jpeg(det.chip))
+        rows["chip"].extend(chips)
+        if embedder is not None:
+            embedder.add(chips)
         if progress:
             progress(run.frames_sampled, frame.timestamp_s)
 
@@ -131,24 +275,49 @@ def detect_video(
             run.decode_s += time.perf_counter() - t0
             if frame is None:
                 break
-            # cut scores in frame order, on this thread
-            waiting.append((frame, change(frame.image), pool.submit(_timed_detect, backend, frame.image)))
+            scores = change(frame.image)  # cut scores in frame order, on this thread
+            full = tracking.plan(scores)
+            if full:
+                future = pool.submit(_timed, backend.detect, frame.image)
+            else:
+                while waiting:  # a near search needs the faces of the frame before
+                    collect(*waiting.popleft())
+                future = pool.submit(_timed, near, frame.image, [b for b, _ in tracking.boxes])
+            waiting.append((frame, scores, full, future))
             while len(waiting) > 2 * max(1, threads):
                 collect(*waiting.popleft())
         while waiting:
             collect(*waiting.popleft())
     run.detections = pl.DataFrame(rows, schema=DETECTION_SCHEMA)
     run.frames = pl.DataFrame(frame_rows, schema=FRAME_SCHEMA)
+    if embedder is not None:
+        run.embeddings = embedder.result()
     return run
 
 
-def embed_detections(detections: pl.DataFrame, backend: FaceBackend, batch: int = 64) -> np.ndarray:
-    """(n, dim) unit vectors, one per detection row, from the stored aligned chips."""
-    chips = detections["chip"].to_list()
-    out = [np.zeros((0, backend.dim), dtype=np.float32)]
-    for start in range(0, len(chips), batch):
-        out.append(backend.embed([decode_jpeg(c) for c in chips[start : start + batch]]))
-    return np.concatenate(out)
+def embedding_frame(detections: pl.DataFrame, vectors: np.ndarray, backend: FaceBackend) -> pl.DataFrame:
+    """detection_id, model, embedding: how embeddings are stored next to their detections."""
+    return pl.DataFrame(
+        {
+            "detection_id": detections["detection_id"],
+            "model": [backend.model_name] * detections.height,
+            "embedding": pl.Series(vectors.tolist(), dtype=pl.Array(pl.Float32, backend.dim)),
+        },
+        schema={"detection_id": pl.Int32, "model": pl.String, "embedding": pl.Array(pl.Float32, backend.dim)},
+    )
+
+
+def embeddings_made_during_detection(path: Path, detections: pl.DataFrame, backend: FaceBackend) -> np.ndarray | None:
+    """The vectors `frame_detections` made while detecting, when they are this backend's and
+    cover these detections row for row; else None (embed the chips again)."""
+    if not path.exists():
+        return None
+    made = pl.read_parquet(path)
+    if made.height != detections.height or not made.height:
+        return None if made.height or detections.height else np.zeros((0, backend.dim), np.float32)
+    if made["model"][0] != backend.model_name or not made["detection_id"].equals(detections["detection_id"]):
+        return None
+    return made["embedding"].to_numpy().astype(np.float32).reshape(-1, backend.dim)
 
 
 def face_rows(detections: pl.DataFrame) -> list[tuple]:

@@ -28,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reid_pipeline.faces.base import box_iou
+
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels, x2/y2 exclusive
 
 FACE_WIDTH_PX = 100  # package photos are resized so the detected face is this wide
@@ -107,14 +109,6 @@ def _crop_around(image: np.ndarray, face: Box, person: str, source: str) -> Face
     return FacePhoto(person=person, image=crop, face_box=box, source=source)
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def redetected(photo: FacePhoto, scales: Sequence[float] = (1.0, 1.5), background: int = 110) -> bool:
     """True when dlib HOG (upsample 1) finds exactly this face, and nothing else, at each scale.
 
@@ -129,7 +123,7 @@ def redetected(photo: FacePhoto, scales: Sequence[float] = (1.0, 1.5), backgroun
         canvas = canvas.astype(np.uint8)
         want = [m + v * scale for v in photo.face_box]
         found = _hog_boxes(canvas)
-        if len(found) != 1 or _iou(found[0][0], want) < 0.4:
+        if len(found) != 1 or box_iou(found[0][0], want) < 0.4:
             return False
     return True
 
@@ -392,7 +386,7 @@ class GroundTruth:
         """The person whose face box in that frame overlaps `box` best (IoU >= min_iou)."""
         best, best_iou = None, min_iou
         for face in self.frames[frame_index]:
-            iou = _iou(face.box, box)
+            iou = box_iou(face.box, box)
             if iou >= best_iou:
                 best, best_iou = face.person, iou
         return best

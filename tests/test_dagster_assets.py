@@ -52,6 +52,7 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
     assert det["faces"] == 8  # two people in each of the 4 sampled frames
     assert "data:image/png;base64," in det["preview"]
     assert md["face_embeddings"]["faces"] == 8 and md["face_embeddings"]["dim"] == 128
+    assert md["face_embeddings"]["embedded_during_detection"]  # not embedded twice
     with store.connection() as conn:
         rows = conn.execute(
             "SELECT vector_dims(embedding) AS dim, model, frame_index FROM faces WHERE partition_key = %s", (key,)

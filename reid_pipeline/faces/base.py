@@ -48,8 +48,33 @@ class FaceBackend(Protocol):
         """Facts to record with every result: backend, model, dimension, providers."""
         ...
 
+    # Optional (the pipeline checks with getattr):
+    # detect_near(image_bgr, boxes) -> list[Detection]: faces near the given boxes only, a
+    #   cheaper search used between full detections while faces are tracked;
+    # spec() -> dict: `load_backend` keyword arguments that rebuild the backend in another
+    #   process, for embedding in worker processes (a backend whose embedder holds the GIL).
+
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def suppress_overlaps(found: list[tuple[tuple[float, float, float, float], float]], iou: float = 0.4) -> list:
+    """(box, score) pairs less those overlapping a higher-scoring one by more than `iou`
+    (one face found from two neighbouring search regions)."""
+    kept: list = []
+    for box, score in sorted(found, key=lambda f: -f[1]):
+        if all(box_iou(box, k[0]) <= iou for k in kept):
+            kept.append((box, score))
+    return kept
