@@ -19,6 +19,8 @@ from reid_pipeline.pipeline import (
     embedding_frame,
     embeddings_made_during_detection,
     face_rows,
+    read_chips,
+    read_detections,
     tracking_for,
     write_parquet,
 )
@@ -37,10 +39,12 @@ class DetectionConfig(dg.Config):
     embed_workers: int = _DEFAULTS.embed_workers  # processes embedding faces during detection; 0 = one thread
 
 
-def _preview(df: pl.DataFrame, n: int = 24) -> dg.MetadataValue:
-    picks = spread(df.height, n)
-    chips = [df["chip"][i] for i in picks]
-    labels = [f"{df['timestamp_s'][i]:.1f}s" for i in picks]
+def _preview(df: pl.DataFrame, path, n: int = 24) -> dg.MetadataValue:
+    """A contact sheet of `n` faces spread over the video (chips read from `path`)."""
+    picks = [df.row(i, named=True) for i in spread(df.height, n)]
+    found = read_chips(path, [p["detection_id"] for p in picks])
+    chips = [found[p["detection_id"]] for p in picks]
+    labels = [f"{p['timestamp_s']:.1f}s" for p in picks]
     return dg.MetadataValue.md(markdown_image(contact_sheet(chips, labels), "faces"))
 
 
@@ -88,6 +92,7 @@ def frame_detections(
             config.detect_threads,
             tracking_for(config.sample_fps, video["fps"], config.full_detect_s),
             ChipEmbedder(backend, config.embed_workers),
+            out,
         )
     except VideoError as exc:
         raise video_failure(store, key, exc) from exc
@@ -98,7 +103,6 @@ def frame_detections(
     if partial:
         store.mark_partial(key, partial)
         context.log.warning(partial)
-    write_parquet(run.detections, out)
     write_parquet(run.frames, storage.path("frame_detections", key, ".frames.parquet"))
     write_parquet(embedding_frame(run.detections, run.embeddings, backend), storage.path("frame_detections", key, ".embeddings.parquet"))
     df = run.detections
@@ -123,7 +127,7 @@ def frame_detections(
     if df.height:
         metadata["median_face_px"] = float(df["face_px"].median())
         metadata["median_blur"] = round(float(df["blur"].median()), 1)
-        metadata["preview"] = _preview(df)
+        metadata["preview"] = _preview(df, out)
     else:
         context.log.warning(f"no faces found in {run.frames_sampled} sampled frames")
         metadata["note"] = f"no faces found in {run.frames_sampled} sampled frames"
@@ -139,9 +143,11 @@ def face_embeddings(
     HNSW cosine index). Re-materialising replaces the partition's rows."""
     key = context.partition_key
     store = database.store()
-    detections = pl.read_parquet(storage.path("frame_detections", key))
+    path = storage.path("frame_detections", key)
+    detections = read_detections(path)
     backend = face_model.get()
-    if detections.height and decode_jpeg(detections["chip"][0]).shape[0] != backend.chip_size:
+    first = detections["detection_id"][0] if detections.height else None
+    if first is not None and decode_jpeg(read_chips(path, [first])[first]).shape[0] != backend.chip_size:
         raise dg.Failure(
             description=f"frame_detections of {key} were made by another face backend than {backend.model_name}; "
             "re-materialise frame_detections first",
@@ -151,7 +157,7 @@ def face_embeddings(
     vectors = embeddings_made_during_detection(storage.path("frame_detections", key, ".embeddings.parquet"), detections, backend)
     reused = vectors is not None
     if vectors is None:
-        vectors = embed_detections(detections, backend)
+        vectors = embed_detections(path, backend)
     embed_s = time.perf_counter() - t0
     write_parquet(embedding_frame(detections, vectors, backend), storage.path("face_embeddings", key))
     t1 = time.perf_counter()
@@ -168,5 +174,5 @@ def face_embeddings(
         "table": "faces",
     }
     if detections.height:
-        metadata["preview"] = _preview(detections)
+        metadata["preview"] = _preview(detections, path)
     return dg.MaterializeResult(metadata=metadata)

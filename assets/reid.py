@@ -1,7 +1,6 @@
 """`cross_video_matches` (per video) and `identities` (the whole archive)."""
 
 import time
-from functools import lru_cache
 
 import dagster as dg
 import polars as pl
@@ -11,6 +10,7 @@ from assets.sequences import face_sequences
 from reid_pipeline.archive import match_partition, recompute_identities
 from reid_pipeline.gallery import write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
+from reid_pipeline.pipeline import read_chips
 from reid_pipeline.preview import markdown_image
 from reid_pipeline.silhouette import sequence_sheet
 from resources import DataStorage, ReidDatabase
@@ -38,17 +38,8 @@ def _settings(config: MatchConfig, model: str) -> MatchSettings:
 
 
 def chip_loader(storage: DataStorage):
-    """chip(partition_key, detection_id) -> JPEG bytes, reading each parquet file once."""
-
-    @lru_cache(maxsize=64)
-    def chips_of(key: str) -> dict:
-        path = storage.path("frame_detections", key)
-        if not path.exists():
-            return {}
-        df = pl.read_parquet(path, columns=["detection_id", "chip"])
-        return dict(zip(df["detection_id"].to_list(), df["chip"].to_list()))
-
-    return lambda key, detection_id: chips_of(key).get(detection_id)
+    """chip(partition_key, detection_id) -> JPEG bytes (or None), reading one row group."""
+    return lambda key, detection_id: read_chips(storage.path("frame_detections", key), [detection_id]).get(detection_id)
 
 
 @dg.asset(partitions_def=videos, group_name="reid", deps=[face_sequences], kinds={"postgres"})

@@ -7,7 +7,7 @@ import polars as pl
 
 from assets.faces import face_embeddings, frame_detections
 from assets.partitions import videos
-from reid_pipeline.pipeline import load_partition_faces, write_parquet
+from reid_pipeline.pipeline import chips_from_file, load_partition_faces, write_parquet
 from reid_pipeline.preview import markdown_image
 from reid_pipeline.report import write_silhouette_report
 from reid_pipeline.sequences import QualityGate, build_sequences, link_settings_for
@@ -116,7 +116,8 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
     membership = pl.read_parquet(storage.path("face_sequences", key, ".faces.parquet"))
     sequences = pl.read_parquet(storage.path("face_sequences", key))
     folder = storage.folder("silhouette_report", key)
-    result, pictures = write_silhouette_report(folder, key, detections, vectors, membership, sequences)
+    chips = chips_from_file(storage.path("frame_detections", key))
+    result, pictures = write_silhouette_report(folder, key, detections, vectors, membership, sequences, chips)
     mean = result.mean
     passed = mean is None or mean >= WARN_BELOW
     check = dg.AssetCheckResult(

@@ -535,7 +535,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     import polars as pl
 
     from reid_pipeline.evidence import evidence_at
-    from reid_pipeline.pipeline import asset_path
+    from reid_pipeline.pipeline import asset_path, chips_from_file, read_detections
 
     settings = Settings()
     paths = {
@@ -547,9 +547,9 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     if missing:
         print(f"reid: {args.video}: no sequences yet (missing {', '.join(missing)})", file=sys.stderr)
         return 1
-    frames = {name: pl.read_parquet(path) for name, path in paths.items()}
-    active, png = evidence_at(frames["detections"], frames["membership"], frames["sequences"],
-                              frame_index=args.frame, time_s=args.time)
+    active, png = evidence_at(read_detections(paths["detections"]), pl.read_parquet(paths["membership"]),
+                              pl.read_parquet(paths["sequences"]), frame_index=args.frame, time_s=args.time,
+                              chips=chips_from_file(paths["detections"]))
     moment = f"{args.time:.2f} s" if args.time is not None else f"frame {args.frame}"
     if not active.height:
         print(f"reid: nobody is on screen at {moment} in {args.video} (no sequence covers it); nothing written",

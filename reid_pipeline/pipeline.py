@@ -7,7 +7,7 @@ import functools
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from reid_pipeline.faces.base import FaceBackend, box_iou
 from reid_pipeline.quality import blur_score
@@ -22,6 +23,7 @@ from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, FrameChange
 from reid_pipeline.video import iter_frames
 
 CHIP_JPEG_QUALITY = 95
+ROW_GROUP = 512  # rows per parquet row group: chips are read a row group at a time
 
 DETECTION_SCHEMA = {
     "detection_id": pl.Int32,
@@ -150,19 +152,111 @@ class ChipEmbedder:
                 self._done.append(self._futures.popleft().result())
             return np.concatenate(self._done)
         finally:
-            self._pool.shutdown(cancel_futures=True)
+            self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
 
 
-def embed_detections(detections: pl.DataFrame, backend: FaceBackend, batch: int = 64) -> np.ndarray:
-    """(n, dim) unit vectors, one per detection row, from the stored aligned chips."""
-    chips = detections["chip"].to_list()
-    out = [np.zeros((0, backend.dim), dtype=np.float32)]
-    for start in range(0, len(chips), batch):
-        out.append(embed_jpegs(backend, chips[start : start + batch]))
-    return np.concatenate(out)
+def embed_detections(detections: pl.DataFrame | Path, backend: FaceBackend, batch: int = 64) -> np.ndarray:
+    """(n, dim) unit vectors, one per detection row, from the stored aligned chips: of a
+    frame in memory, or of a `frame_detections` file read `batch` rows at a time."""
+    if isinstance(detections, pl.DataFrame):
+        chips = detections["chip"].to_list()
+        batches = (chips[start : start + batch] for start in range(0, len(chips), batch))
+    else:
+        batches = (b.column("chip").to_pylist() for b in pq.ParquetFile(detections).iter_batches(batch, columns=["chip"]))
+    return np.concatenate([np.zeros((0, backend.dim), dtype=np.float32), *(embed_jpegs(backend, b) for b in batches)])
 
 
 # --------------------------------------------------------------------------- detection
+
+
+class DetectionSink:
+    """Where `detect_video` puts its rows. Without a path, every column stays in memory.
+    With a path, rows are written to that parquet file in row groups of `group` rows while
+    the video is decoded (atomically: a temp file renamed at the end), and only the light
+    columns (no chips) stay in memory, so a long video costs no more memory than a short one."""
+
+    def __init__(self, path: Path | None = None, group: int = ROW_GROUP):
+        self.path, self.group = path, group
+        self.rows: dict[str, list] = {name: [] for name in DETECTION_SCHEMA}
+        self.count = 0
+        self._light: list[pl.DataFrame] = []
+        self._writer = None
+        self._tmp = path.with_suffix(path.suffix + ".tmp") if path else None
+
+    def append(self, row: dict) -> None:
+        self.rows["detection_id"].append(self.count)
+        for key, value in row.items():
+            self.rows[key].append(value)
+        self.count += 1
+        if self.path and len(self.rows["detection_id"]) >= self.group:
+            self._flush()
+
+    def _flush(self) -> None:
+        df = pl.DataFrame(self.rows, schema=DETECTION_SCHEMA)
+        self.rows = {name: [] for name in DETECTION_SCHEMA}
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, df.to_arrow().schema)
+        self._writer.write_table(df.to_arrow(), row_group_size=self.group)
+        self._light.append(df.drop("chip"))
+
+    def close(self) -> pl.DataFrame:
+        """The detections: every column, or without `chip` when they went to the file."""
+        if not self.path:
+            return pl.DataFrame(self.rows, schema=DETECTION_SCHEMA)
+        if self.rows["detection_id"] or self._writer is None:
+            self._flush()
+        self._writer.close()
+        self._tmp.replace(self.path)
+        return pl.concat(self._light)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._tmp:
+            self._tmp.unlink(missing_ok=True)
+
+
+ChipSource = Callable[[Iterable[int]], dict[int, bytes]]  # detection ids -> their JPEG chips
+
+
+def chips_in(detections: pl.DataFrame) -> ChipSource:
+    """A chip source over a frame that holds its chips."""
+    return lambda ids: dict(
+        detections.filter(pl.col("detection_id").is_in(list(ids))).select("detection_id", "chip").iter_rows()
+    )
+
+
+def chips_from_file(path: Path) -> ChipSource:
+    """A chip source over a `frame_detections` file (`read_chips`)."""
+    return functools.partial(read_chips, path)
+
+
+def read_detections(path: Path) -> pl.DataFrame:
+    """A `frame_detections` file without its chips (the light columns)."""
+    return pl.read_parquet(path, columns=[c for c in DETECTION_SCHEMA if c != "chip"])
+
+
+def read_chips(path: Path, detection_ids: Iterable[int]) -> dict[int, bytes]:
+    """The chips of these detections from a `frame_detections` file, reading only the row
+    groups that hold them (parquet statistics of detection_id)."""
+    wanted = set(int(i) for i in detection_ids)
+    if not wanted or not Path(path).exists():
+        return {}
+    parquet = pq.ParquetFile(path)
+    column = parquet.schema_arrow.get_field_index("detection_id")
+    groups = []
+    for g in range(parquet.metadata.num_row_groups):
+        stats = parquet.metadata.row_group(g).column(column).statistics
+        if stats is None or not stats.has_min_max or any(stats.min <= i <= stats.max for i in wanted):
+            groups.append(g)
+    if not groups:
+        return {}
+    table = pl.from_arrow(parquet.read_row_groups(groups, columns=["detection_id", "chip"]))
+    table = table.filter(pl.col("detection_id").is_in(list(wanted)))
+    return dict(zip(table["detection_id"].to_list(), table["chip"].to_list()))
 
 
 @dataclass
@@ -177,6 +271,7 @@ class Tracking:
     searches every frame whole."""
 
     full_every: int = 4
+    keep_frames: int = 3  # sampled frames a face that was not found again is still searched for (as max_gap)
     since_full: int | None = None  # sampled frames planned since the last whole search
     boxes: list = field(default_factory=list)  # (box, sampled frames since seen)
 
@@ -195,7 +290,7 @@ class Tracking:
         """The faces of the last collected frame, in frame order."""
         seen = [d.box for d in found]
         # a face missed on one frame is still searched for on the next
-        kept = [(b, age + 1) for b, age in self.boxes if age < 1 and all(box_iou(b, s) < 0.3 for s in seen)]
+        kept = [(b, age + 1) for b, age in self.boxes if age < self.keep_frames and all(box_iou(b, s) < 0.3 for s in seen)]
         self.boxes = [(b, 0) for b in seen] + kept
 
 
@@ -213,6 +308,7 @@ def detect_video(
     threads: int = 1,
     tracking: Tracking | None = None,
     embedder: ChipEmbedder | None = None,
+    out: Path | None = None,
 ) -> DetectionRun:
     """Detect every face in the frames sampled at `sample_fps` (None/0: every frame).
 
@@ -220,12 +316,14 @@ def detect_video(
     and ONNX Runtime release the GIL); at most 2 x `threads` frames wait in memory. With
     `tracking` (see `Tracking`) frames between whole searches are searched near the faces
     of the frame before, so they wait for it. With an `embedder`, each frame's chips are
-    embedded while later frames are detected (`run.embeddings`, in row order). Results keep
+    embedded while later frames are detected (`run.embeddings`, in row order). With `out`,
+    detections are written there as they come (`DetectionSink`) and `run.detections` lacks
+    the chips. Results keep
     the frame order. `progress(frames_done, timestamp_s)` is called after each sampled
     frame. `detect_s` sums the detector's own time per frame (with threads it exceeds the
     wall time).
     """
-    rows: dict[str, list] = {name: [] for name in DETECTION_SCHEMA}
+    sink = DetectionSink(out)
     frame_rows: dict[str, list] = {name: [] for name in FRAME_SCHEMA}
     run = DetectionRun(detections=pl.DataFrame(schema=DETECTION_SCHEMA))
     tracking = tracking or Tracking(full_every=1)
@@ -246,20 +344,14 @@ def detect_video(
         chips = []
         for det in found:
             x1, y1, x2, y2 = det.box
-            rows["detection_id"].append(len(rows["detection_id"]))
-            rows["frame_index"].append(frame.index)
-            rows["timestamp_s"].append(frame.timestamp_s)
-            for key, value in zip(("x1", "y1", "x2", "y2"), det.box):
-                rows[key].append(value)
-            rows["detector_score"].append(det.score)
-            rows["landmarks"].append(np.asarray(det.landmarks, dtype=np.float32).reshape(-1).tolist())
-            rows["yaw"].append(det.yaw)
-            rows["pitch"].append(det.pitch)
-            rows["roll"].append(det.roll)
-            rows["face_px"].append(min(x2 - x1, y2 - y1))
-            rows["blur"].append(blur_score(det.chip, min(x2 - x1, y2 - y1)))
+            face_px = min(x2 - x1, y2 - y1)
             chips.append(encode_jpeg(det.chip))
-        rows["chip"].extend(chips)
+            sink.append({
+                "frame_index": frame.index, "timestamp_s": frame.timestamp_s, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                "detector_score": det.score, "landmarks": np.asarray(det.landmarks, dtype=np.float32).reshape(-1).tolist(),
+                "yaw": det.yaw, "pitch": det.pitch, "roll": det.roll, "face_px": face_px,
+                "blur": blur_score(det.chip, face_px), "chip": chips[-1],
+            })
         if embedder is not None:
             embedder.add(chips)
         if progress:
@@ -268,30 +360,35 @@ def detect_video(
     frames = iter_frames(path, sample_fps)
     waiting: deque = deque()
     change = FrameChange()
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        while True:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            run.decode_s += time.perf_counter() - t0
-            if frame is None:
-                break
-            scores = change(frame.image)  # cut scores in frame order, on this thread
-            full = tracking.plan(scores)
-            if full:
-                future = pool.submit(_timed, backend.detect, frame.image)
-            else:
-                while waiting:  # a near search needs the faces of the frame before
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            while True:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                run.decode_s += time.perf_counter() - t0
+                if frame is None:
+                    break
+                scores = change(frame.image)  # cut scores in frame order, on this thread
+                full = tracking.plan(scores)
+                if full:
+                    future = pool.submit(_timed, backend.detect, frame.image)
+                else:
+                    while waiting:  # a near search needs the faces of the frame before
+                        collect(*waiting.popleft())
+                    future = pool.submit(_timed, near, frame.image, [b for b, _ in tracking.boxes])
+                waiting.append((frame, scores, full, future))
+                while len(waiting) > 2 * max(1, threads):
                     collect(*waiting.popleft())
-                future = pool.submit(_timed, near, frame.image, [b for b, _ in tracking.boxes])
-            waiting.append((frame, scores, full, future))
-            while len(waiting) > 2 * max(1, threads):
+            while waiting:
                 collect(*waiting.popleft())
-        while waiting:
-            collect(*waiting.popleft())
-    run.detections = pl.DataFrame(rows, schema=DETECTION_SCHEMA)
+        run.detections = sink.close()
+        run.embeddings = embedder.result() if embedder is not None else None
+    except BaseException:
+        sink.abort()
+        if embedder is not None:
+            embedder.close()
+        raise
     run.frames = pl.DataFrame(frame_rows, schema=FRAME_SCHEMA)
-    if embedder is not None:
-        run.embeddings = embedder.result()
     return run
 
 
@@ -335,7 +432,7 @@ def face_rows(detections: pl.DataFrame) -> list[tuple]:
             r["pitch"],
             r["roll"],
         )
-        for r in detections.drop("chip", "landmarks").iter_rows(named=True)
+        for r in detections.drop("chip", "landmarks", strict=False).iter_rows(named=True)
     ]
 
 
@@ -349,15 +446,16 @@ def asset_path(data_root: str | Path, asset: str, partition_key: str, suffix: st
 def write_parquet(df: pl.DataFrame, path: Path) -> Path:
     """Write atomically (temp file + rename) so a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    df.write_parquet(tmp)
+    df.write_parquet(tmp, row_group_size=ROW_GROUP)
     tmp.replace(path)
     return path
 
 
 def load_partition_faces(data_root: str | Path, partition_key: str) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame, str]:
-    """A partition's detections, their unit embeddings (same row order), its sampled
-    frames and the embedding model ("" when the video has no faces)."""
-    detections = pl.read_parquet(asset_path(data_root, "frame_detections", partition_key))
+    """A partition's detections (without their chips: `read_chips`), their unit embeddings
+    (same row order), its sampled frames and the embedding model ("" when the video has no
+    faces)."""
+    detections = read_detections(asset_path(data_root, "frame_detections", partition_key))
     frames = pl.read_parquet(asset_path(data_root, "frame_detections", partition_key, ".frames.parquet"))
     embedded = pl.read_parquet(asset_path(data_root, "face_embeddings", partition_key))
     if not embedded.height:

@@ -11,16 +11,15 @@ import polars as pl
 
 from reid_pipeline.evidence import evidence_at
 from reid_pipeline.pages import render
-from reid_pipeline.pipeline import write_parquet
+from reid_pipeline.pipeline import ChipSource, chips_in, write_parquet
 from reid_pipeline.silhouette import Silhouette, projection_plot, sequence_sheet, silhouette, silhouette_plot
 
 
-def chips_of(detections: pl.DataFrame, membership: pl.DataFrame, sequence_id: int, n: int = 6) -> list[bytes]:
-    """Up to `n` chips of a sequence, spread over its span."""
-    ids = membership.filter(pl.col("sequence_id") == sequence_id)["detection_id"]
-    chips = detections.filter(pl.col("detection_id").is_in(ids.to_list()))["chip"].to_list()
-    picks = np.linspace(0, len(chips) - 1, min(n, len(chips))).round().astype(int) if chips else []
-    return [chips[i] for i in picks]
+def chip_ids_of(membership: pl.DataFrame, sequence_id: int, n: int = 6) -> list[int]:
+    """Up to `n` detections of a sequence, spread over its span."""
+    ids = membership.filter(pl.col("sequence_id") == sequence_id)["detection_id"].sort().to_list()
+    picks = np.linspace(0, len(ids) - 1, min(n, len(ids))).round().astype(int) if ids else []
+    return [ids[i] for i in picks]
 
 
 def write_silhouette_report(
@@ -30,25 +29,30 @@ def write_silhouette_report(
     vectors: np.ndarray,
     membership: pl.DataFrame,
     sequences: pl.DataFrame,
+    chips: ChipSource | None = None,
 ) -> tuple[Silhouette, dict[str, bytes]]:
     """Score the sequences and write the report's files into `folder`; returns the scores
-    and the pictures (PNG bytes by name) that were written."""
+    and the pictures (PNG bytes by name) that were written. Chips come from `chips`
+    (default: the detections' `chip` column)."""
+    chips = chips or chips_in(detections)
     ids = membership["sequence_id"].fill_null(-1).to_numpy()
     result = silhouette(vectors, ids)
     pictures = {"silhouette_plot": silhouette_plot(result, ids)}
     if len(vectors) >= 2:
         pictures["projection"] = projection_plot(vectors, ids)
+    shown = [(s, chip_ids_of(membership, s["sequence_id"])) for s in sequences.head(40).iter_rows(named=True)]
+    found = chips([i for _, ids in shown for i in ids])
     pictures["contact_sheet"] = sequence_sheet([
         (f"sequence {s['sequence_id']}\n{s['start_s']:.1f}-{s['end_s']:.1f} s\n{s['face_count']} faces"
          + (f", s={result.per_sequence[s['sequence_id']]:.2f}" if s["sequence_id"] in result.per_sequence else ""),
-         chips_of(detections, membership, s["sequence_id"]))
-        for s in sequences.head(40).iter_rows(named=True)
+         [found[i] for i in ids if i in found])
+        for s, ids in shown
     ])
     if sequences.height:
         # the busiest moment: the sampled frame with the most sequences on screen
         counts = membership.drop_nulls("sequence_id").join(detections.select("detection_id", "frame_index"), on="detection_id")
         busiest = int(counts.group_by("frame_index").len().sort(["len", "frame_index"], descending=[True, False])["frame_index"][0])
-        _, pictures[f"evidence_frame_{busiest}"] = evidence_at(detections, membership, sequences, frame_index=busiest)
+        _, pictures[f"evidence_frame_{busiest}"] = evidence_at(detections, membership, sequences, frame_index=busiest, chips=chips)
     for name, png in pictures.items():
         (folder / f"{name}.png").write_bytes(png)
     summary = {

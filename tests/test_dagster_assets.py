@@ -287,12 +287,13 @@ def test_a_truncated_video_is_analysed_as_far_as_it_goes_and_marked_partial(defs
 
 
 def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_env, instance, monkeypatch, tmp_path):
-    """Fault injection with a private embedded Postgres: SIGKILL the server right after
-    frame_detections; face_embeddings fails on the dead socket, is retried, the server is
-    started again, and the run ends with the same rows as a clean run."""
+    """Fault injection with a private embedded Postgres: SIGKILL the server inside
+    face_embeddings, after it connected and before it writes; the step fails on the dead
+    socket, is retried, the server is started again, and the run ends with the same rows as
+    a clean run."""
     import signal
-    import threading
 
+    import assets.faces
     from reid_pipeline.config import Settings
     from reid_pipeline.database import stop_embedded
     from reid_pipeline.store import Store
@@ -303,6 +304,7 @@ def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_en
     defs = build_defs()
     video = tmp_path / "killed.avi"
     synthetic.write_video(synthetic.two_people_walking(seconds=3.0), video)
+    reuse = assets.faces.embeddings_made_during_detection
     try:
         from resources import ReidDatabase
 
@@ -312,18 +314,15 @@ def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_en
             key = partition_key_for(name)
             store.register_video(key, uri_for(video))
             instance.add_dynamic_partitions("videos", [key])
-            detections = Path(settings.data_root) / "frame_detections" / f"{key}.parquet"
+            kills = [kill]
 
-            def killer(detections=detections):
-                deadline = time.monotonic() + 120
-                while not detections.exists() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                pid = int((Path(settings.pgdata) / "postmaster.pid").read_text().split()[0])
-                os.kill(pid, signal.SIGKILL)
+            def killing_reuse(*args, kills=kills):
+                if kills.pop() if kills else False:
+                    os.kill(int((Path(settings.pgdata) / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+                    time.sleep(0.5)
+                return reuse(*args)
 
-            thread = threading.Thread(target=killer, daemon=True)
-            if kill:
-                thread.start()
+            monkeypatch.setattr(assets.faces, "embeddings_made_during_detection", killing_reuse)
             result = defs.resolve_job_def("process_video").execute_in_process(
                 partition_key=key, instance=instance, raise_on_error=False,
                 run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}})

@@ -1,0 +1,159 @@
+#!/usr/bin/env python
+"""`reid process` against the loop a user would write instead, whole processes, paired runs.
+
+The plain loop (`--plain`, run here in its own process): decode the video with OpenCV, and
+on each frame sampled at `--sample-fps`: dlib HOG with upsample 1 on the frame scaled to at
+most 1280 px, the 5-point landmarks and the 128-d descriptor of every face; nothing stored.
+
+The project: `python -m reid_pipeline process VIDEO` in its own process, against a warm
+Postgres (the embedded server, started once before timing; each run gets a new database on
+it, so every run analyses the video from scratch and pays its own migrations), with the
+project's defaults (whole-frame search every second, tracked faces between, embedding in
+worker processes).
+
+Each pair runs the two back to back (the order alternates); the machine is shared, so
+compare within a pair. Reported per video: wall and CPU seconds (the process and its
+children), the ratio project / plain loop, and how fast each runs against real time.
+
+    .venv/bin/python bench/speed.py VIDEO [VIDEO ...] [--pairs 2] [--sample-fps 4] [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def plain_loop(path: str, sample_fps: float) -> dict:
+    """The loop without the project: what a user would write with the same dlib models."""
+    import cv2
+    import dlib
+    import numpy as np
+
+    from reid_pipeline.faces.dlib_backend import _models_dir
+
+    models = _models_dir()
+    detector = dlib.get_frontal_face_detector()
+    shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+    cap = cv2.VideoCapture(path)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    step = fps / sample_fps if sample_fps else 1.0
+    index, next_sample, frames, faces = 0, 0.0, 0, 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index >= next_sample:
+            next_sample += step
+            rgb = np.ascontiguousarray(frame[:, :, ::-1])
+            scale = min(1.0, 1280 / max(rgb.shape[:2]))
+            small = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            for r in detector(small, 1):
+                box = dlib.rectangle(int(r.left() / scale), int(r.top() / scale), int(r.right() / scale), int(r.bottom() / scale))
+                encoder.compute_face_descriptor(rgb, shape(rgb, box))
+                faces += 1
+            frames += 1
+        index += 1
+    return {"frames": frames, "faces": faces}
+
+
+def timed(cmd: list[str], env: dict) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise RuntimeError(f"{cmd} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "stdout": done.stdout[-400:]}
+
+
+def project_env(home: Path, url: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REID_") and k != "DAGSTER_HOME"}
+    return {**env, "REID_HOME": str(home), "REID_DATABASE_URL": url}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("videos", nargs="*")
+    p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--sample-fps", type=float, default=4.0)
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    p.add_argument("--plain", help=argparse.SUPPRESS)  # run the plain loop on this video, in this process
+    args = p.parse_args(argv)
+    if args.plain:
+        print(json.dumps(plain_loop(args.plain, args.sample_fps)))
+        return 0
+    import psycopg
+
+    from reid_pipeline.database import embedded_server
+    from reid_pipeline.video import probe
+
+    facts = machine_facts("dlib", "cv2", "dagster")
+    work = Path(tempfile.mkdtemp(prefix="reid-speed-"))
+    server = embedded_server(work / "pgdata")
+    base_url = server.get_uri()
+    python = sys.executable
+    results = []
+    try:
+        for n, video in enumerate(args.videos):
+            info = probe(video)
+            pairs = []
+            for i in range(args.pairs):
+                database = f"speed_{n}_{i}"
+                with psycopg.connect(base_url, autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE {database}")
+                env = project_env(work / f"home-{n}-{i}", base_url.replace("@/postgres?", f"@/{database}?", 1))
+                plain_cmd = [python, str(Path(__file__).resolve()), "--plain", video, "--sample-fps", str(args.sample_fps)]
+                project_cmd = [python, "-m", "reid_pipeline", "process", video, "--sample-fps", str(args.sample_fps)]
+                order = [("plain", plain_cmd), ("project", project_cmd)]
+                runs = {}
+                for name, cmd in order if i % 2 == 0 else order[::-1]:
+                    runs[name] = timed(cmd, env)
+                    runs[name]["load"] = loadavg()[0]
+                runs["ratio_wall"] = runs["project"]["wall_s"] / runs["plain"]["wall_s"]
+                runs["ratio_cpu"] = runs["project"]["cpu_s"] / runs["plain"]["cpu_s"]
+                print(f"{Path(video).name} pair {i + 1}: plain {runs['plain']['wall_s']:.1f} s, project "
+                      f"{runs['project']['wall_s']:.1f} s, ratio {runs['ratio_wall']:.2f}", flush=True)
+                pairs.append(runs)
+            results.append({"video": video, "duration_s": info.duration_s, "size": f"{info.width}x{info.height}",
+                            "codec": info.codec, "pairs": pairs})
+    finally:
+        server.stop()
+    facts["loadavg_end"] = loadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps({"machine": facts, "sample_fps": args.sample_fps, "results": results},
+                                                   indent=1, default=str))
+    lines = ["| video | pair | plain loop: wall s (CPU s) | `reid process`: wall s (CPU s) | ratio wall (CPU) | "
+             "real time: plain / project |", "|---|---|---|---|---|---|"]
+    for r in results:
+        for i, pr in enumerate(r["pairs"], 1):
+            pl_, pj = pr["plain"], pr["project"]
+            lines.append(f"| {Path(r['video']).name} ({r['size']} {r['codec']}, {r['duration_s']:.1f} s) | {i} | "
+                         f"{pl_['wall_s']:.1f} ({pl_['cpu_s']:.1f}) | {pj['wall_s']:.1f} ({pj['cpu_s']:.1f}) | "
+                         f"**{pr['ratio_wall']:.2f}** ({pr['ratio_cpu']:.2f}) | "
+                         f"{r['duration_s'] / pl_['wall_s']:.2f}x / **{r['duration_s'] / pj['wall_s']:.2f}x** |")
+        ratios = [pr["ratio_wall"] for pr in r["pairs"]]
+        lines.append(f"| median of {len(ratios)} | | | | {statistics.median(ratios):.2f} | |")
+    table = "\n".join(lines)
+    (args.out / "speed.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
