@@ -103,6 +103,16 @@ def cross_video_matches(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def _corrections_table(report: dict[int, tuple[str, str]]) -> str:
+    """Markdown list of the corrections that did not fully apply (stale, overridden)."""
+    rows = [(cid, status, detail) for cid, (status, detail) in sorted(report.items()) if status != "applied"]
+    if not rows:
+        return "every correction applies" if report else "no corrections"
+    lines = ["| correction | status | why |", "|---|---|---|"]
+    lines += [f"| {cid} | {status} | {detail} |" for cid, status, detail in rows]
+    return "\n".join(lines)
+
+
 def _unresolved_table(rows: list[dict], limit: int = 30) -> str:
     """Markdown list of unresolved sequences (first `limit`)."""
     if not rows:
@@ -133,8 +143,11 @@ def identities(
     arrived in. Every sequence belongs to exactly one identity, except short sequences
     linked to nobody, which are listed as unresolved. Groups join by average linkage at a
     cluster threshold below the pair threshold, only through links, never across two
-    sequences on screen together. Writes the `identities` tables and a static HTML gallery (index of faces, a page per identity with its
-    sightings). Re-materialises by itself after new matches."""
+    sequences on screen together. People's corrections (merges, sightings moved out,
+    labels, hides: `reid gallery`, `reid identity`) are constraints obeyed on every run;
+    one that no longer applies is listed under `corrections`. Writes the `identities`
+    tables and a static HTML gallery (index of faces, a page per identity with its
+    sightings; hidden identities left out). Re-materialises by itself after new matches."""
     store = database.store()
     metadata: dict = {}
     chip = chip_loader(storage)
@@ -151,7 +164,8 @@ def identities(
         result = recompute_identities(store, model, settings)
         sightings = store.sightings(model)
         unresolved = store.unresolved(model)
-        index = write_gallery(storage.folder("gallery", model), result.identities, sightings, chip,
+        shown = [i for i in result.identities if not i.get("hidden")]
+        index = write_gallery(storage.folder("gallery", model), shown, sightings, chip,
                               title=f"identities ({model})", unresolved=unresolved)
         multi = [i for i in result.identities if i["video_count"] > 1]
         prefix = "" if len(models) == 1 else f"{model}/"
@@ -166,16 +180,19 @@ def identities(
             f"{prefix}threshold": settings.threshold,
             f"{prefix}cluster_threshold": round(settings.cluster_threshold, 4),
             f"{prefix}gallery": dg.MetadataValue.path(str(index)),
+            f"{prefix}corrections_applied": sum(1 for status, _ in result.corrections.values() if status == "applied"),
+            f"{prefix}corrections_not_applied": sum(1 for status, _ in result.corrections.values() if status != "applied"),
+            f"{prefix}corrections": dg.MetadataValue.md(_corrections_table(result.corrections)),
             f"{prefix}seconds": round(time.perf_counter() - t0, 3),
         })
         by_id = {}
         for s in sightings:
             by_id.setdefault(s["identity_id"], []).append(s)
         rows = []
-        for ident in result.identities[:12]:
-            shown = by_id.get(ident["identity_id"], [])[:8]
+        for ident in shown[:12]:
+            seen = by_id.get(ident["identity_id"], [])[:8]
             rows.append((f"{ident['identity_id']}\n{ident['video_count']} videos\n{ident['sequence_count']} sightings",
-                         [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in shown) if c]))
+                         [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in seen) if c]))
         if rows:
             metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(sequence_sheet(rows, label_w=170), "identities"))
     if not metadata:

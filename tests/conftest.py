@@ -34,7 +34,7 @@ def pg_url():
 def store(pg_url) -> Store:
     store = Store(pg_url)
     with store.connection() as conn:
-        conn.execute("TRUNCATE videos, faces, face_models, inbox_skipped, forget_log CASCADE")
+        conn.execute("TRUNCATE videos, faces, face_models, inbox_skipped, forget_log, corrections CASCADE")
     return store
 
 
