@@ -314,6 +314,86 @@ def _identity_of_photo(store: Store, settings: Settings, photo: str) -> str | No
     return results[0]["identity_id"]
 
 
+def _sightings(store: Store, text: str) -> tuple[list[int], str]:
+    """Sequence row ids named by `text`: an identity id (person-...), PARTITION_KEY:SEQUENCE_ID
+    or PARTITION_KEY@SECONDS (the one sequence on screen then). ValueError saying why not."""
+    from reid_pipeline import corrections
+
+    if text.startswith("person-"):
+        try:
+            return corrections.identity_sequences(store, text)[1], text
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]} (see `reid search` or the gallery)") from exc
+    key, sep, rest = text.rpartition("@") if "@" in text else text.rpartition(":")
+    try:
+        number = float(rest) if sep == "@" else int(rest)
+    except ValueError:
+        number = None
+    if not sep or number is None:
+        raise ValueError(f"{text!r}: want an identity id (person-...), PARTITION_KEY:SEQUENCE_ID or PARTITION_KEY@SECONDS")
+    rows = store.sequences_at(key, time_s=number) if sep == "@" else store.sequences_at(key, sequence_id=int(number))
+    if not rows:
+        raise ValueError(f"{text}: no sequence there (see `reid status` for partition keys)")
+    if len({r["sequence_id"] for r in rows}) > 1:
+        raise ValueError(f"{text}: {len(rows)} people on screen then; name one: "
+                         + ", ".join(f"{key}:{r['sequence_id']}" for r in rows))
+    return [rows[0]["id"]], f"{key}:{rows[0]['sequence_id']}"
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Correct the identities: merge, split (move a sighting out), not-same, label, hide;
+    list the corrections or undo one. Each correction is a constraint that every
+    recomputation obeys; the identities are recomputed at once (unless --no-rebuild)."""
+    from reid_pipeline import corrections
+
+    store = _store(Settings())
+    if args.action == "corrections":
+        rows = corrections.listing(store)
+        if not rows:
+            print("no corrections")
+        for c in rows:
+            states = "; ".join(f"{s['status']}: {s['detail']}" for s in c["statuses"]) or "not applied yet"
+            print(f"#{c['id']:<4} {c['kind']:11} {c['note']}  [{states}]")
+        return 0
+    try:
+        if args.action == "undo":
+            if not all(corrections.delete(store, int(n)) for n in args.targets):
+                print("reid: no such correction (see `reid identity corrections`)", file=sys.stderr)
+                return 1
+            made = None
+        elif args.action == "merge":
+            if len(args.targets) < 2:
+                raise ValueError("merge wants two or more identity ids")
+            made = corrections.merge(store, args.targets)
+        elif args.action == "split":
+            ids = [i for t in args.targets for i in _sightings(store, t)[0]]
+            made = [corrections.move_out(store, i) for i in ids][-1]
+        elif args.action == "not-same":
+            if len(args.targets) != 2:
+                raise ValueError("not-same wants two identities or sightings")
+            (a, name_a), (b, name_b) = (_sightings(store, t) for t in args.targets)
+            made = corrections.not_same(store, a, b, note=f"{name_a} is not {name_b}")
+        elif args.action == "label":
+            if len(args.targets) != 2:
+                raise ValueError('label wants an identity id and a label (quote it: "Aunt May"; "" clears it)')
+            made = corrections.label(store, args.targets[0], args.targets[1])
+        else:  # hide
+            made = [corrections.hide(store, t) for t in args.targets][-1]
+    except (KeyError, ValueError) as exc:
+        print(f"reid: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    if made is not None:
+        print(f"recorded correction #{made}")
+    if args.no_rebuild:
+        return 0
+    prepare(Settings())
+    defs, instance = _code_location()
+    _rebuild_identities(defs, instance)
+    for s in corrections.status_of(store, made) if made is not None else []:
+        print(f"correction #{made} ({s['model']}): {s['status']}: {s['detail']}")
+    return 0
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
     the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
@@ -613,6 +693,23 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument("--yes", action="store_true", help="do not ask")
     forget.add_argument("--delete-source", action="store_true", help="with --video: also delete the video file itself")
     forget.set_defaults(func=cmd_forget)
+    identity = sub.add_parser(
+        "identity", help="correct the identities: merge, split, not-same, label, hide (kept across recomputations)",
+        description="Corrections are constraints that every recomputation of the identities obeys. A sighting is"
+                    " PARTITION_KEY:SEQUENCE_ID or PARTITION_KEY@SECONDS; an identity is its id (person-...).",
+        epilog="examples:  reid identity merge person-1a2b3c4d5e person-6f7a8b9c0d\n"
+               "           reid identity split clip-3f9a1c2e:4          (this sighting is not the person it is with)\n"
+               "           reid identity not-same person-1a2b3c4d5e person-6f7a8b9c0d\n"
+               "           reid identity label person-1a2b3c4d5e 'Aunt May'\n"
+               "           reid identity hide person-1a2b3c4d5e\n"
+               "           reid identity corrections     (each with its status: applied, stale, overridden)\n"
+               "           reid identity undo 7",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    identity.add_argument("action", choices=["merge", "split", "not-same", "label", "hide", "corrections", "undo"])
+    identity.add_argument("targets", nargs="*", help="identity ids, sightings, a label, or correction numbers (undo)")
+    identity.add_argument("--no-rebuild", action="store_true",
+                          help="record only; the identities are recomputed by the next run (for scripts making many)")
+    identity.set_defaults(func=cmd_identity)
     retry = sub.add_parser("retry", help="run again the videos that did not finish (processing, failed, registered)")
     retry.add_argument("keys", nargs="*", help="partition keys (default: every video that did not finish)")
     retry.add_argument("--log-level", default="CRITICAL",

@@ -123,6 +123,68 @@ def forget_sequences(store: Store, model: str, sequence_ids: Iterable[int]) -> i
     return changed
 
 
+# -- the actions people take (gallery app and CLI) ----------------------------------------
+def merge(store: Store, identity_ids: Sequence[str], source: str = "cli") -> int:
+    """"These identities are one person": a must-link of all their sightings."""
+    if len(set(identity_ids)) < 2:
+        raise ValueError("merging needs two different identities")
+    sides = [identity_sequences(store, i) for i in identity_ids]
+    if len({model for model, _ in sides}) > 1:
+        raise ValueError("identities of different face models cannot be merged")
+    first, rest = sides[0][1], [s for _, seqs in sides[1:] for s in seqs]
+    return record(store, "must_link", sightings_of(store, first), sightings_of(store, rest),
+                  note=f"merge {' + '.join(identity_ids)}", source=source)
+
+
+def move_out(store: Store, sequence_id: int, source: str = "cli") -> int:
+    """"This sighting is not this person": a cannot-link between the sighting and the rest
+    of the identity that holds it now."""
+    rows = store.rows("SELECT model, identity_id FROM identity_sequences WHERE sequence = %s", (sequence_id,))
+    if not rows:
+        raise KeyError(f"sequence {sequence_id} belongs to no identity")
+    _, members = identity_sequences(store, rows[0]["identity_id"])
+    others = [m for m in members if m != sequence_id]
+    if not others:
+        raise ValueError(f"{rows[0]['identity_id']} has no other sighting to move this one away from")
+    [ref] = sightings_of(store, [sequence_id])
+    return record(store, "cannot_link", [ref], sightings_of(store, others),
+                  note=f"{ref['partition_key']} {ref['start_s']:.1f}-{ref['end_s']:.1f} s is not {rows[0]['identity_id']}",
+                  source=source)
+
+
+def not_same(store: Store, a: Sequence[int], b: Sequence[int], note: str, source: str = "cli") -> int:
+    """"These sightings (sequence row ids) are not the same person as those"."""
+    if set(a) & set(b):
+        raise ValueError("a sighting cannot be on both sides")
+    return record(store, "cannot_link", sightings_of(store, a), sightings_of(store, b), note=note, source=source)
+
+
+def label(store: Store, identity_id: str, text: str, source: str = "cli") -> int:
+    """Call an identity `text` (an empty text clears its label)."""
+    _, members = identity_sequences(store, identity_id)
+    return record(store, "label", sightings_of(store, members), value=text.strip(),
+                  note=f"label {identity_id} {text.strip()!r}" if text.strip() else f"clear the label of {identity_id}",
+                  source=source)
+
+
+def hide(store: Store, identity_id: str, source: str = "cli") -> int:
+    """Hide an identity from the gallery (undo the correction to show it again)."""
+    _, members = identity_sequences(store, identity_id)
+    return record(store, "hide", sightings_of(store, members), note=f"hide {identity_id}", source=source)
+
+
+def identity_holding(store: Store, sequence_id: int) -> str | None:
+    """The identity that holds a sequence now (None: unresolved or gone)."""
+    rows = store.rows("SELECT identity_id FROM identity_sequences WHERE sequence = %s", (sequence_id,))
+    return rows[0]["identity_id"] if rows else None
+
+
+def status_of(store: Store, correction_id: int) -> list[dict]:
+    """How a correction fared at the last recomputation, per model."""
+    return store.rows("SELECT model, status, detail FROM correction_status WHERE correction = %s ORDER BY model",
+                      (correction_id,))
+
+
 # -- finding sightings again ------------------------------------------------------------
 def _ref_key(ref: dict) -> str:
     return json.dumps(ref, sort_keys=True)
