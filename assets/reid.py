@@ -1,7 +1,6 @@
 """`cross_video_matches` (per video) and `identities` (the whole archive)."""
 
 import time
-from functools import lru_cache
 
 import dagster as dg
 import polars as pl
@@ -9,7 +8,7 @@ import polars as pl
 from assets.partitions import videos
 from assets.sequences import face_sequences
 from reid_pipeline.archive import match_partition, recompute_identities
-from reid_pipeline.gallery import write_gallery
+from reid_pipeline.gallery import chip_reader, write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
 from reid_pipeline.preview import markdown_image
 from reid_pipeline.silhouette import sequence_sheet
@@ -39,16 +38,7 @@ def _settings(config: MatchConfig, model: str) -> MatchSettings:
 
 def chip_loader(storage: DataStorage):
     """chip(partition_key, detection_id) -> JPEG bytes, reading each parquet file once."""
-
-    @lru_cache(maxsize=64)
-    def chips_of(key: str) -> dict:
-        path = storage.path("frame_detections", key)
-        if not path.exists():
-            return {}
-        df = pl.read_parquet(path, columns=["detection_id", "chip"])
-        return dict(zip(df["detection_id"].to_list(), df["chip"].to_list()))
-
-    return lambda key, detection_id: chips_of(key).get(detection_id)
+    return chip_reader(storage.data_root)
 
 
 @dg.asset(partitions_def=videos, group_name="reid", deps=[face_sequences], kinds={"postgres"})

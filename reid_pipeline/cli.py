@@ -246,7 +246,6 @@ def _code_location():
 def cmd_forget(args: argparse.Namespace) -> int:
     """Forget a video or a person: rows, files, chips, reports, cached copies, the Dagster
     runs whose event logs show their faces; the gallery is rebuilt. Asks first."""
-    import dagster as dg
 
     from reid_pipeline.forget import carry_out, plan_identity, plan_video
     from reid_pipeline.inbox import partition_key_for
@@ -280,7 +279,21 @@ def cmd_forget(args: argparse.Namespace) -> int:
             return 1
     counts = carry_out(store, settings.data_root, plan, delete_source=args.delete_source)
     defs, instance = _code_location()
-    # the pictures in Dagster's event log go with the runs that recorded them
+    runs = _forget_runs(instance, plan)
+    print(f"forgotten: {counts['faces']} faces, {counts['sequences']} sequences, {counts['files']} files or folders"
+          f" deleted, {counts['files_rewritten']} videos' files rewritten, {runs} Dagster runs deleted"
+          + ("; source file deleted" if counts["source_deleted"] else "")
+          + (f"; taken out of {counts['corrections_edited']} corrections" if counts["corrections_edited"] else ""))
+    _rebuild_identities(defs, instance)
+    return 0
+
+
+def _forget_runs(instance, plan) -> int:
+    """What Dagster keeps of a forgotten video or person: the runs whose event logs hold
+    pictures of them (the SQL event log cannot wipe partitions, and `wipe_assets` keeps the
+    events), and a video's dynamic partition. Returns how many runs were deleted."""
+    import dagster as dg
+
     runs = {r.run_id for key in plan.videos for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))}
     if plan.kind == "identity":
         records = instance.fetch_materializations(dg.AssetKey("identities"), limit=10_000).records
@@ -289,10 +302,74 @@ def cmd_forget(args: argparse.Namespace) -> int:
         instance.delete_run(run_id)
     if plan.kind == "video" and instance.has_dynamic_partition("videos", plan.target):
         instance.delete_dynamic_partition("videos", plan.target)
-    print(f"forgotten: {counts['faces']} faces, {counts['sequences']} sequences, {counts['files']} files or folders"
-          f" deleted, {counts['files_rewritten']} videos' files rewritten, {len(runs)} Dagster runs deleted"
-          + ("; source file deleted" if counts["source_deleted"] else ""))
-    _rebuild_identities(defs, instance)
+    return len(runs)
+
+
+class _DagsterRecompute:
+    """The gallery's recomputations: each a run of `rebuild_identities` in this process
+    (one at a time, in order, on a worker thread), recorded in the Dagster instance, so it
+    shows in the UI next to the runs of the inbox and the backfills."""
+
+    def __init__(self, defs, instance, run_config: dict | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.job = defs.resolve_job_def("rebuild_identities")
+        self.instance = instance
+        self.run_config = run_config or {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild_identities")
+        self.waiting: set[str] = set()
+
+    def start(self, reason: str) -> str:
+        """Queue a run; returns its run id at once."""
+        from dagster._core.utils import make_new_run_id
+
+        run_id = make_new_run_id()
+        self.waiting.add(run_id)
+
+        def run() -> None:
+            try:
+                self.job.execute_in_process(instance=self.instance, run_id=run_id, run_config=self.run_config,
+                                            raise_on_error=False, tags={"reid/launched_by": "gallery", "reid/reason": reason[:200]})
+            finally:
+                self.waiting.discard(run_id)
+
+        self.worker.submit(run)
+        return run_id
+
+    def state(self, run_id: str) -> str:
+        """queued, started, success, failure or canceled (or unknown)."""
+        run = self.instance.get_run_by_id(run_id)
+        if run is None:
+            return "queued" if run_id in self.waiting else "unknown"
+        if run.is_finished:
+            return {"SUCCESS": "success", "CANCELED": "canceled"}.get(run.status.value, "failure")
+        return "started"
+
+    def forget_traces(self, plan) -> int:
+        return _forget_runs(self.instance, plan)
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    """The local gallery app: review, correct and forget identities in a browser."""
+    from reid_pipeline.faces import load_backend
+    from reid_pipeline.gallery_app import GalleryContext, serve
+    from reid_pipeline.supervise import running_ui
+
+    if args.host not in ("127.0.0.1", "localhost"):
+        print("reid: the gallery shows faces and can forget people: it listens on 127.0.0.1 only", file=sys.stderr)
+        return 2
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    defs, instance = _code_location()
+    ctx = GalleryContext(
+        store=store, data_root=Path(settings.data_root), recompute=_DagsterRecompute(defs, instance),
+        backend=lambda: load_backend(settings.face_backend, insightface_root=settings.insightface_root,
+                                     insightface_pack=settings.insightface_pack),
+        dagster_ui=lambda: running_ui(settings.home),
+    )
+    print(f"reid: gallery at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    serve(ctx, args.host, args.port)
     return 0
 
 
@@ -710,6 +787,10 @@ def main(argv: list[str] | None = None) -> int:
     identity.add_argument("--no-rebuild", action="store_true",
                           help="record only; the identities are recomputed by the next run (for scripts making many)")
     identity.set_defaults(func=cmd_identity)
+    gallery = sub.add_parser("gallery", help="the local gallery app: review, merge, split, label, hide and forget identities")
+    gallery.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default) or localhost; never a public address")
+    gallery.add_argument("--port", type=int, default=8765)
+    gallery.set_defaults(func=cmd_gallery)
     retry = sub.add_parser("retry", help="run again the videos that did not finish (processing, failed, registered)")
     retry.add_argument("keys", nargs="*", help="partition keys (default: every video that did not finish)")
     retry.add_argument("--log-level", default="CRITICAL",

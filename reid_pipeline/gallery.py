@@ -9,7 +9,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reid_pipeline.pages import render
+from reid_pipeline.pipeline import asset_path
 from reid_pipeline.sources import file_name
+
+
+def chip_reader(data_root: str | Path) -> Callable[[str, int], bytes | None]:
+    """chip(partition_key, detection_id) -> the face chip's JPEG bytes (None when gone),
+    reading each video's detections file once while it stays unchanged (a re-run or a
+    forget rewrites it: then it is read again)."""
+    import polars as pl
+
+    cache: dict[str, tuple[int, dict]] = {}
+
+    def chip(key: str, detection_id: int) -> bytes | None:
+        path = asset_path(data_root, "frame_detections", key)
+        if not path.exists():
+            return None
+        stamp = path.stat().st_mtime_ns
+        if key not in cache or cache[key][0] != stamp:
+            if len(cache) >= 64:
+                cache.pop(next(iter(cache)))
+            df = pl.read_parquet(path, columns=["detection_id", "chip"])
+            cache[key] = (stamp, dict(zip(df["detection_id"].to_list(), df["chip"].to_list())))
+        return cache[key][1].get(detection_id)
+
+    return chip
 
 
 def _file_name(sighting: dict) -> str:
