@@ -39,7 +39,8 @@ def _matcher_errs(store):
         conn.execute(
             "INSERT INTO matches (model, method, sequence_a, sequence_b, partition_a, partition_b, score, template_similarity,"
             " linked) SELECT 'dlib_resnet_v1', %s, %s, %s, sa.partition_key, sb.partition_key, 0.99, 0.99, true"
-            " FROM sequences sa, sequences sb WHERE sa.id = %s AND sb.id = %s", (DEFAULT_METHOD, a, b, a, b))
+            " FROM sequences sa, sequences sb WHERE sa.id = %s AND sb.id = %s ON CONFLICT (model, method, sequence_a, sequence_b)"
+            " DO UPDATE SET score = 0.99, linked = true", (DEFAULT_METHOD, a, b, a, b))
 
 
 @pytest.fixture
