@@ -171,9 +171,13 @@ def create_app(ctx: GalleryContext) -> Starlette:
             other = holder.get(p["sequence_b"] if p["sequence_a"] in info else p["sequence_a"])
             if other is not None:
                 best_by_identity[other] = max(best_by_identity.get(other, -1.0), p["score"])
+        # never suggest an identity that a correction keeps apart from this one
+        apart = {p for a, b in corrections.constraints_for(store, model, store.all_sequences(model), []).cannot_link
+                 for p in ((a, b), (b, a))}
+        kept_apart = {holder.get(b) for a, b in apart if a in info}
         everyone = {i["identity_id"]: i for i in identities() if i["model"] == model and i["identity_id"] != ident_id}
-        suggestions = [{**card(everyone[i]), "score": s} for i, s in sorted(best_by_identity.items(), key=lambda kv: -kv[1])[:5]
-                       if i in everyone]
+        ranked = [i for i, _ in sorted(best_by_identity.items(), key=lambda kv: -kv[1]) if i in everyone and i not in kept_apart]
+        suggestions = [{**card(everyone[i]), "score": best_by_identity[i]} for i in ranked[:5]]
         return page(request, "identity", title=ident["label"] or ident_id, name=ident["label"] or ident_id, ident=ident,
                     rows=shown, suggestions=suggestions, others=[card(i) for i in everyone.values()])
 

@@ -41,11 +41,19 @@ def test_a_correction_whose_video_is_forgotten_is_listed_as_stale(defs, instance
     t1 = corrections.identity_holding(store, sequence(store, "fix_b.avi", 0))
     assert main(["identity", "merge", tom, t1, "--no-rebuild"]) == 0
     assert main(["identity", "label", t1, "Someone from t1", "--no-rebuild"]) == 0
+    assert main(["identity", "split", f"{partition_key_for('fix_b.avi')}:1", "--no-rebuild"]) == 0  # the astronaut of b
+    assert main(["identity", "hide", tom]) == 0  # recomputes: hidden, the merge and the split applied
+    assert store.rows("SELECT hidden, label FROM identities WHERE identity_id = %s", (tom,)) == [
+        {"hidden": True, "label": "Someone from t1"}]  # the merged identity keeps the smaller member's id
+    assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
+    [hide] = store.rows("SELECT id FROM corrections WHERE kind = 'hide'")
+    assert main(["identity", "undo", str(hide["id"])]) == 0 and not store.rows("SELECT 1 FROM identities WHERE hidden")
     assert main(["forget", "--video", partition_key_for("fix_b.avi"), "--yes"]) == 0  # rebuilds the identities
     capsys.readouterr()
     assert main(["identity", "corrections"]) == 0
     listed = capsys.readouterr().out
     assert "must_link   merge" in listed and "stale: fewer than two of its 2 sightings exist any more" in listed
-    assert "stale: none of its 1 sighting exists any more" in listed
+    assert "stale: none of its 1 sighting exists any more" in listed  # the label
+    assert "stale: one of its sides has no sighting left" in listed  # the split
     [row] = store.rows("SELECT count(*) AS n FROM correction_status WHERE status = 'stale'")
-    assert row["n"] == 2
+    assert row["n"] == 3

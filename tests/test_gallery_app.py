@@ -115,6 +115,8 @@ def test_merge_and_move_out_in_a_browser(gallery, store, instance, tmp_path):
         page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
         assert page.locator("#sightings tr[data-sequence]").count() == 1
         assert "Moved the sighting out" in page.inner_text("[role=status]")
+        # the sighting just moved out is not offered back as a merge
+        assert page.locator(f"[data-suggestion='{corrections.identity_holding(store, t1)}']").count() == 0
         page.screenshot(path=shots / "4-moved-out.png", full_page=True)
 
         # the recomputed identities: the astronaut (2 sightings) first, Tom Hanks, t1_0
