@@ -369,6 +369,9 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         dagster_ui=lambda: running_ui(settings.home),
     )
     print(f"reid: gallery at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    # uvicorn shuts down on SIGTERM, then raises it again for the handler it found: make that
+    # an exit, so the embedded Postgres this command started is stopped (atexit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve(ctx, args.host, args.port)
     return 0
 

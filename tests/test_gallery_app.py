@@ -1,6 +1,7 @@
 """`reid gallery` in a real headless browser: open an identity, merge two identities of one
 generated person, move a wrongly attached sighting out, and see the recomputed identities
-(each action a Dagster run of `rebuild_identities`). Screenshots go to the test's tmp dir."""
+(each action a Dagster run of `rebuild_identities`); then range requests, refused foreign
+posts and a confirmed forget. Screenshots go to the test's tmp dir (printed)."""
 
 import shutil
 import socket
@@ -79,10 +80,10 @@ def _photo_of(person, path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")
-def test_merge_and_move_out_in_a_browser(gallery, store, instance, tmp_path):
+def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    url, _ = gallery
+    url, ctx = gallery
     shots = tmp_path / "screenshots"
     shots.mkdir()
     astronaut_a = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
@@ -146,15 +147,14 @@ def test_merge_and_move_out_in_a_browser(gallery, store, instance, tmp_path):
     runs = instance.get_runs(filters=dg.RunsFilter(job_name="rebuild_identities", tags={"reid/launched_by": "gallery"}))
     assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
 
-
-def test_the_app_serves_ranges_refuses_foreign_posts_and_forgets_with_confirmation(gallery, store, two_videos):
-    url, ctx = gallery
+    # the video answers range requests (the player seeks); posts from elsewhere are refused;
+    # forget asks for a confirmation
     key = partition_key_for("fix_a.avi")
     request = urllib.request.Request(f"{url}/video/{key}", headers={"Range": "bytes=0-99"})
     with urllib.request.urlopen(request) as response:
         assert response.status == 206 and len(response.read()) == 100
         assert response.headers["Content-Range"].startswith("bytes 0-99/")
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))  # Tom Hanks alone now
 
     def post(path, data, host=None):
         body = urllib.parse.urlencode(data).encode()
@@ -174,3 +174,4 @@ def test_the_app_serves_ranges_refuses_foreign_posts_and_forgets_with_confirmati
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "forget"})
     assert status == 200 and "Forgotten:" in html
     assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_id = 1", (key,))
+    assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_b", 0)]]  # the others and their corrections stay
