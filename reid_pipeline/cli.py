@@ -321,9 +321,9 @@ class _DagsterRecompute:
 
     def start(self, reason: str) -> str:
         """Queue a run; returns its run id at once."""
-        from dagster._core.utils import make_new_run_id
+        import uuid
 
-        run_id = make_new_run_id()
+        run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
         self.waiting.add(run_id)
 
         def run() -> None:
