@@ -10,7 +10,7 @@ from assets.sequences import face_sequences
 from reid_pipeline.archive import match_partition, recompute_identities
 from reid_pipeline.gallery import write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
-from reid_pipeline.pipeline import read_chips
+from reid_pipeline.pipeline import chip_reader
 from reid_pipeline.preview import markdown_image
 from reid_pipeline.silhouette import sequence_sheet
 from resources import DataStorage, ReidDatabase
@@ -38,8 +38,8 @@ def _settings(config: MatchConfig, model: str) -> MatchSettings:
 
 
 def chip_loader(storage: DataStorage):
-    """chip(partition_key, detection_id) -> JPEG bytes (or None), reading one row group."""
-    return lambda key, detection_id: read_chips(storage.path("frame_detections", key), [detection_id]).get(detection_id)
+    """chip(partition_key, detection_id) -> JPEG bytes (or None), a row group at a time."""
+    return chip_reader(storage.data_root)
 
 
 @dg.asset(partitions_def=videos, group_name="reid", deps=[face_sequences], kinds={"postgres"})
@@ -94,6 +94,16 @@ def cross_video_matches(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def _corrections_table(report: dict[int, tuple[str, str]]) -> str:
+    """Markdown list of the corrections that did not fully apply (stale, overridden)."""
+    rows = [(cid, status, detail) for cid, (status, detail) in sorted(report.items()) if status != "applied"]
+    if not rows:
+        return "every correction applies" if report else "no corrections"
+    lines = ["| correction | status | why |", "|---|---|---|"]
+    lines += [f"| {cid} | {status} | {detail} |" for cid, status, detail in rows]
+    return "\n".join(lines)
+
+
 def _unresolved_table(rows: list[dict], limit: int = 30) -> str:
     """Markdown list of unresolved sequences (first `limit`)."""
     if not rows:
@@ -124,8 +134,11 @@ def identities(
     arrived in. Every sequence belongs to exactly one identity, except short sequences
     linked to nobody, which are listed as unresolved. Groups join by average linkage at a
     cluster threshold below the pair threshold, only through links, never across two
-    sequences on screen together. Writes the `identities` tables and a static HTML gallery (index of faces, a page per identity with its
-    sightings). Re-materialises by itself after new matches."""
+    sequences on screen together. People's corrections (merges, sightings moved out,
+    labels, hides: `reid gallery`, `reid identity`) are constraints obeyed on every run;
+    one that no longer applies is listed under `corrections`. Writes the `identities`
+    tables and a static HTML gallery (index of faces, a page per identity with its
+    sightings; hidden identities left out). Re-materialises by itself after new matches."""
     store = database.store()
     metadata: dict = {}
     chip = chip_loader(storage)
@@ -142,7 +155,8 @@ def identities(
         result = recompute_identities(store, model, settings)
         sightings = store.sightings(model)
         unresolved = store.unresolved(model)
-        index = write_gallery(storage.folder("gallery", model), result.identities, sightings, chip,
+        shown = [i for i in result.identities if not i.get("hidden")]
+        index = write_gallery(storage.folder("gallery", model), shown, sightings, chip,
                               title=f"identities ({model})", unresolved=unresolved)
         multi = [i for i in result.identities if i["video_count"] > 1]
         prefix = "" if len(models) == 1 else f"{model}/"
@@ -157,16 +171,19 @@ def identities(
             f"{prefix}threshold": settings.threshold,
             f"{prefix}cluster_threshold": round(settings.cluster_threshold, 4),
             f"{prefix}gallery": dg.MetadataValue.path(str(index)),
+            f"{prefix}corrections_applied": sum(1 for status, _ in result.corrections.values() if status == "applied"),
+            f"{prefix}corrections_not_applied": sum(1 for status, _ in result.corrections.values() if status != "applied"),
+            f"{prefix}corrections": dg.MetadataValue.md(_corrections_table(result.corrections)),
             f"{prefix}seconds": round(time.perf_counter() - t0, 3),
         })
         by_id = {}
         for s in sightings:
             by_id.setdefault(s["identity_id"], []).append(s)
         rows = []
-        for ident in result.identities[:12]:
-            shown = by_id.get(ident["identity_id"], [])[:8]
+        for ident in shown[:12]:
+            seen = by_id.get(ident["identity_id"], [])[:8]
             rows.append((f"{ident['identity_id']}\n{ident['video_count']} videos\n{ident['sequence_count']} sightings",
-                         [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in shown) if c]))
+                         [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in seen) if c]))
         if rows:
             metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(sequence_sheet(rows, label_w=170), "identities"))
     if not metadata:

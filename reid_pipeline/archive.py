@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reid_pipeline import corrections
 from reid_pipeline.faces.base import l2_normalise
 from reid_pipeline.identities import Link, cluster, identity_id
 from reid_pipeline.matching import MatchSettings, similarity, spans_overlap
@@ -89,6 +90,7 @@ class IdentityResult:
     members: list[tuple[str, int]]  # (identity_id, sequence row id)
     seconds: float
     unresolved: list[tuple[int, str]] = field(default_factory=list)  # (sequence row id, reason)
+    corrections: dict[int, tuple[str, str]] = field(default_factory=dict)  # correction id -> (status, detail)
 
 
 def cannot_links(sequences: list[dict]) -> list[tuple[int, int]]:
@@ -109,8 +111,10 @@ def cannot_links(sequences: list[dict]) -> list[tuple[int, int]]:
 
 def recompute_identities(store: Store, model: str, settings: MatchSettings) -> IdentityResult:
     """Cluster every sequence of `model` from the stored scored pairs (scores less the
-    evidence margins of short and small sequences); replace the tables. A short sequence
-    that ends up alone is listed as unresolved rather than passed off as a person."""
+    evidence margins of short and small sequences), obeying people's corrections
+    (`reid_pipeline.corrections`: merges, splits, labels, hides); replace the tables and
+    each correction's status. A short sequence that ends up alone is listed as unresolved
+    rather than passed off as a person."""
     t0 = time.perf_counter()
     sequences = store.all_sequences(model)
     info = {s["id"]: s for s in sequences}
@@ -121,8 +125,11 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
 
     pairs = [Link(r["sequence_a"], r["sequence_b"], evidence(r["sequence_a"], r["sequence_b"], r["score"]))
              for r in store.scored_pairs(model, settings.method) if r["sequence_a"] in info and r["sequence_b"] in info]
+    together = cannot_links(sequences)
+    constraints = corrections.constraints_for(store, model, sequences, together)
     labels = cluster([s["id"] for s in sequences], pairs, settings.threshold, lambda a, b: evidence(a, b, raw(a, b)),
-                     cluster_threshold=settings.cluster_threshold, cannot_link=cannot_links(sequences))
+                     cluster_threshold=settings.cluster_threshold, cannot_link=together + constraints.cannot_link,
+                     must_link=constraints.must_link)
     groups: dict[int, list[dict]] = {}
     for seq in sequences:
         groups.setdefault(labels[seq["id"]], []).append(seq)
@@ -143,8 +150,12 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
         })
         members.extend((ident, s["id"]) for s in group)
     identities.sort(key=lambda i: (-i["video_count"], -i["sequence_count"], i["identity_id"]))
+    marks = corrections.apply_marks(constraints, dict((seq, ident) for ident, seq in members))
+    for ident in identities:
+        ident.update(marks.get(ident["identity_id"], {"label": None, "hidden": False}))
     store.replace_identities(model, identities, members, unresolved)
-    return IdentityResult(identities, members, time.perf_counter() - t0, unresolved)
+    corrections.save_report(store, model, constraints.report)
+    return IdentityResult(identities, members, time.perf_counter() - t0, unresolved, constraints.report)
 
 
 def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: MatchSettings, exclude: set[int] = frozenset()) -> list[dict]:

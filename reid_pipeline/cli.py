@@ -246,7 +246,6 @@ def _code_location():
 def cmd_forget(args: argparse.Namespace) -> int:
     """Forget a video or a person: rows, files, chips, reports, cached copies, the Dagster
     runs whose event logs show their faces; the gallery is rebuilt. Asks first."""
-    import dagster as dg
 
     from reid_pipeline.forget import carry_out, plan_identity, plan_video
     from reid_pipeline.inbox import partition_key_for
@@ -280,7 +279,21 @@ def cmd_forget(args: argparse.Namespace) -> int:
             return 1
     counts = carry_out(store, settings.data_root, plan, delete_source=args.delete_source)
     defs, instance = _code_location()
-    # the pictures in Dagster's event log go with the runs that recorded them
+    runs = _forget_runs(instance, plan)
+    print(f"forgotten: {counts['faces']} faces, {counts['sequences']} sequences, {counts['files']} files or folders"
+          f" deleted, {counts['files_rewritten']} videos' files rewritten, {runs} Dagster runs deleted"
+          + ("; source file deleted" if counts["source_deleted"] else "")
+          + (f"; taken out of {counts['corrections_edited']} corrections" if counts["corrections_edited"] else ""))
+    _rebuild_identities(defs, instance)
+    return 0
+
+
+def _forget_runs(instance, plan) -> int:
+    """What Dagster keeps of a forgotten video or person: the runs whose event logs hold
+    pictures of them (the SQL event log cannot wipe partitions, and `wipe_assets` keeps the
+    events), and a video's dynamic partition. Returns how many runs were deleted."""
+    import dagster as dg
+
     runs = {r.run_id for key in plan.videos for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))}
     if plan.kind == "identity":
         records = instance.fetch_materializations(dg.AssetKey("identities"), limit=10_000).records
@@ -289,10 +302,77 @@ def cmd_forget(args: argparse.Namespace) -> int:
         instance.delete_run(run_id)
     if plan.kind == "video" and instance.has_dynamic_partition("videos", plan.target):
         instance.delete_dynamic_partition("videos", plan.target)
-    print(f"forgotten: {counts['faces']} faces, {counts['sequences']} sequences, {counts['files']} files or folders"
-          f" deleted, {counts['files_rewritten']} videos' files rewritten, {len(runs)} Dagster runs deleted"
-          + ("; source file deleted" if counts["source_deleted"] else ""))
-    _rebuild_identities(defs, instance)
+    return len(runs)
+
+
+class _DagsterRecompute:
+    """The gallery's recomputations: each a run of `rebuild_identities` in this process
+    (one at a time, in order, on a worker thread), recorded in the Dagster instance, so it
+    shows in the UI next to the runs of the inbox and the backfills."""
+
+    def __init__(self, defs, instance, run_config: dict | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.job = defs.resolve_job_def("rebuild_identities")
+        self.instance = instance
+        self.run_config = run_config or {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild_identities")
+        self.waiting: set[str] = set()
+
+    def start(self, reason: str) -> str:
+        """Queue a run; returns its run id at once."""
+        import uuid
+
+        run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
+        self.waiting.add(run_id)
+
+        def run() -> None:
+            try:
+                self.job.execute_in_process(instance=self.instance, run_id=run_id, run_config=self.run_config,
+                                            raise_on_error=False, tags={"reid/launched_by": "gallery", "reid/reason": reason[:200]})
+            finally:
+                self.waiting.discard(run_id)
+
+        self.worker.submit(run)
+        return run_id
+
+    def state(self, run_id: str) -> str:
+        """queued, started, success, failure or canceled (or unknown)."""
+        run = self.instance.get_run_by_id(run_id)
+        if run is None:
+            return "queued" if run_id in self.waiting else "unknown"
+        if run.is_finished:
+            return {"SUCCESS": "success", "CANCELED": "canceled"}.get(run.status.value, "failure")
+        return "started"
+
+    def forget_traces(self, plan) -> int:
+        return _forget_runs(self.instance, plan)
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    """The local gallery app: review, correct and forget identities in a browser."""
+    from reid_pipeline.faces import load_backend
+    from reid_pipeline.gallery_app import GalleryContext, serve
+    from reid_pipeline.supervise import running_ui
+
+    if args.host not in ("127.0.0.1", "localhost"):
+        print("reid: the gallery shows faces and can forget people: it listens on 127.0.0.1 only", file=sys.stderr)
+        return 2
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    defs, instance = _code_location()
+    ctx = GalleryContext(
+        store=store, data_root=Path(settings.data_root), recompute=_DagsterRecompute(defs, instance),
+        backend=lambda: load_backend(settings.face_backend, insightface_root=settings.insightface_root,
+                                     insightface_pack=settings.insightface_pack),
+        dagster_ui=lambda: running_ui(settings.home),
+    )
+    print(f"reid: gallery at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    # uvicorn shuts down on SIGTERM, then raises it again for the handler it found: make that
+    # an exit, so the embedded Postgres this command started is stopped (atexit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    serve(ctx, args.host, args.port)
     return 0
 
 
@@ -312,6 +392,86 @@ def _identity_of_photo(store: Store, settings: Settings, photo: str) -> str | No
         print(f"reid: {photo}: matches nobody in the archive; nothing to forget", file=sys.stderr)
         return None
     return results[0]["identity_id"]
+
+
+def _sightings(store: Store, text: str) -> tuple[list[int], str]:
+    """Sequence row ids named by `text`: an identity id (person-...), PARTITION_KEY:SEQUENCE_ID
+    or PARTITION_KEY@SECONDS (the one sequence on screen then). ValueError saying why not."""
+    from reid_pipeline import corrections
+
+    if text.startswith("person-"):
+        try:
+            return corrections.identity_sequences(store, text)[1], text
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]} (see `reid search` or the gallery)") from exc
+    key, sep, rest = text.rpartition("@") if "@" in text else text.rpartition(":")
+    try:
+        number = float(rest) if sep == "@" else int(rest)
+    except ValueError:
+        number = None
+    if not sep or number is None:
+        raise ValueError(f"{text!r}: want an identity id (person-...), PARTITION_KEY:SEQUENCE_ID or PARTITION_KEY@SECONDS")
+    rows = store.sequences_at(key, time_s=number) if sep == "@" else store.sequences_at(key, sequence_id=int(number))
+    if not rows:
+        raise ValueError(f"{text}: no sequence there (see `reid status` for partition keys)")
+    if len({r["sequence_id"] for r in rows}) > 1:
+        raise ValueError(f"{text}: {len(rows)} people on screen then; name one: "
+                         + ", ".join(f"{key}:{r['sequence_id']}" for r in rows))
+    return [rows[0]["id"]], f"{key}:{rows[0]['sequence_id']}"
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Correct the identities: merge, split (move a sighting out), not-same, label, hide;
+    list the corrections or undo one. Each correction is a constraint that every
+    recomputation obeys; the identities are recomputed at once (unless --no-rebuild)."""
+    from reid_pipeline import corrections
+
+    store = _store(Settings())
+    if args.action == "corrections":
+        rows = corrections.listing(store)
+        if not rows:
+            print("no corrections")
+        for c in rows:
+            states = "; ".join(f"{s['status']}: {s['detail']}" for s in c["statuses"]) or "not applied yet"
+            print(f"#{c['id']:<4} {c['kind']:11} {c['note']}  [{states}]")
+        return 0
+    try:
+        if args.action == "undo":
+            if not all(corrections.delete(store, int(n)) for n in args.targets):
+                print("reid: no such correction (see `reid identity corrections`)", file=sys.stderr)
+                return 1
+            made = None
+        elif args.action == "merge":
+            if len(args.targets) < 2:
+                raise ValueError("merge wants two or more identity ids")
+            made = corrections.merge(store, args.targets)
+        elif args.action == "split":
+            ids = [i for t in args.targets for i in _sightings(store, t)[0]]
+            made = [corrections.move_out(store, i) for i in ids][-1]
+        elif args.action == "not-same":
+            if len(args.targets) != 2:
+                raise ValueError("not-same wants two identities or sightings")
+            (a, name_a), (b, name_b) = (_sightings(store, t) for t in args.targets)
+            made = corrections.not_same(store, a, b, note=f"{name_a} is not {name_b}")
+        elif args.action == "label":
+            if len(args.targets) != 2:
+                raise ValueError('label wants an identity id and a label (quote it: "Aunt May"; "" clears it)')
+            made = corrections.label(store, args.targets[0], args.targets[1])
+        else:  # hide
+            made = [corrections.hide(store, t) for t in args.targets][-1]
+    except (KeyError, ValueError) as exc:
+        print(f"reid: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    if made is not None:
+        print(f"recorded correction #{made}")
+    if args.no_rebuild:
+        return 0
+    prepare(Settings())
+    defs, instance = _code_location()
+    _rebuild_identities(defs, instance)
+    for s in corrections.status_of(store, made) if made is not None else []:
+        print(f"correction #{made} ({s['model']}): {s['status']}: {s['detail']}")
+    return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -613,6 +773,27 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument("--yes", action="store_true", help="do not ask")
     forget.add_argument("--delete-source", action="store_true", help="with --video: also delete the video file itself")
     forget.set_defaults(func=cmd_forget)
+    identity = sub.add_parser(
+        "identity", help="correct the identities: merge, split, not-same, label, hide (kept across recomputations)",
+        description="Corrections are constraints that every recomputation of the identities obeys. A sighting is"
+                    " PARTITION_KEY:SEQUENCE_ID or PARTITION_KEY@SECONDS; an identity is its id (person-...).",
+        epilog="examples:  reid identity merge person-1a2b3c4d5e person-6f7a8b9c0d\n"
+               "           reid identity split clip-3f9a1c2e:4          (this sighting is not the person it is with)\n"
+               "           reid identity not-same person-1a2b3c4d5e person-6f7a8b9c0d\n"
+               "           reid identity label person-1a2b3c4d5e 'Aunt May'\n"
+               "           reid identity hide person-1a2b3c4d5e\n"
+               "           reid identity corrections     (each with its status: applied, stale, overridden)\n"
+               "           reid identity undo 7",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    identity.add_argument("action", choices=["merge", "split", "not-same", "label", "hide", "corrections", "undo"])
+    identity.add_argument("targets", nargs="*", help="identity ids, sightings, a label, or correction numbers (undo)")
+    identity.add_argument("--no-rebuild", action="store_true",
+                          help="record only; the identities are recomputed by the next run (for scripts making many)")
+    identity.set_defaults(func=cmd_identity)
+    gallery = sub.add_parser("gallery", help="the local gallery app: review, merge, split, label, hide and forget identities")
+    gallery.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default) or localhost; never a public address")
+    gallery.add_argument("--port", type=int, default=8765)
+    gallery.set_defaults(func=cmd_gallery)
     retry = sub.add_parser("retry", help="run again the videos that did not finish (processing, failed, registered)")
     retry.add_argument("keys", nargs="*", help="partition keys (default: every video that did not finish)")
     retry.add_argument("--log-level", default="CRITICAL",

@@ -10,7 +10,9 @@ counts: no vectors, no pictures). What goes:
   cached copy of a bucket object, and the source file itself only when asked;
 - a person (an identity): its sequences and their faces' rows; the rows of those faces in
   every parquet file of the videos they were in (chips included); the silhouette reports of
-  those videos (their contact sheets show everyone).
+  those videos (their contact sheets show everyone); their sightings in people's
+  corrections (a label of them goes with them). A forgotten video's corrections stay and
+  are reported stale at the next recomputation.
 
 The gallery is rebuilt by the next identities run, and the pictures Dagster keeps in its
 event log are removed by deleting the runs that wrote them; both are the caller's part (the
@@ -109,10 +111,15 @@ def plan_identity(store: Store, data_root: str | Path, model: str, identity_id: 
 def carry_out(store: Store, data_root: str | Path, plan: ForgetPlan, delete_source: bool = False) -> dict:
     """Remove what `plan` lists (database first, then files), log it; returns the counts."""
     data_root = Path(data_root)
+    edited = 0
     if plan.kind == "video":
         store.delete_video(plan.target)
     else:
+        from reid_pipeline.corrections import forget_sequences
+
         model = plan.target.split("/", 1)[0]
+        # their sightings leave every correction too (a label may be their name)
+        edited = forget_sequences(store, model, plan.sequences)
         store.delete_sequences(model, plan.sequences, identity_id=plan.target.split("/", 1)[1])
     for key, ids in plan.rewrites.items():
         for asset, suffix, column in PARQUET_FILES:
@@ -133,6 +140,7 @@ def carry_out(store: Store, data_root: str | Path, plan: ForgetPlan, delete_sour
         plan.source.unlink()
         removed_source = True
     counts = {"videos": len(plan.videos), "sequences": len(plan.sequences), "faces": plan.faces,
-              "files": len(plan.files), "files_rewritten": sum(1 for _ in plan.rewrites), "source_deleted": removed_source}
+              "files": len(plan.files), "files_rewritten": sum(1 for _ in plan.rewrites), "source_deleted": removed_source,
+              "corrections_edited": edited}
     store.log_forget(plan.kind, plan.target, json.dumps(counts))
     return counts

@@ -59,7 +59,7 @@ def write_gallery(
             continue
         best = next((s for s in rows if s["id"] == ident["best_sequence"]), rows[0])
         page = f"{ident['identity_id']}.html"
-        cards.append({"page": page, "thumb": thumb(best), "identity_id": ident["identity_id"],
+        cards.append({"page": page, "thumb": thumb(best), "identity_id": ident["identity_id"], "label": ident.get("label"),
                       "videos": ident["video_count"], "sightings": ident["sequence_count"], "faces": ident["face_count"]})
         ordered = [s for _, group in sorted(_group(rows).items()) for s in group]
         (folder / page).write_text(render(

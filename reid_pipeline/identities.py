@@ -11,8 +11,12 @@ the result depends only on the set of sequences and scored pairs, never on their
   pairs reaches the *cluster* threshold. A group whose members all link pairwise stays
   whole even where a few of its pairs fall just below the pair threshold, while two people
   joined by one stray link stay two: the other pairs between them pull the mean down;
-- cannot-link pairs (two sequences on screen together in one video are two people) are
-  never put in one group.
+- cannot-link pairs (two sequences on screen together in one video are two people, or a
+  user's "not the same person") are never put in one group;
+- must-link pairs (a user's "these are one person") start in one group, whatever their
+  scores; the rest of each person joins them by the same average linkage. A must-link that
+  would put a cannot-link pair in one group is left out (the caller decides which of two
+  conflicting corrections wins: `reid_pipeline.corrections`).
 
 A threshold calibrated for pairs is not one for clusters: the cluster threshold is lower
 (docs/calibration.md).
@@ -48,6 +52,7 @@ def cluster(
     score_pair: Callable[[int, int], float] | None = None,
     cluster_threshold: float | None = None,
     cannot_link: Iterable[tuple[int, int]] = (),
+    must_link: Iterable[tuple[int, int]] = (),
 ) -> dict[int, int]:
     """Map every sequence id to a cluster number (0..).
 
@@ -56,37 +61,60 @@ def cluster(
     merged by average linkage while their mean similarity reaches `cluster_threshold`
     (default: `threshold`) and no `cannot_link` pair lies between them. Pairs of a
     component that were never scored are scored with `score_pair` when given, else taken as
-    dissimilar (similarity 0)."""
+    dissimilar (similarity 0). `must_link` pairs start in one group (before any merging,
+    in sorted order, each skipped when it would join a cannot-link pair)."""
     ids = sorted(set(sequence_ids))
     index = {s: i for i, s in enumerate(ids)}
     pairs = sorted({(min(l.a, l.b), max(l.a, l.b)): l.score for l in scored if l.a in index and l.b in index and l.a != l.b}.items())
     links = [(a, b) for (a, b), s in pairs if s >= threshold]
+    forbidden = {(min(index[a], index[b]), max(index[a], index[b])) for a, b in cannot_link if a in index and b in index}
+    forced = _forced_groups(sorted({(min(index[a], index[b]), max(index[a], index[b]))
+                                    for a, b in must_link if a in index and b in index and a != b}), forbidden)
     n = len(ids)
-    if not links:
+    if not links and not forced:
         return {s: i for i, s in enumerate(ids)}
     merge_at = threshold if cluster_threshold is None else cluster_threshold
-    graph = coo_matrix((np.ones(len(links)), ([index[a] for a, _ in links], [index[b] for _, b in links])), shape=(n, n))
+    edges = [(index[a], index[b]) for a, b in links] + [(g[0], m) for g in forced for m in g[1:]]
+    graph = coo_matrix((np.ones(len(edges)), ([a for a, _ in edges], [b for _, b in edges])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     score = {(index[a], index[b]): s for (a, b), s in pairs}
     linked = {(index[a], index[b]) for a, b in links}
-    forbidden = {(min(index[a], index[b]), max(index[a], index[b])) for a, b in cannot_link if a in index and b in index}
+    group_of = {m: g[0] for g in forced for m in g}
     label = np.full(n, -1)
     next_label = 0
     # components in order of their smallest member: labels depend only on the inputs
     for comp in sorted(set(component.tolist()), key=lambda c: int(np.flatnonzero(component == c)[0])):
         members = np.flatnonzero(component == comp)
-        for group in _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_at):
+        for group in _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_at, group_of):
             label[group] = next_label
             next_label += 1
     return {s: int(label[index[s]]) for s in ids}
 
 
-def _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_at) -> list[np.ndarray]:
+def _forced_groups(must: list[tuple[int, int]], forbidden: set[tuple[int, int]]) -> list[list[int]]:
+    """Union-find over must-link pairs (positions, sorted); a pair whose groups hold a
+    cannot-link pair is skipped. Groups of two or more, each sorted."""
+    groups = {i: [i] for pair in must for i in pair}
+    root = {i: i for i in groups}
+    for a, b in must:
+        ra, rb = root[a], root[b]
+        if ra == rb or any((min(x, y), max(x, y)) in forbidden for x in groups[ra] for y in groups[rb]):
+            continue
+        ra, rb = min(ra, rb), max(ra, rb)
+        groups[ra] += groups.pop(rb)
+        for x in groups[ra]:
+            root[x] = ra
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_at, group_of=None) -> list[np.ndarray]:
     """Greedy average linkage over one component, merging only groups joined by a link and
-    free of cannot-link pairs. Groups in order of their smallest member."""
+    free of cannot-link pairs; members forced together (`group_of`: position -> its forced
+    group's first position) start as one group. Groups in order of their smallest member."""
     m = len(members)
     if m == 1:
         return [members]
+    group_of = group_of or {}
     sim = np.zeros((m, m))
     link = np.zeros((m, m), bool)
     cannot = np.zeros((m, m), bool)
@@ -102,18 +130,8 @@ def _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_a
     # sums and counts between groups; a group is named by its smallest position
     total, size, alive = sim.copy(), np.ones(m), np.ones(m, bool)
     groups = {i: [i] for i in range(m)}
-    while True:
-        mean = total / np.outer(size, size)
-        ok = link & ~cannot & np.outer(alive, alive)
-        np.fill_diagonal(ok, False)
-        if not ok.any():
-            break
-        candidates = np.where(ok, mean, -np.inf)
-        best = candidates.max()
-        if best < merge_at:
-            break
-        i, j = (int(v) for v in np.argwhere(candidates == best)[0])  # first in row-major order: deterministic
-        i, j = min(i, j), max(i, j)
+
+    def join(i: int, j: int) -> None:
         total[i] += total[j]
         total[:, i] += total[:, j]
         total[i, i] = 0.0
@@ -125,6 +143,26 @@ def _average_linkage(members, ids, score, linked, forbidden, score_pair, merge_a
         alive[j] = False
         link[j] = link[:, j] = False
         groups[i] += groups.pop(j)
+
+    # forced groups first: each member joins its group's first member (positions ascend
+    # with members, so the group is named by its smallest position)
+    position = {int(p): i for i, p in enumerate(members)}
+    for i, p in enumerate(members):
+        first = group_of.get(int(p))
+        if first is not None and position[first] != i:
+            join(position[first], i)
+    while True:
+        mean = total / np.outer(size, size)
+        ok = link & ~cannot & np.outer(alive, alive)
+        np.fill_diagonal(ok, False)
+        if not ok.any():
+            break
+        candidates = np.where(ok, mean, -np.inf)
+        best = candidates.max()
+        if best < merge_at:
+            break
+        i, j = (int(v) for v in np.argwhere(candidates == best)[0])  # first in row-major order: deterministic
+        join(min(i, j), max(i, j))
     return [members[sorted(g)] for _, g in sorted(groups.items())]
 
 

@@ -20,7 +20,7 @@ td img{width:72px;height:72px;object-fit:cover;border-radius:4px}
 _GALLERY = """{% extends "base" %}{% block body %}
 <h1>{{ title }}</h1><p class="meta">{{ cards|length }} identities, people seen in most videos first</p>
 <div class="grid">{% for c in cards %}
-<a class="card" href="{{ c.page }}"><img src="{{ c.thumb }}" alt="face of {{ c.identity_id }}"><div>{{ c.identity_id }}</div>
+<a class="card" href="{{ c.page }}"><img src="{{ c.thumb }}" alt="face of {{ c.identity_id }}"><div>{{ c.label or c.identity_id }}</div>
 <div class="meta">{{ c.videos|plural("video") }}, {{ c.sightings|plural("sighting") }}, {{ c.faces|plural("face") }}</div></a>
 {% endfor %}</div>
 {% if unresolved %}<h2>Unresolved sequences ({{ unresolved|length }})</h2>

@@ -4,6 +4,7 @@ embed their aligned chips, and the parquet files that carry results between step
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing
 import time
 from collections import deque
@@ -239,24 +240,58 @@ def read_detections(path: Path) -> pl.DataFrame:
     return pl.read_parquet(path, columns=[c for c in DETECTION_SCHEMA if c != "chip"])
 
 
+def _row_groups(parquet: pq.ParquetFile) -> list[tuple[float, float]]:
+    """(lowest, highest) detection_id per row group, from the file's statistics (a group
+    without statistics covers everything)."""
+    column = parquet.schema_arrow.get_field_index("detection_id")
+    ranges = []
+    for g in range(parquet.metadata.num_row_groups):
+        stats = parquet.metadata.row_group(g).column(column).statistics
+        ranges.append((stats.min, stats.max) if stats is not None and stats.has_min_max else (-math.inf, math.inf))
+    return ranges
+
+
+def _chips_of_groups(parquet: pq.ParquetFile, groups: list[int]) -> dict[int, bytes]:
+    table = parquet.read_row_groups(groups, columns=["detection_id", "chip"])
+    return dict(zip(table.column("detection_id").to_pylist(), table.column("chip").to_pylist()))
+
+
 def read_chips(path: Path, detection_ids: Iterable[int]) -> dict[int, bytes]:
     """The chips of these detections from a `frame_detections` file, reading only the row
-    groups that hold them (parquet statistics of detection_id)."""
-    wanted = set(int(i) for i in detection_ids)
+    groups that hold them."""
+    wanted = {int(i) for i in detection_ids}
     if not wanted or not Path(path).exists():
         return {}
     parquet = pq.ParquetFile(path)
-    column = parquet.schema_arrow.get_field_index("detection_id")
-    groups = []
-    for g in range(parquet.metadata.num_row_groups):
-        stats = parquet.metadata.row_group(g).column(column).statistics
-        if stats is None or not stats.has_min_max or any(stats.min <= i <= stats.max for i in wanted):
-            groups.append(g)
-    if not groups:
-        return {}
-    table = pl.from_arrow(parquet.read_row_groups(groups, columns=["detection_id", "chip"]))
-    table = table.filter(pl.col("detection_id").is_in(list(wanted)))
-    return dict(zip(table["detection_id"].to_list(), table["chip"].to_list()))
+    groups = [g for g, (lo, hi) in enumerate(_row_groups(parquet)) if any(lo <= i <= hi for i in wanted)]
+    found = _chips_of_groups(parquet, groups) if groups else {}
+    return {i: found[i] for i in wanted if i in found}
+
+
+def chip_reader(data_root: str | Path) -> Callable[[str, int], bytes | None]:
+    """chip(partition_key, detection_id) -> the face chip's JPEG bytes (None when gone), for
+    pages that show many chips: the last 16 row groups read stay in memory, and a file that
+    changed (a re-run or a forget rewrites it) is read again."""
+
+    @functools.lru_cache(maxsize=64)
+    def ranges(path: str, stamp: int) -> list[tuple[float, float]]:
+        return _row_groups(pq.ParquetFile(path))
+
+    @functools.lru_cache(maxsize=16)
+    def group(path: str, stamp: int, g: int) -> dict[int, bytes]:
+        return _chips_of_groups(pq.ParquetFile(path), [g])
+
+    def chip(key: str, detection_id: int) -> bytes | None:
+        path = asset_path(data_root, "frame_detections", key)
+        if not path.exists():
+            return None
+        stamp = path.stat().st_mtime_ns
+        for g, (lo, hi) in enumerate(ranges(str(path), stamp)):
+            if lo <= detection_id <= hi:
+                return group(str(path), stamp, g).get(detection_id)
+        return None
+
+    return chip
 
 
 @dataclass

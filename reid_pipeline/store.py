@@ -492,7 +492,7 @@ class Store:
         self, model: str, identities: list[dict], members: list[tuple[str, int]], unresolved: Sequence[tuple[int, str]] = ()
     ) -> None:
         """Replace all identities of `model`: rows (identity_id, sequence_count, video_count,
-        face_count, best_sequence), members (identity_id, sequence row id) and the
+        face_count, best_sequence, optional label and hidden), members (identity_id, sequence row id) and the
         unresolved sequences (sequence row id, reason)."""
         with self.connection() as conn:
             with conn.transaction():
@@ -502,9 +502,10 @@ class Store:
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO identities (identity_id, model, sequence_count, video_count, face_count,"
-                        " best_sequence) VALUES (%(identity_id)s, %(model)s, %(sequence_count)s, %(video_count)s,"
-                        " %(face_count)s, (SELECT id FROM sequences WHERE id = %(best_sequence)s))",
-                        [{**i, "model": model} for i in identities],
+                        " best_sequence, label, hidden) VALUES (%(identity_id)s, %(model)s, %(sequence_count)s,"
+                        " %(video_count)s, %(face_count)s, (SELECT id FROM sequences WHERE id = %(best_sequence)s),"
+                        " %(label)s, %(hidden)s)",
+                        [{"label": None, "hidden": False, **i, "model": model} for i in identities],
                     )
                     cur.executemany(  # a sequence re-made since it was read is skipped
                         "INSERT INTO identity_sequences (model, identity_id, sequence) SELECT %s, %s, %s"

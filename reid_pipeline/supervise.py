@@ -57,6 +57,23 @@ class UpLock:
             self._file = None
 
 
+def running_ui(home: str | os.PathLike) -> str | None:
+    """The Dagster UI's URL when a `reid up` holds this home's lock now, else None."""
+    path = Path(home) / "reid-up.lock"
+    if not path.exists():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: `reid up` runs
+            try:
+                return json.loads(handle.read() or "{}").get("url")
+            except json.JSONDecodeError:
+                return None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
 def start_reaper(watch_pid: int, group: int, pgdata: str | os.PathLike | None = None) -> subprocess.Popen:
     """Start the watchdog for `watch_pid` (see the module docstring)."""
     command = [sys.executable, "-m", "reid_pipeline.supervise", str(watch_pid), str(group)]

@@ -34,7 +34,7 @@ def pg_url():
 def store(pg_url) -> Store:
     store = Store(pg_url)
     with store.connection() as conn:
-        conn.execute("TRUNCATE videos, faces, face_models, inbox_skipped, forget_log CASCADE")
+        conn.execute("TRUNCATE videos, faces, face_models, inbox_skipped, forget_log, corrections CASCADE")
     return store
 
 
@@ -71,6 +71,27 @@ def faceless_video(videos_dir):
     path = videos_dir / "faceless.avi"
     synthetic.write_video(synthetic.faceless(seconds=2.0), path)
     return path
+
+
+LEFT = ((0.22, 0.35), (0.3, 0.4), 1.0)
+RIGHT = ((0.78, 0.6), (0.7, 0.55), 0.9)
+CENTRE = ((0.45, 0.5), (0.55, 0.5), 1.2)
+
+
+def _fix_scene(shots):
+    return synthetic.Scene([
+        synthetic.Shot(10, synthetic.background_for(i + 5), [synthetic.Actor(synthetic.face_by_person(p), *place)
+                                                             for p, place in people])
+        for i, people in enumerate(shots)])
+
+
+@pytest.fixture(scope="session")
+def two_videos(videos_dir):
+    """fix_a: the astronaut and Tom Hanks together; fix_b: t1_0, then the astronaut after a cut."""
+    paths = {"a": videos_dir / "fix_a.avi", "b": videos_dir / "fix_b.avi"}
+    synthetic.write_video(_fix_scene([[("astronaut", LEFT), ("tom_hanks", RIGHT)]]), paths["a"])
+    synthetic.write_video(_fix_scene([[("t1_0", CENTRE)], [("astronaut", RIGHT)]]), paths["b"])
+    return paths
 
 
 def build_defs() -> dg.Definitions:

@@ -1,6 +1,38 @@
 """Helpers shared by the Dagster tests."""
 
+from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.sources import uri_for
+
 
 def failure_message(result) -> str:
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return failures[0].step_failure_data.error.message if failures else ""
+
+
+def process(defs, instance, store, paths, rebuild=True):
+    """Each video through `process_video` (5 sampled frames per second), then the identities."""
+    job = defs.resolve_job_def("process_video")
+    for path in paths:
+        key = partition_key_for(path.name)
+        store.register_video(key, uri_for(path))
+        instance.add_dynamic_partitions("videos", [key])
+        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                        run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}})
+        assert result.success, failure_message(result)
+    if rebuild:
+        assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
+
+
+def people(store):
+    """The identities as sorted lists of (video, sequence number): independent of row ids."""
+    groups = {}
+    for r in store.rows("SELECT m.identity_id, s.partition_key, s.sequence_id FROM identity_sequences m"
+                        " JOIN sequences s ON s.id = m.sequence"):
+        groups.setdefault(r["identity_id"], []).append((r["partition_key"][:5], r["sequence_id"]))
+    return sorted(sorted(g) for g in groups.values())
+
+
+def sequence(store, video, number):
+    """The row id of a video's sequence by its number (fix_a: 0 astronaut, 1 Tom Hanks; fix_b: 0 t1_0, 1 astronaut)."""
+    [row] = store.sequences_at(partition_key_for(video), sequence_id=number)
+    return row["id"]

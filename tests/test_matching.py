@@ -116,3 +116,22 @@ def test_bcubed_and_identity_ids():
     p, r = bcubed({1: "x", 2: "x", 3: "x"}, {1: "a", 2: "a", 3: "b"})
     assert p < 1.0 and r == 1.0
     assert identity_id(["a:2", "b:1"]) == identity_id(["b:1", "a:2"])
+
+
+def test_a_must_link_joins_two_people_the_scores_keep_apart_and_the_rest_follows():
+    # person {1,2} and {3,4} by scores; the user says 2 and 3 are one person: all four join
+    # (1 and 4 follow through their links), in any input order
+    links = [Link(1, 2, 0.97), Link(3, 4, 0.97), Link(2, 3, 0.3), Link(1, 4, 0.3), Link(5, 6, 0.2)]
+    for order in itertools.permutations([(2, 3), (6, 5)]):
+        result = cluster([6, 5, 4, 3, 2, 1], links, 0.9, cluster_threshold=0.25, must_link=order)
+        assert len({result[s] for s in (1, 2, 3, 4)}) == 1
+        assert result[5] == result[6] and result[5] != result[1]
+    # without the corrections: three groups
+    plain = cluster([1, 2, 3, 4, 5, 6], links, 0.9, cluster_threshold=0.25)
+    assert len(set(plain.values())) == 4
+
+
+def test_a_cannot_link_beats_a_must_link_that_contradicts_it():
+    result = cluster([1, 2, 3], [Link(1, 2, 0.99)], 0.9, must_link=[(1, 3), (2, 3)], cannot_link=[(1, 3)])
+    # (1, 3) is forbidden; (2, 3) joins 2 and 3, and then 1 cannot join them by its link to 2
+    assert result[2] == result[3] and result[1] != result[3]

@@ -1,0 +1,414 @@
+"""`reid gallery`: a small local web app to review, correct and forget identities.
+
+Starlette + uvicorn (both come with Dagster's webserver) and jinja2 pages with
+autoescaping; plain HTML forms, no JavaScript framework. It listens on 127.0.0.1 only.
+
+Every action records a correction (`reid_pipeline.corrections`), never an edit of the
+identities, then asks for a recomputation through `Recompute` (the CLI hands in one that
+launches Dagster's `rebuild_identities` job, so each recomputation is a run in the Dagster
+UI; this module knows nothing of Dagster). The page waits for that run, then shows the
+result.
+
+Safety: a page of another site open in the same browser could post to this app (CSRF):
+every form carries a token made at start-up and a post without it is refused; requests
+whose Host is not the loopback name are refused too (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from reid_pipeline import corrections
+from reid_pipeline.pages import plural
+from reid_pipeline.pipeline import chip_reader
+from reid_pipeline.sources import cached_copy, file_name, source_file
+from reid_pipeline.store import Store
+
+# containers a browser plays by itself; for others (AVI, MKV, ...) the page shows the chips
+PLAYABLE = {".mp4", ".m4v", ".webm", ".ogv", ".ogg", ".mov"}
+
+
+class Recompute(Protocol):
+    """How the app gets the identities recomputed (the CLI: a Dagster run)."""
+
+    def start(self, reason: str) -> str:
+        """Ask for a recomputation; returns the run id at once."""
+
+    def state(self, run_id: str) -> str:
+        """queued, started, success, failure or canceled."""
+
+    def forget_traces(self, plan) -> int:
+        """After a forget: remove what the orchestrator keeps of the person (runs whose event
+        logs hold pictures); returns how many runs went."""
+
+
+@dataclass
+class GalleryContext:
+    """What the app works on: the store, the data root, how to recompute, and (lazily) a
+    face backend for search by photo."""
+
+    store: Store
+    data_root: Path
+    recompute: Recompute
+    backend: Callable[[], object]  # -> a FaceBackend (loaded on the first search)
+    dagster_ui: Callable[[], str | None] = lambda: None  # the Dagster UI's URL when it runs
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+
+# the pages: reid_pipeline/templates/gallery_app/*.html
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("reid_pipeline", "templates/gallery_app"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_ENV.filters["plural"] = plural
+
+
+def _chip_url(key: str, detection_id: int | None) -> str:
+    return f"/chip/{quote(key)}/{detection_id}" if detection_id is not None else ""
+
+
+def create_app(ctx: GalleryContext) -> Starlette:
+    """The Starlette app over `ctx`."""
+    store = ctx.store
+    chip = chip_reader(ctx.data_root)
+    csrf = f'<input type="hidden" name="csrf" value="{ctx.token}">'
+
+    def page(request: Request, template: str, status_code: int = 200, **values) -> HTMLResponse:
+        values.setdefault("title", "identities")
+        values.setdefault("msg", request.query_params.get("msg"))
+        values.setdefault("err", request.query_params.get("err"))
+        return HTMLResponse(_ENV.get_template(f"{template}.html").render(csrf=csrf, dagster_ui=ctx.dagster_ui(), **values),
+                            status_code=status_code)
+
+    async def form(request: Request):
+        data = await request.form()
+        if not secrets.compare_digest(str(data.get("csrf", "")), ctx.token):
+            return None
+        return data
+
+    def refused() -> Response:
+        return HTMLResponse("refused: this form did not come from the gallery page (reload it)", status_code=403)
+
+    def identities() -> list[dict]:
+        return store.rows(
+            "SELECT i.identity_id, i.model, i.sequence_count, i.video_count, i.face_count, i.label, i.hidden,"
+            " s.partition_key, s.best_detection_id FROM identities i LEFT JOIN sequences s ON s.id = i.best_sequence"
+            " ORDER BY i.sequence_count DESC, i.video_count DESC, i.identity_id")
+
+    def card(i: dict) -> dict:
+        return {"identity_id": i["identity_id"], "name": i["label"] or i["identity_id"], "label": i["label"],
+                "thumb": _chip_url(i["partition_key"], i["best_detection_id"]), "sightings": i["sequence_count"],
+                "videos": i["video_count"], "hidden": i["hidden"]}
+
+    def after(run_id: str, next_url: str, msg: str) -> RedirectResponse:
+        return RedirectResponse(f"/wait/{run_id}?{urlencode({'next': next_url, 'msg': msg})}", status_code=303)
+
+    async def index(request: Request):
+        rows = identities()
+        show_hidden = request.query_params.get("hidden") == "1"
+        cards = [card(i) for i in rows if show_hidden or not i["hidden"]]
+        unresolved = []
+        for m in store.models():
+            unresolved += [{**u, "file": file_name(u["source_uri"]), "thumb": _chip_url(u["partition_key"], u["best_detection_id"])}
+                           for u in store.unresolved(m["model"])]
+        return page(request, "index", cards=cards, unresolved=unresolved,
+                    hidden_count=0 if show_hidden else sum(1 for i in rows if i["hidden"]))
+
+    async def identity(request: Request):
+        ident_id = request.path_params["identity_id"]
+        found = [i for i in identities() if i["identity_id"] == ident_id]
+        if not found:
+            return page(request, "index", status_code=404, cards=[card(i) for i in identities() if not i["hidden"]], unresolved=[],
+                        hidden_count=0, err=f"{ident_id} does not exist (any more): the identities were recomputed since")
+        ident = found[0]
+        model = ident["model"]
+        rows = store.sightings(model, [ident_id])
+        ids = [r["id"] for r in rows]
+        faces = store.rows(
+            "SELECT s.id, f.detection_id FROM sequences s JOIN faces f ON f.partition_key = s.partition_key"
+            " AND f.model = s.model AND f.sequence_id = s.sequence_id WHERE s.id = ANY(%s) AND f.reject_reason IS NULL"
+            " ORDER BY s.id, f.timestamp_s", (ids,))
+        by_seq: dict[int, list[int]] = {}
+        for f in faces:
+            by_seq.setdefault(f["id"], []).append(f["detection_id"])
+        pairs = store.rows(
+            "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND (sequence_a = ANY(%s)"
+            " OR sequence_b = ANY(%s)) ORDER BY score DESC", (model, ids, ids))
+        info = {r["id"]: r for r in rows}
+        inside = [p for p in pairs if p["sequence_a"] in info and p["sequence_b"] in info]
+        shown = []
+        for r in rows:
+            dets = by_seq.get(r["id"], [])
+            picks = [dets[round(k * (len(dets) - 1) / 3)] for k in range(4)] if len(dets) > 4 else dets
+            best = next((p for p in inside if r["id"] in (p["sequence_a"], p["sequence_b"])), None)
+            link = None
+            if best is not None:
+                other = info[best["sequence_b"] if best["sequence_a"] == r["id"] else best["sequence_a"]]
+                link = {"score": best["score"], "linked": best["linked"], "file": file_name(other["source_uri"]),
+                        "start_s": other["start_s"], "end_s": other["end_s"]}
+            shown.append({**r, "file": file_name(r["source_uri"]), "link": link,
+                          "chips": [_chip_url(r["partition_key"], d) for d in dict.fromkeys(picks)]})
+        # the identities whose sightings score closest to these: the likeliest merges
+        outside = [p for p in pairs if (p["sequence_a"] in info) != (p["sequence_b"] in info)]
+        holder = store.identity_of(model, sorted({p["sequence_b"] if p["sequence_a"] in info else p["sequence_a"] for p in outside}))
+        best_by_identity: dict[str, float] = {}
+        for p in outside:
+            other = holder.get(p["sequence_b"] if p["sequence_a"] in info else p["sequence_a"])
+            if other is not None:
+                best_by_identity[other] = max(best_by_identity.get(other, -1.0), p["score"])
+        # never suggest an identity that a correction keeps apart from this one
+        apart = {p for a, b in corrections.constraints_for(store, model, store.all_sequences(model), []).cannot_link
+                 for p in ((a, b), (b, a))}
+        kept_apart = {holder.get(b) for a, b in apart if a in info}
+        everyone = {i["identity_id"]: i for i in identities() if i["model"] == model and i["identity_id"] != ident_id}
+        ranked = [i for i, _ in sorted(best_by_identity.items(), key=lambda kv: -kv[1]) if i in everyone and i not in kept_apart]
+        suggestions = [{**card(everyone[i]), "score": best_by_identity[i]} for i in ranked[:5]]
+        return page(request, "identity", title=ident["label"] or ident_id, name=ident["label"] or ident_id, ident=ident,
+                    rows=shown, suggestions=suggestions, others=[card(i) for i in everyone.values()])
+
+    async def sequence(request: Request):
+        seq = int(request.path_params["sequence"])
+        holder = corrections.identity_holding(store, seq)
+        msg = request.query_params.get("msg")
+        query = f"?{urlencode({'msg': msg})}" if msg else ""
+        if holder is None:
+            exists = store.rows("SELECT 1 FROM sequences WHERE id = %s", (seq,))
+            note = "that sighting is now unresolved (listed at the foot of the page)" if exists else "that sighting is gone"
+            return RedirectResponse(f"/?{urlencode({'msg': (msg + '; ' if msg else '') + note})}", status_code=303)
+        return RedirectResponse(f"/identity/{holder}{query}", status_code=303)
+
+    async def merge(request: Request):
+        data = await form(request)
+        if data is None:
+            return refused()
+        ident_id, other = request.path_params["identity_id"], str(data.get("other", ""))
+        try:
+            _, members = corrections.identity_sequences(store, ident_id)
+            made = corrections.merge(store, [ident_id, other], source="gallery")
+        except (KeyError, ValueError) as exc:
+            return RedirectResponse(f"/identity/{ident_id}?{urlencode({'err': exc.args[0]})}", status_code=303)
+        run = ctx.recompute.start(f"correction {made}: merge {ident_id} + {other}")
+        return after(run, f"/sequence/{members[0]}", f"Merged {ident_id} and {other} (correction #{made}).")
+
+    async def move_out(request: Request):
+        data = await form(request)
+        if data is None:
+            return refused()
+        seq = int(request.path_params["sequence"])
+        holder = corrections.identity_holding(store, seq)
+        try:
+            made = corrections.move_out(store, seq, source="gallery")
+            _, members = corrections.identity_sequences(store, holder)
+        except (KeyError, ValueError) as exc:
+            return RedirectResponse(f"/?{urlencode({'err': exc.args[0]})}", status_code=303)
+        stay = next(m for m in members if m != seq)
+        run = ctx.recompute.start(f"correction {made}: move a sighting out of {holder}")
+        return after(run, f"/sequence/{stay}", f"Moved the sighting out of {holder} (correction #{made}).")
+
+    async def label(request: Request):
+        data = await form(request)
+        if data is None:
+            return refused()
+        ident_id = request.path_params["identity_id"]
+        text = str(data.get("label", ""))[:80]
+        made = corrections.label(store, ident_id, text, source="gallery")
+        _, members = corrections.identity_sequences(store, ident_id)
+        run = ctx.recompute.start(f"correction {made}: label {ident_id}")
+        return after(run, f"/sequence/{members[0]}", f"Label saved (correction #{made}).")
+
+    async def hide(request: Request):
+        data = await form(request)
+        if data is None:
+            return refused()
+        ident_id = request.path_params["identity_id"]
+        made = corrections.hide(store, ident_id, source="gallery")
+        run = ctx.recompute.start(f"correction {made}: hide {ident_id}")
+        return after(run, "/", f"{ident_id} is hidden (correction #{made}; show hidden identities to bring it back).")
+
+    async def unhide(request: Request):
+        data = await form(request)
+        if data is None:
+            return refused()
+        ident_id = request.path_params["identity_id"]
+        _, members = corrections.identity_sequences(store, ident_id)
+        for row in store.rows("SELECT c.id FROM corrections c JOIN correction_status s ON s.correction = c.id"
+                              " WHERE c.kind = 'hide' AND s.detail = %s", (f"hides {ident_id}",)):
+            corrections.delete(store, row["id"])
+        run = ctx.recompute.start(f"show {ident_id} again")
+        return after(run, f"/sequence/{members[0]}", f"{ident_id} is shown again.")
+
+    async def forget(request: Request):
+        from reid_pipeline.forget import carry_out, plan_identity
+
+        ident_id = request.path_params["identity_id"]
+        try:
+            model, _ = corrections.identity_sequences(store, ident_id)
+            plan = plan_identity(store, ctx.data_root, model, ident_id)
+        except KeyError as exc:
+            return RedirectResponse(f"/?{urlencode({'err': exc.args[0]})}", status_code=303)
+        if request.method == "GET":
+            return page(request, "forget", title=f"forget {ident_id}", identity_id=ident_id, plan="\n".join(plan.describe()))
+        data = await form(request)
+        if data is None:
+            return refused()
+        if str(data.get("confirm", "")).strip().lower() != "forget":
+            return page(request, "forget", title=f"forget {ident_id}", identity_id=ident_id, plan="\n".join(plan.describe()),
+                        err="Nothing forgotten: type forget in the box to confirm.")
+        counts = carry_out(store, ctx.data_root, plan)
+        runs = ctx.recompute.forget_traces(plan)
+        run = ctx.recompute.start(f"forget {ident_id}")
+        return after(run, "/", f"Forgotten: {counts['faces']} faces in {counts['sequences']} sightings,"
+                               f" {counts['files_rewritten']} videos' files rewritten, {runs} Dagster runs deleted.")
+
+    async def wait(request: Request):
+        run_id = request.path_params["run_id"]
+        state = ctx.recompute.state(run_id)
+        next_url = request.query_params.get("next", "/")
+        if not next_url.startswith("/") or next_url.startswith("//"):
+            next_url = "/"  # only pages of this app
+        msg = request.query_params.get("msg", "")
+        if state == "success":
+            sep = "&" if "?" in next_url else "?"
+            return RedirectResponse(f"{next_url}{sep}{urlencode({'msg': msg + ' Identities recomputed.'})}", status_code=303)
+        if state in ("failure", "canceled"):
+            err = (f"{msg} The recomputation (Dagster run {run_id}) ended: {state}. The correction is kept and"
+                   " applies at the next recomputation; the Dagster UI shows what went wrong.")
+            return RedirectResponse(f"/?{urlencode({'err': err})}", status_code=303)
+        ui = ctx.dagster_ui()
+        return page(request, "wait", title="recomputing", run_id=run_id, state=state,
+                    run_url=f"{ui}/runs/{run_id}" if ui else None, msg=msg)
+
+    async def play(request: Request):
+        seq = int(request.path_params["sequence"])
+        rows = store.rows("SELECT s.id, s.model, s.partition_key, s.sequence_id, s.start_s, s.end_s, v.source_uri FROM sequences s"
+                          " JOIN videos v USING (partition_key) WHERE s.id = %s", (seq,))
+        if not rows:
+            return RedirectResponse(f"/?{urlencode({'err': 'that sighting is gone'})}", status_code=303)
+        s = rows[0]
+        faces = store.rows("SELECT detection_id, timestamp_s FROM faces WHERE partition_key = %s AND model = %s"
+                           " AND sequence_id = %s ORDER BY timestamp_s", (s["partition_key"], s["model"], s["sequence_id"]))
+        video = _video_file(s["source_uri"])
+        suffix = Path(file_name(s["source_uri"])).suffix.lower()
+        playable = video is not None and suffix in PLAYABLE
+        reason = ("the video file is not on this machine" if video is None
+                  else f"browsers cannot play {suffix or 'this'} files")
+        return page(request, "player", title=file_name(s["source_uri"]), s=s, file=file_name(s["source_uri"]),
+                    identity_id=corrections.identity_holding(store, seq), playable=playable, reason=reason,
+                    faces=[{"chip": _chip_url(s["partition_key"], f["detection_id"]), "t": f["timestamp_s"]} for f in faces[:60]])
+
+    async def video(request: Request):
+        row = store.get_video(request.path_params["partition_key"])
+        path = _video_file(row["source_uri"]) if row else None
+        if path is None:
+            return Response("no such video here", status_code=404)
+        # FileResponse answers Range requests (206 Partial Content): the player seeks without downloading it all
+        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+    async def chip_image(request: Request):
+        data = chip(request.path_params["partition_key"], int(request.path_params["detection_id"]))
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+
+    async def search(request: Request):
+        if request.method == "GET":
+            return page(request, "search", title="search by photo", searched=False, results=[])
+        data = await form(request)
+        if data is None:
+            return refused()
+        upload = data.get("photo")
+        raw = await upload.read() if hasattr(upload, "read") else b""
+        try:
+            results = _photo_search(store, ctx.backend(), raw)
+        except ValueError as exc:
+            return page(request, "search", title="search by photo", searched=False, results=[], err=str(exc))
+        known = {i["identity_id"]: i for i in identities()}
+        shown = []
+        for r in results:
+            ident = known.get(r["identity_id"])
+            first = r["sightings"][0]
+            shown.append({"href": f"/identity/{r['identity_id']}" if ident else "/",
+                          "name": (ident["label"] or r["identity_id"]) if ident else "an unresolved sighting",
+                          "thumb": card(ident)["thumb"] if ident else "", "score": r["score"],
+                          "sightings": len(r["sightings"]), "first": first})
+        return page(request, "search", title="search by photo", searched=True, results=shown)
+
+    async def correction_list(request: Request):
+        return page(request, "corrections", title="corrections", rows=corrections.listing(store))
+
+    async def undo(request: Request):
+        data = await form(request)
+        if data is None:
+            return refused()
+        cid = int(request.path_params["correction"])
+        if not corrections.delete(store, cid):
+            return RedirectResponse(f"/corrections?{urlencode({'err': f'no correction #{cid}'})}", status_code=303)
+        run = ctx.recompute.start(f"undo correction {cid}")
+        return after(run, "/corrections", f"Correction #{cid} undone.")
+
+    routes = [
+        Route("/", index),
+        Route("/identity/{identity_id}", identity),
+        Route("/identity/{identity_id}/merge", merge, methods=["POST"]),
+        Route("/identity/{identity_id}/label", label, methods=["POST"]),
+        Route("/identity/{identity_id}/hide", hide, methods=["POST"]),
+        Route("/identity/{identity_id}/unhide", unhide, methods=["POST"]),
+        Route("/identity/{identity_id}/forget", forget, methods=["GET", "POST"]),
+        Route("/sequence/{sequence:int}", sequence),
+        Route("/sequence/{sequence:int}/move-out", move_out, methods=["POST"]),
+        Route("/play/{sequence:int}", play),
+        Route("/video/{partition_key}", video),
+        Route("/chip/{partition_key}/{detection_id:int}", chip_image),
+        Route("/wait/{run_id}", wait),
+        Route("/search", search, methods=["GET", "POST"]),
+        Route("/corrections", correction_list),
+        Route("/corrections/{correction:int}/undo", undo, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])])
+
+
+def _video_file(source_uri: str) -> Path | None:
+    """The video's bytes on this machine: the user's file, or the cached copy of a bucket object."""
+    path = source_file(source_uri) or cached_copy(source_uri)
+    return path if path is not None and path.is_file() else None
+
+
+def _photo_search(store: Store, backend, raw: bytes) -> list[dict]:
+    """Identities matching the largest face of an uploaded photo (the same query as
+    `reid search --photo`). ValueError saying why there is no query."""
+    import cv2
+    import numpy as np
+
+    from reid_pipeline.archive import photo_query, search
+    from reid_pipeline.matching import match_settings_for
+
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    if image is None:
+        raise ValueError("that file is not an image")
+    vectors = photo_query(backend, image)  # ValueError: no face found
+    dims = {m["model"]: m["dim"] for m in store.models()}
+    if backend.model_name not in dims:
+        return []
+    return search(store, backend.model_name, dims[backend.model_name], vectors, match_settings_for(backend.model_name))
+
+
+def serve(ctx: GalleryContext, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")

@@ -1,0 +1,177 @@
+"""`reid gallery` in a real headless browser: open an identity, merge two identities of one
+generated person, move a wrongly attached sighting out, and see the recomputed identities
+(each action a Dagster run of `rebuild_identities`); then range requests, refused foreign
+posts and a confirmed forget. Screenshots go to the test's tmp dir (printed)."""
+
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from reid_pipeline import corrections, synthetic
+from reid_pipeline.cli import _DagsterRecompute
+from reid_pipeline.config import Settings
+from reid_pipeline.faces import load_backend
+from reid_pipeline.gallery_app import GalleryContext, create_app
+from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.matching import DEFAULT_METHOD
+from tests.helpers import people, process, sequence
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run"]
+
+
+def _matcher_errs(store):
+    """Make the matcher wrong in the two ways people fix most: it misses that the astronaut
+    of both videos is one person, and it links Tom Hanks (fix_a) to t1_0 (fix_b)."""
+    astro_a, astro_b = sequence(store, "fix_a.avi", 0), sequence(store, "fix_b.avi", 1)
+    tom, t1 = sequence(store, "fix_a.avi", 1), sequence(store, "fix_b.avi", 0)
+    with store.connection() as conn:
+        conn.execute("UPDATE matches SET score = 0.2, linked = false WHERE sequence_a = %s AND sequence_b = %s",
+                     (min(astro_a, astro_b), max(astro_a, astro_b)))
+        a, b = sorted((tom, t1))
+        conn.execute(
+            "INSERT INTO matches (model, method, sequence_a, sequence_b, partition_a, partition_b, score, template_similarity,"
+            " linked) SELECT 'dlib_resnet_v1', %s, %s, %s, sa.partition_key, sb.partition_key, 0.99, 0.99, true"
+            " FROM sequences sa, sequences sb WHERE sa.id = %s AND sb.id = %s ON CONFLICT (model, method, sequence_a, sequence_b)"
+            " DO UPDATE SET score = 0.99, linked = true", (DEFAULT_METHOD, a, b, a, b))
+
+
+@pytest.fixture
+def gallery(defs, instance, store, two_videos, reid_env):
+    """The two generated videos processed, the matcher's errors in, the app on a free port."""
+    import uvicorn
+
+    process(defs, instance, store, [two_videos["a"], two_videos["b"]], rebuild=False)
+    _matcher_errs(store)
+    assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
+    assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
+    ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=_DagsterRecompute(defs, instance),
+                         backend=lambda: load_backend("dlib"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", ctx
+    server.should_exit = True
+    thread.join(10)
+
+
+def _photo_of(person, path):
+    import cv2
+
+    photo = np.full((400, 400, 3), 200, np.uint8)
+    face = synthetic.face_by_person(person).image
+    photo[60: 60 + face.shape[0], 80: 80 + face.shape[1]] = face
+    cv2.imwrite(str(path), photo)
+    return path
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")
+def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, ctx = gallery
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    astronaut_a = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    astronaut_b = corrections.identity_holding(store, sequence(store, "fix_b.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    t1 = sequence(store, "fix_b.avi", 0)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page.goto(url)
+        cards = page.locator("a.card[data-identity]")
+        assert cards.count() == 3
+        assert cards.first.get_attribute("data-identity") == tom  # the largest first: 2 sightings
+        page.screenshot(path=shots / "1-identities.png", full_page=True)
+
+        # open the astronaut of video a; the astronaut of video b is the closest suggestion: merge
+        page.locator(f"a.card[data-identity='{astronaut_a}']").click()
+        page.wait_for_url(f"**/identity/{astronaut_a}")
+        assert page.locator("#sightings tr[data-sequence]").count() == 1
+        page.screenshot(path=shots / "2-identity.png", full_page=True)
+        page.locator(f"[data-suggestion='{astronaut_b}'] button").click()
+        page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
+        assert page.locator("#sightings tr[data-sequence]").count() == 2
+        assert "seen in 2 videos" in page.inner_text("main")
+        page.screenshot(path=shots / "3-merged.png", full_page=True)
+
+        # Tom Hanks's identity holds t1_0 by mistake: move that sighting out
+        page.goto(f"{url}/identity/{tom}")
+        page.locator(f"tr[data-sequence='{t1}'] button").click()
+        page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
+        assert page.locator("#sightings tr[data-sequence]").count() == 1
+        assert "Moved the sighting out" in page.inner_text("[role=status]")
+        # the sighting just moved out is not offered back as a merge
+        assert page.locator(f"[data-suggestion='{corrections.identity_holding(store, t1)}']").count() == 0
+        page.screenshot(path=shots / "4-moved-out.png", full_page=True)
+
+        # the recomputed identities: the astronaut (2 sightings) first, Tom Hanks, t1_0
+        page.goto(url)
+        assert page.locator("a.card[data-identity]").count() == 3
+        assert "2 sightings in 2 videos" in page.locator("a.card[data-identity]").first.inner_text()
+        page.screenshot(path=shots / "5-recomputed.png", full_page=True)
+
+        # an AVI: the browser cannot play it, the sighting's faces are shown instead
+        page.goto(f"{url}/play/{t1}")
+        assert page.locator("#stills img").count() >= 3 and page.locator("video").count() == 0
+        page.screenshot(path=shots / "6-player.png", full_page=True)
+
+        # search by photo; the corrections with their status
+        page.goto(f"{url}/search")
+        page.set_input_files("input[name=photo]", _photo_of("astronaut", tmp_path / "astronaut.png"))
+        page.locator("form button").click()
+        page.wait_for_load_state()
+        assert page.locator("a.card").count() == 1 and "2 matching sightings" in page.inner_text("main")
+        page.screenshot(path=shots / "7-search.png", full_page=True)
+        page.goto(f"{url}/corrections")
+        assert page.locator("tr[data-correction]").count() == 2 and page.inner_text("main").count("applied:") == 2
+        page.screenshot(path=shots / "8-corrections.png", full_page=True)
+        browser.close()
+    print(f"screenshots: {shots}")
+    assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_a", 1)], [("fix_b", 0)]]
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="rebuild_identities", tags={"reid/launched_by": "gallery"}))
+    assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+    # the video answers range requests (the player seeks); posts from elsewhere are refused;
+    # forget asks for a confirmation
+    key = partition_key_for("fix_a.avi")
+    request = urllib.request.Request(f"{url}/video/{key}", headers={"Range": "bytes=0-99"})
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 206 and len(response.read()) == 100
+        assert response.headers["Content-Range"].startswith("bytes 0-99/")
+    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))  # Tom Hanks alone now
+
+    def post(path, data, host=None):
+        body = urllib.parse.urlencode(data).encode()
+        req = urllib.request.Request(f"{url}{path}", data=body, headers={"Host": host} if host else {})
+        try:
+            with urllib.request.urlopen(req) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    # another site's page posting here (no token), or a rebound DNS name: refused
+    assert post(f"/identity/{tom}/hide", {})[0] == 403
+    assert post(f"/identity/{tom}/hide", {"csrf": ctx.token}, host="evil.example")[0] == 400
+    # forget asks first: a wrong confirmation forgets nothing
+    status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "yes"})
+    assert status == 200 and "Nothing forgotten" in html and corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "forget"})
+    assert status == 200 and "Forgotten:" in html
+    assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_id = 1", (key,))
+    assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_b", 0)]]  # the others and their corrections stay
