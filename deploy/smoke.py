@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -274,6 +275,10 @@ class Stack:
                         e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries
                     )
             if loaded:
+                restarts = {svc: sh("docker", "inspect", "-f", "{{.RestartCount}}", self.container(svc)).stdout.strip()
+                            for svc in ("user_code", "webserver", "daemon")}
+                if any(n != "0" for n in restarts.values()):
+                    log(f"restarts while starting: {restarts}")
                 return
             if time.monotonic() > deadline:
                 raise SmokeFailure(f"stack not healthy in 300 s (postgres: {pg}, code location loaded: {loaded})\n{self.logs()}")
@@ -295,7 +300,8 @@ class Stack:
 
     def db_url(self) -> str:
         env = dict(line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
-        ip = sh("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", self.container("postgres")).stdout.strip()
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        ip = sh("docker", "inspect", "-f", fmt, self.container("postgres")).stdout.strip()
         return f"postgresql://reid:{env['POSTGRES_PASSWORD']}@{ip}:5432/reid"
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -344,11 +350,16 @@ def runs(stack: Stack) -> list[dict]:
 def wait_until_done(stack: Stack, videos: int, t_drop: float, label: str) -> tuple[list[dict], float]:
     """Until every video is `ready`, no run is queued or in progress, and an identities run
     succeeded after the last video run ended. Returns the runs and the drop-to-identities time."""
+    import psycopg
+
     deadline = time.monotonic() + WAIT_S
     last = ""
     while True:
         all_runs = runs(stack)
-        ready = stack.query("SELECT count(*) FROM videos WHERE status = 'ready'")[0][0]
+        try:
+            ready = stack.query("SELECT count(*) FROM videos WHERE status = 'ready'")[0][0]
+        except psycopg.errors.UndefinedTable:  # the first run applies sql/ (migrations)
+            ready = 0
         busy = [r for r in all_runs if r["status"] in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")]
         video_ends = stack.query(
             "SELECT max(timestamp) FROM event_logs e JOIN runs r USING (run_id) WHERE r.pipeline_name = 'process_video'"
@@ -540,7 +551,8 @@ def leftovers() -> dict:
         "containers": sh("docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.split()
         + sh("docker", "ps", "-aq", "--filter", f"ancestor={IMAGE}").stdout.split(),
         "volumes": [v for v in sh("docker", "volume", "ls", "-q").stdout.split() if v in SHARED_VOLUMES or v.startswith(PROJECT)],
-        "networks": [n for n in sh("docker", "network", "ls", "--format", "{{.Name}}").stdout.split() if n == NETWORK or n.startswith(PROJECT)],
+        "networks": [n for n in sh("docker", "network", "ls", "--format", "{{.Name}}").stdout.split()
+                     if n == NETWORK or n.startswith(PROJECT)],
     }
 
 
@@ -598,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         rc = 0
     except SmokeFailure as e:
         log(f"FAILED: {e}")
+    except Exception:  # anything unexpected still tears the stack down
+        log(f"FAILED: {traceback.format_exc()}")
     finally:
         if stack is not None:
             stack.down()
