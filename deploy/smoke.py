@@ -431,7 +431,12 @@ def engine_messages(stack: Stack, run_id: str) -> list[str]:
         "SELECT dagster_event_type, event FROM event_logs WHERE run_id = %s"
         " AND dagster_event_type IN ('ENGINE_EVENT', 'PIPELINE_FAILURE') ORDER BY id", (run_id,),
     )
-    return [f"{kind}: {json.loads(body).get('user_message', '')[:220]}" for kind, body in rows]
+    out = []
+    for kind, body in rows:
+        entry = json.loads(body)
+        message = entry.get("user_message") or (entry.get("dagster_event") or {}).get("message") or ""
+        out.append(f"{kind}: {' '.join(message.split())[:240]}")
+    return out
 
 
 def screenshot(stack: Stack, path: Path) -> int:

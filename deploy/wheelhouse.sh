@@ -15,9 +15,10 @@ python="${REID_WHEEL_PYTHON:-$root/.venv/bin/python}"
 out="$root/deploy/wheelhouse"
 mkdir -p "$out"
 had_build=0; [ -e "$root/build" ] && had_build=1
-# setuptools: the build backend pip needs to install the project itself from source, offline
+# setuptools >= 70.1 (builds wheels without the `wheel` package): the image installs the project
+# itself from source with --no-build-isolation, offline
 "$python" -m pip wheel --quiet --wheel-dir "$out" -c "$root/constraints.txt" \
-  "$root[$variant]" "dagster-docker>=0.29" "setuptools>=64,<81"
+  "$root[$variant]" "dagster-docker>=0.29" "setuptools>=70.1,<81"
 # the project is installed from the build context, never from a stale wheel
 rm -f "$out"/reid_pipeline-*.whl
 [ "$had_build" = 1 ] || rm -rf "$root/build"  # setuptools' leftovers from building it
