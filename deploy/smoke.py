@@ -482,12 +482,15 @@ def clean_run(stack: Stack, clips: list[Path], workdir: Path, report: dict) -> N
     timings = {r["run_id"]: {"job": r["job"], "partition": r["tags"].get("dagster/partition"), **run_timings(stack, r["run_id"])}
                for r in all_runs}
     events = stack.query("SELECT count(*) FROM event_logs")[0][0]
+    enqueued = stack.query("SELECT min(timestamp) FROM event_logs WHERE dagster_event_type = 'PIPELINE_ENQUEUED'")[0][0]
     report.update(clean_counts=counts, clean_runs=timings, clean_events=events,
-                  drop_to_identities_s=round(drop_to_identities, 1))
+                  drop_to_identities_s=round(drop_to_identities, 1),
+                  drop_to_first_run_s=round(_utc_epoch(enqueued) - t_drop, 1))  # the inbox sensor's settle + ticks
     log(f"clean run: rows videos={counts['videos']} faces={counts['faces']} sequences={counts['sequences']} "
         f"identities={counts['identities']} matches={counts['matches']}; faces by video {counts['faces_by_video']}")
     log(f"clean run: {len(all_runs)} runs, {events} events in Dagster's Postgres storage; "
-        f"{len(containers)} run containers ({len(video_runs)} process_video); drop -> identities {drop_to_identities:.1f} s")
+        f"{len(containers)} run containers ({len(video_runs)} process_video); drop -> first run queued "
+        f"{report['drop_to_first_run_s']} s, -> identities {drop_to_identities:.1f} s")
     for run_id, t in timings.items():
         log(f"  run {run_id} {t['job']} {t['partition'] or ''}: {t}")
     shot = workdir / "ui_runs.png"
