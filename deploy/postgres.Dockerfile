@@ -1,6 +1,6 @@
 # Postgres + pgvector from Debian's own packages, for where pgvector/pgvector:pg17 cannot be
 # pulled. Debian bookworm has no pgvector package; trixie has postgresql-17-pgvector (0.8.0),
-# the same Postgres major as the official image, so a volume made by one opens in the other.
+# the same Postgres major as the official image (moving a volume between the two is untested).
 # It reads the official image's variables (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB) and
 # keeps its data in the same place (/var/lib/postgresql/data): docker-compose.yml takes it
 # unchanged through REID_POSTGRES_IMAGE.
