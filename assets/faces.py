@@ -9,11 +9,11 @@ import polars as pl
 from assets.ingest import raw_video, video_failure
 from assets.partitions import videos
 from reid_pipeline.config import Settings
+from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.pipeline import (
     DETECTION_SCHEMA,
     FRAME_SCHEMA,
     ChipEmbedder,
-    decode_jpeg,
     detect_video,
     embed_detections,
     embedding_frame,
@@ -30,6 +30,11 @@ from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
 _DEFAULTS = Settings()
+
+
+# Embedding worker processes take about 0.7 s of CPU each to start; below this many
+# analysed frames one embedding thread (overlapping the detector) is cheaper.
+PROCESSES_FROM_FRAMES = 40
 
 
 class DetectionConfig(dg.Config):
@@ -91,7 +96,7 @@ def frame_detections(
             progress,
             config.detect_threads,
             tracking_for(config.sample_fps, video["fps"], config.full_detect_s),
-            ChipEmbedder(backend, config.embed_workers),
+            ChipEmbedder(backend, config.embed_workers if expected >= PROCESSES_FROM_FRAMES else 0),
             out,
         )
     except VideoError as exc:
@@ -117,7 +122,7 @@ def frame_detections(
         "detect_s": round(run.detect_s, 3),
         "detect_threads": config.detect_threads,
         "whole_frame_searches": run.extra.get("full_searches", 0),
-        "embed_workers": config.embed_workers,
+        "embed_workers": config.embed_workers if expected >= PROCESSES_FROM_FRAMES else 0,
         "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
         "decoded_s": round(decoded_s, 2),
         "path": str(out),

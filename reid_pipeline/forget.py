@@ -35,6 +35,7 @@ from reid_pipeline.store import Store
 PARQUET_FILES = (
     ("frame_detections", ".parquet", "detection_id"),
     ("frame_detections", ".frames.parquet", None),
+    ("frame_detections", ".embeddings.parquet", "detection_id"),  # made while detecting
     ("face_embeddings", ".parquet", "detection_id"),
     ("face_sequences", ".parquet", None),
     ("face_sequences", ".faces.parquet", "detection_id"),

@@ -13,17 +13,16 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 from reid_pipeline.faces.base import FaceBackend, box_iou
+from reid_pipeline.faces.chips import embed_in_worker, embed_jpegs, encode_jpeg, init_worker, ready
 from reid_pipeline.quality import blur_score
 from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, FrameChange
 from reid_pipeline.video import iter_frames
 
-CHIP_JPEG_QUALITY = 95
 ROW_GROUP = 512  # rows per parquet row group: chips are read a row group at a time
 
 DETECTION_SCHEMA = {
@@ -66,17 +65,6 @@ class DetectionRun:
     embeddings: np.ndarray | None = None  # with an embedder: one unit vector per detection row
 
 
-def encode_jpeg(image_bgr: np.ndarray, quality: int = CHIP_JPEG_QUALITY) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("could not encode a face chip as JPEG")
-    return buf.tobytes()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-
-
 def _timed(fn: Callable, *args) -> tuple[list, float]:
     t0 = time.perf_counter()
     found = fn(*args)
@@ -84,28 +72,6 @@ def _timed(fn: Callable, *args) -> tuple[list, float]:
 
 
 # --------------------------------------------------------------------------- embedding
-
-_worker_backend: FaceBackend | None = None
-
-
-def _init_embed_worker(spec: dict) -> None:
-    global _worker_backend
-    from reid_pipeline.faces import load_backend
-
-    _worker_backend = load_backend(**spec)
-
-
-def _embed_in_worker(chips: list[bytes]) -> np.ndarray:
-    assert _worker_backend is not None
-    return embed_jpegs(_worker_backend, chips)
-
-
-def embed_jpegs(backend: FaceBackend, chips: Sequence[bytes]) -> np.ndarray:
-    """(n, dim) unit vectors of JPEG-encoded aligned chips (as stored in `frame_detections`)."""
-    if not chips:
-        return np.zeros((0, backend.dim), dtype=np.float32)
-    return backend.embed([decode_jpeg(c) for c in chips])
-
 
 class ChipEmbedder:
     """Embeds chips while the video is still being detected, off the detecting thread.
@@ -121,9 +87,11 @@ class ChipEmbedder:
         spec = getattr(backend, "spec", None)
         if workers > 0 and spec is not None:
             self._pool: Executor = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_embed_worker, initargs=(spec(),)
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(spec(),)
             )
-            self._embed: Callable = _embed_in_worker
+            for _ in range(workers):  # start them now, while the first frames are detected
+                self._pool.submit(ready)
+            self._embed: Callable = embed_in_worker
         else:
             workers = 1
             self._pool = ThreadPoolExecutor(1)

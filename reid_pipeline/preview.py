@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from reid_pipeline.pipeline import decode_jpeg
+from reid_pipeline.faces.chips import decode_jpeg
 
 
 def contact_sheet(chips_jpeg: Sequence[bytes], labels: Sequence[str] | None = None, thumb: int = 72, cols: int = 8) -> bytes:

@@ -9,19 +9,26 @@ coefficient is undefined and the report says so.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
-import matplotlib
+import cv2
+import numpy as np
 
-matplotlib.use("Agg")
-import cv2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.metrics import silhouette_samples  # noqa: E402
+from reid_pipeline.faces.chips import decode_jpeg
 
-from reid_pipeline.pipeline import decode_jpeg  # noqa: E402
+
+@functools.cache
+def _pyplot():
+    """matplotlib (headless), imported on first use: it and scikit-learn cost about two
+    seconds at import, which every process that loads the Dagster definitions would pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 BANDS = ((0.7, "strong"), (0.5, "reasonable"), (0.25, "weak"))
 WARN_BELOW = 0.25
@@ -62,6 +69,8 @@ def silhouette(embeddings: np.ndarray, sequence_ids: np.ndarray) -> Silhouette:
     if len(multi) < 2:
         return Silhouette(per_face, {}, None, 0, len(multi), singletons,
                           note=f"undefined: needs two sequences of 2+ faces, found {len(multi)}")
+    from sklearn.metrics import silhouette_samples
+
     per_face[mask] = silhouette_samples(embeddings[mask], sequence_ids[mask], metric="cosine")
     per_sequence = {int(s): float(per_face[sequence_ids == s].mean()) for s in sorted(multi)}
     return Silhouette(per_face, per_sequence, float(per_face[mask].mean()), int(mask.sum()), len(multi), singletons)
@@ -71,17 +80,17 @@ def _png(fig) -> bytes:
     fig.tight_layout()
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
-    plt.close(fig)
+    _pyplot().close(fig)
     return cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR))[1].tobytes()
 
 
 def _colour(i: int):
-    return plt.get_cmap("tab20")(i % 20)
+    return _pyplot().get_cmap("tab20")(i % 20)
 
 
 def silhouette_plot(result: Silhouette, sequence_ids: np.ndarray) -> bytes:
     """The classic silhouette plot: one bar per face, grouped and sorted per sequence."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
+    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=90)
     y = 0
     for sid in result.per_sequence:
         values = np.sort(result.per_face[sequence_ids == sid])
@@ -103,8 +112,10 @@ def silhouette_plot(result: Silhouette, sequence_ids: np.ndarray) -> bytes:
 
 def projection_plot(embeddings: np.ndarray, sequence_ids: np.ndarray) -> bytes:
     """Faces projected to 2-D (PCA), coloured by sequence; grey crosses have no sequence."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
+    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=90)
     if len(embeddings) >= 2:
+        from sklearn.decomposition import PCA
+
         points = PCA(n_components=2, random_state=0).fit_transform(embeddings)
         none = sequence_ids < 0
         ax.scatter(points[none, 0], points[none, 1], c="lightgrey", marker="x", s=14, label="no sequence")

@@ -9,9 +9,9 @@ from reid_pipeline import synthetic
 from reid_pipeline.archive import photo_query, search
 from reid_pipeline.cli import main
 from reid_pipeline.faces import load_backend
+from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import match_settings_for
-from reid_pipeline.pipeline import decode_jpeg
 
 
 def _scene(pairs):
