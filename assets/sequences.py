@@ -125,7 +125,8 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"mean": float(mean) if mean is not None else float("nan"), "band": result.band, "note": result.note},
-        description=None if passed else f"mean silhouette {mean:.2f} < {WARN_BELOW}: sequences may mix people",
+        description=None if passed else f"mean silhouette {mean:.2f} < {WARN_BELOW}: sequences look alike; expected when one person "
+        "is seen in several shots, a defect when sequences mix people (see the contact sheet)",
     )
     metadata = {
         "mean_silhouette": float(mean) if mean is not None else float("nan"),

@@ -99,7 +99,7 @@ def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, o
     proc = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
          "-h", args.host, "-p", str(args.port)],
-        cwd=PROJECT_ROOT,
+        cwd=home,  # not the checkout: its dagster.yaml (the template) would be reported as unused
         start_new_session=True,
         preexec_fn=restore_signals,
     )

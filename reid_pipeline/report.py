@@ -66,7 +66,7 @@ def write_silhouette_report(
         folder / "per_face.parquet",
     )
     (folder / "report.html").write_text(render(
-        "silhouette", title=f"silhouette {partition_key}", mean=f"{result.mean:.3f}" if result.mean is not None else "undefined",
+        "silhouette", title=f"silhouette {partition_key}", mean=f"{result.mean:.3f}" if result.mean is not None else "none",
         band=result.band, faces=result.scored_faces, sequences=result.scored_sequences,
         singletons=result.singleton_sequences, note=result.note, pictures=list(pictures),
     ))

@@ -34,13 +34,21 @@ BANDS = ((0.7, "strong"), (0.5, "reasonable"), (0.25, "weak"))
 WARN_BELOW = 0.25
 
 
+NOT_SCORED = "not scored (fewer than two sequences of 2+ faces)"
+# Kaufman & Rousseeuw call a mean under 0.25 "no substantial structure"; for sequences it has
+# two causes, one of them expected: the same person seen in several shots (two sequences,
+# one face), or sequences that mix people (the check warns; the contact sheet tells which).
+LOW = "low: sequences look alike (one person in several shots, or mixed sequences)"
+
+
 def band(mean: float | None) -> str:
+    """A word for a mean silhouette, after Kaufman & Rousseeuw's bands."""
     if mean is None or math.isnan(mean):
-        return "undefined"
+        return NOT_SCORED
     for limit, name in BANDS:
         if mean > limit:
             return name
-    return "no substantial structure"
+    return LOW
 
 
 @dataclass
@@ -68,7 +76,7 @@ def silhouette(embeddings: np.ndarray, sequence_ids: np.ndarray) -> Silhouette:
     mask = np.isin(sequence_ids, list(multi))
     if len(multi) < 2:
         return Silhouette(per_face, {}, None, 0, len(multi), singletons,
-                          note=f"undefined: needs two sequences of 2+ faces, found {len(multi)}")
+                          note=f"not scored: needs two sequences of 2+ faces, found {len(multi)}")
     from sklearn.metrics import silhouette_samples
 
     per_face[mask] = silhouette_samples(embeddings[mask], sequence_ids[mask], metric="cosine")
