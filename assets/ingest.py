@@ -29,8 +29,9 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase) -> dg.M
     store = database.store()
     row = store.get_video(key)
     if row is None:
-        raise dg.Failure(description=f"partition {key!r} has no registered source; add it with the inbox, "
-                         "`reid process` or `reid backfill`", allow_retries=False)
+        raise dg.Failure(description=f"partition {key!r} names no registered video: register files with the inbox, "
+                         "`reid process` or `reid backfill FOLDER --register-only`; remove stray partitions with "
+                         "`reid prune`", allow_retries=False)
     t0 = time.perf_counter()
     try:
         path = local_path(row["source_uri"])

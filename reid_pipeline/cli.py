@@ -474,6 +474,25 @@ def cmd_identity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete the partitions of `videos` that no registered video backs: a key typed into
+    the UI's "Add a partition" box is a partition without a file, fails every run and
+    stays in every asset's counts until it is removed."""
+    import dagster as dg
+
+    settings = Settings()
+    prepare(settings)
+    store = _store(settings)
+    instance = dg.DagsterInstance.get()
+    registered = {r["partition_key"] for r in store.rows("SELECT partition_key FROM videos")}
+    stray = [k for k in instance.get_dynamic_partitions("videos") if k not in registered]
+    for key in stray:
+        instance.delete_dynamic_partition("videos", key)
+        print(f"removed partition {key!r}: no registered video")
+    print(f"{len(stray)} partitions removed" if stray else "every partition names a registered video; nothing removed")
+    return 0
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
     the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
@@ -505,6 +524,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 0
     instance.add_dynamic_partitions("videos", keys)
     print(f"{len(keys)} videos registered as partitions of `videos`")
+    if args.register_only:
+        print("nothing launched: materialise them from the UI (Assets > raw_video > Materialize, pick the "
+              "partitions), or run `reid backfill` again without --register-only")
+        return 0
     # one `dagster job backfill` per chunk: an argument list of thousands of keys would
     # overrun the kernel's limit on one argument
     backfill_ids = []
@@ -740,10 +763,14 @@ def main(argv: list[str] | None = None) -> int:
     backfill = sub.add_parser("backfill", help="register every video under a folder or bucket prefix and launch a Dagster backfill")
     backfill.add_argument("source", help="a folder (searched recursively) or s3://bucket/prefix (endpoint: REID_S3_ENDPOINT_URL)")
     backfill.add_argument("--new-only", action="store_true", help="skip videos that already have a partition")
+    backfill.add_argument("--register-only", action="store_true",
+                          help="register the videos as partitions and launch nothing (then backfill them from the UI)")
     backfill.add_argument("--tags", help="JSON tags for the runs")
     backfill.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                           help="wait up to SECONDS for the runs to finish, with progress (needs a running daemon)")
     backfill.set_defaults(func=cmd_backfill)
+    prune = sub.add_parser("prune", help="remove partitions that name no registered video (e.g. typed into the UI by hand)")
+    prune.set_defaults(func=cmd_prune)
     db = sub.add_parser("db", help="database helpers")
     db.add_argument("action", choices=["url", "migrate", "psql", "stop"])
     db.add_argument("psql_args", nargs=argparse.REMAINDER)

@@ -91,3 +91,22 @@ def test_the_file_mask_is_a_setting(reid_env, monkeypatch):
         assert probe.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_an_archive_registers_without_launching_and_stray_partitions_are_pruned(reid_env, store, capsys, videos_dir):
+    import dagster as dg
+
+    archive = reid_env / "archive"
+    archive.mkdir()
+    synthetic.write_video(synthetic.faceless(seconds=1.0), archive / "a.avi")
+    assert main(["backfill", str(archive), "--register-only"]) == 0
+    out = capsys.readouterr().out
+    assert "1 videos registered" in out and "nothing launched" in out
+    instance = dg.DagsterInstance.get()
+    key = partition_key_for(str((archive / "a.avi").resolve()))
+    assert store.get_video(key)["status"] == "registered" and not instance.get_run_records()
+    # a key typed into the UI's "Add a partition" box backs no video
+    instance.add_dynamic_partitions("videos", ["/home/me/typed by hand.mp4"])
+    assert main(["prune"]) == 0
+    assert "removed partition '/home/me/typed by hand.mp4'" in capsys.readouterr().out
+    assert instance.get_dynamic_partitions("videos") == [key]
