@@ -1,7 +1,9 @@
-"""`python -m reid_pipeline` runs the CLI (what `./reid` does). Started this way, worker
-processes (face embedding) do not import the CLI again when they start."""
+"""`python -m reid_pipeline` runs the CLI (the same as the `reid` script). Started this
+way, worker processes (face embedding) do not import the CLI again when they start."""
+
+import sys
 
 from reid_pipeline.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -747,7 +747,8 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `reid` command line: one subcommand per task."""
     parser = argparse.ArgumentParser(prog="reid", description="Face re-identification over video archives.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start embedded Postgres and the Dagster webserver + daemon (inbox sensor on)")
@@ -829,7 +830,11 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="videos and faces in the store, failures with their reasons, a line per video")
     status.add_argument("--all", action="store_true", help="every video, not only the 20 newest")
     status.set_defaults(func=cmd_status)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
     # OpenCV's and FFmpeg's own warnings about a broken file repeat what the summary says

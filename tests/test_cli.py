@@ -110,3 +110,33 @@ def test_an_archive_registers_without_launching_and_stray_partitions_are_pruned(
     assert main(["prune"]) == 0
     assert "removed partition '/home/me/typed by hand.mp4'" in capsys.readouterr().out
     assert instance.get_dynamic_partitions("videos") == [key]
+
+
+def test_every_subcommand_helps_and_common_mistakes_get_one_plain_line(tmp_path):
+    """Run as a user would, from another folder, in fresh processes: `--help` of every
+    subcommand, and the usual mistakes; stderr never holds a traceback or a warning that
+    is not about the user's input."""
+    import os
+    import subprocess
+    import sys
+
+    from reid_pipeline.cli import build_parser
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REID_")}
+    env["REID_HOME"] = str(tmp_path / "home")
+
+    def reid(*args):
+        done = subprocess.run([sys.executable, "-m", "reid_pipeline", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stderr
+        return done
+
+    commands = sorted(build_parser()._subparsers._group_actions[0].choices)
+    assert {"up", "process", "backfill", "search", "forget", "identity", "gallery", "status", "prune"} <= set(commands)
+    for command in commands:
+        assert reid(command, "--help").returncode == 0
+    missing = reid("process", "nowhere.mp4")
+    assert missing.returncode == 1 and "nowhere.mp4: no such file" in missing.stderr
+    assert "no such file" in reid("search", "--photo", "nowhere.jpg").stderr
+    assert reid("evidence", "no-such-key", "--time", "1").returncode == 1
+    assert reid("backfill", "not-a-folder").returncode == 2
