@@ -66,21 +66,30 @@ class Silhouette:
         self.band = band(self.mean)
 
 
-def silhouette(embeddings: np.ndarray, sequence_ids: np.ndarray) -> Silhouette:
-    """`sequence_ids[i]` is face i's sequence, or a negative number when it has none."""
+def silhouette(embeddings: np.ndarray, sequence_ids: np.ndarray, per_sequence_cap: int = 60) -> Silhouette:
+    """`sequence_ids[i]` is face i's sequence, or a negative number when it has none.
+
+    A sequence is scored on at most `per_sequence_cap` of its faces, spread evenly over it
+    (the others stay NaN), and scikit-learn works in chunks of at most 64 MB: the cost of
+    the score, in time and memory, does not grow with the length of the video."""
     sequence_ids = np.asarray(sequence_ids)
     per_face = np.full(len(sequence_ids), np.nan)
     ids, counts = np.unique(sequence_ids[sequence_ids >= 0], return_counts=True)
     multi = set(ids[counts >= 2].tolist())
     singletons = int((counts == 1).sum())
-    mask = np.isin(sequence_ids, list(multi))
+    mask = np.zeros(len(sequence_ids), bool)
+    for s in multi:
+        members = np.flatnonzero(sequence_ids == s)
+        mask[members[np.linspace(0, len(members) - 1, min(per_sequence_cap, len(members))).round().astype(int)]] = True
     if len(multi) < 2:
         return Silhouette(per_face, {}, None, 0, len(multi), singletons,
                           note=f"not scored: needs two sequences of 2+ faces, found {len(multi)}")
+    import sklearn
     from sklearn.metrics import silhouette_samples
 
-    per_face[mask] = silhouette_samples(embeddings[mask], sequence_ids[mask], metric="cosine")
-    per_sequence = {int(s): float(per_face[sequence_ids == s].mean()) for s in sorted(multi)}
+    with sklearn.config_context(working_memory=64):
+        per_face[mask] = silhouette_samples(embeddings[mask], sequence_ids[mask], metric="cosine")
+    per_sequence = {int(s): float(np.nanmean(per_face[sequence_ids == s])) for s in sorted(multi)}
     return Silhouette(per_face, per_sequence, float(per_face[mask].mean()), int(mask.sum()), len(multi), singletons)
 
 
@@ -101,7 +110,8 @@ def silhouette_plot(result: Silhouette, sequence_ids: np.ndarray) -> bytes:
     fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=90)
     y = 0
     for sid in result.per_sequence:
-        values = np.sort(result.per_face[sequence_ids == sid])
+        values = result.per_face[sequence_ids == sid]
+        values = np.sort(values[~np.isnan(values)])
         ax.fill_betweenx(np.arange(y, y + len(values)), 0, values, color=_colour(sid), alpha=0.85)
         ax.text(-0.05, y + len(values) / 2, str(sid), fontsize=7, ha="right", va="center")
         y += len(values) + 2
@@ -113,7 +123,7 @@ def silhouette_plot(result: Silhouette, sequence_ids: np.ndarray) -> bytes:
     ax.set_xlim(-0.4, 1.0)
     ax.set_yticks([])
     ax.set_xlabel("silhouette coefficient (cosine)")
-    ax.set_ylabel("faces, grouped by sequence")
+    ax.set_ylabel("faces scored, grouped by sequence")
     ax.set_title(result.note or f"{result.scored_faces} faces in {result.scored_sequences} sequences")
     return _png(fig)
 

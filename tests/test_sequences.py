@@ -173,3 +173,15 @@ def test_a_cut_that_leaves_a_face_in_place_does_not_end_its_sequence(cut_and_ret
     assert result.sequences.height == 4  # ...but nobody's sequence ended there
     strict = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("dlib", cut_appearance_distance=0.0))
     assert strict.sequences.height == 6
+
+
+def test_silhouette_scores_a_bounded_sample_of_long_sequences():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 16))
+    vectors = np.concatenate([c + 0.05 * rng.normal(size=(500, 16)) for c in centres])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.repeat([0, 1], 500)
+    capped = silhouette(vectors, ids, per_sequence_cap=20)
+    assert capped.scored_faces == 40 and np.isfinite(capped.per_face).sum() == 40
+    full = silhouette(vectors, ids, per_sequence_cap=1000)
+    assert abs(capped.mean - full.mean) < 0.05 and capped.band == full.band == "strong"
