@@ -83,7 +83,7 @@ def frame_detections(
     last_logged = [time.monotonic()]
 
     def progress(done: int, ts: float) -> None:
-        if time.monotonic() - last_logged[0] > 10:
+        if time.monotonic() - last_logged[0] > 3:
             last_logged[0] = time.monotonic()
             context.log.info(f"{done}/{expected} frames analysed ({ts:.1f} s into the video)")
 

@@ -13,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from reid_pipeline.config import PROJECT_ROOT, Settings
@@ -191,7 +193,10 @@ def _run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], sam
     for i, (name, key) in enumerate(videos, 1):
         print(f"[{i}/{len(videos)}] {name} -> partition {key}", flush=True)
         t0 = time.perf_counter()
-        result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config, raise_on_error=False)
+        run_id = str(uuid.uuid4())
+        with _RunProgress(instance, run_id):
+            result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config,
+                                            raise_on_error=False, run_id=run_id)
         elapsed = time.perf_counter() - t0
         faces, error = 0, ""
         for event in result.get_asset_materialization_events():
@@ -217,6 +222,43 @@ def _run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], sam
     if len(summary) > failed:
         _rebuild_identities(defs, instance, run_config["loggers"])
     return failed
+
+
+class _RunProgress(threading.Thread):
+    """On a terminal, one line that follows a run: the step it is in and the frames
+    analysed so far, read from the run's own event log once a second."""
+
+    def __init__(self, instance, run_id: str):
+        super().__init__(daemon=True)
+        self.instance, self.run_id, self.halt = instance, run_id, threading.Event()
+        self.step, self.detail = "starting", ""
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.halt.set()
+        if self.is_alive():
+            self.join()
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self.halt.wait(1.0):
+            try:
+                entries = self.instance.all_logs(self.run_id)
+            except Exception:  # noqa: BLE001 (progress is best effort; the run reports its own errors)
+                continue
+            for entry in entries:
+                event = entry.dagster_event
+                if event is not None and event.event_type_value == "STEP_START":
+                    self.step, self.detail = event.step_key, ""
+                elif "frames analysed" in (entry.user_message or ""):
+                    self.detail = entry.user_message
+            line = f"      {time.monotonic() - t0:5.0f} s  {self.step}  {self.detail}"[:99]
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
 
 
 def _rebuild_identities(defs, instance, loggers: dict | None = None) -> None:

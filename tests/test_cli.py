@@ -140,3 +140,26 @@ def test_every_subcommand_helps_and_common_mistakes_get_one_plain_line(tmp_path)
     assert "no such file" in reid("search", "--photo", "nowhere.jpg").stderr
     assert reid("evidence", "no-such-key", "--time", "1").returncode == 1
     assert reid("backfill", "not-a-folder").returncode == 2
+
+
+def test_process_on_a_terminal_shows_the_step_it_is_in(tmp_path, two_people_video):
+    """On a terminal (a pseudo-terminal from util-linux's `script`), `reid process` keeps one
+    progress line per video: seconds, the step running, frames analysed."""
+    import os
+    import shlex
+    import shutil as sh
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not sh.which("script"):
+        pytest.skip("util-linux `script` is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REID_")}
+    env["REID_HOME"] = str(tmp_path / "home")
+    command = shlex.join([sys.executable, "-m", "reid_pipeline", "process", str(two_people_video[0])])
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.replace("\r", "\n")
+    assert "frame_detections" in lines and "1 processed, 0 failed" in lines
