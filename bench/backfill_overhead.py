@@ -1,19 +1,20 @@
-"""What a backfill costs in Dagster overhead per run.
+"""What a backfill costs in Dagster overhead per video: one run per video against batches.
 
-Starts the real stack (`reid up`: embedded Postgres, dagster dev with webserver + daemon,
-SQLite instance storage) in a temp home, writes N short generated videos, launches one
-backfill with `reid backfill --wait`, then reads every run's record and step events from
-the instance:
+For each `--batches` value it starts the real stack (`reid up`: embedded Postgres, dagster
+dev with webserver + daemon, SQLite instance storage) in a fresh temp home, launches one
+backfill of the same N generated short videos with `reid backfill <folder> --batch B --wait`,
+then reads every video's run and step events from the instance:
 
-- run wall time: from the run's start to its end (the run process, steps included);
-- step time: the sum of the steps' own durations (what the assets compute);
-- in-run overhead: run wall - step time (resource init, event writes);
-- launch overhead: what each run slot spends per video beyond the run itself (the daemon's
-  queue ticks, a new process, Python + Dagster imports, loading the code location), from
-  the backfill's wall time x concurrency / videos.
+- B = 1: a Dagster backfill of `process_video`, one run (one new process) per video;
+- B > 1: one `backfill_videos` run; batches of B videos per process, still one
+  `process_video` run per video (assets/backfill.py).
 
-It extrapolates a 1,000-video backfill from the measured per-run figures and the run
-concurrency of dagster.yaml. Usage: .venv/bin/python bench/backfill_overhead.py [--videos 30]
+Per video: step time (the sum of the steps' own durations: what the assets compute), run
+wall and in-run overhead (run wall - steps: run creation, resource init, event writes), slot
+time (backfill wall x 2 slots / videos: runs at once for B = 1, batch steps at once for B > 1)
+and the Dagster overhead = slot time - step time. It checks every video's partition is
+materialised and extrapolates a 1,000-video backfill from the per-video figures.
+Usage: .venv/bin/python bench/backfill_overhead.py [--videos 200] [--batches 1 25]
 """
 
 from __future__ import annotations
