@@ -1,5 +1,6 @@
 """Dagster assets, partitions, sensors and jobs of reid-pipeline (one module per stage)."""
 
+from assets.backfill import backfill_videos
 from assets.faces import face_embeddings, frame_detections
 from assets.ingest import raw_video
 from assets.partitions import videos
@@ -9,6 +10,6 @@ from assets.sequences import face_sequences, silhouette_report
 
 all_assets = [raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches, identities]
 all_sensors = [inbox_sensor, identities_automation]
-all_jobs = [process_video, rebuild_identities]
+all_jobs = [process_video, rebuild_identities, backfill_videos]
 
 __all__ = ["all_assets", "all_jobs", "all_sensors", "videos", "process_video"]

@@ -1,19 +1,20 @@
-"""What a backfill costs in Dagster overhead per run.
+"""What a backfill costs in Dagster overhead per video: one run per video against batches.
 
-Starts the real stack (`reid up`: embedded Postgres, dagster dev with webserver + daemon,
-SQLite instance storage) in a temp home, writes N short generated videos, launches one
-backfill with `reid backfill --wait`, then reads every run's record and step events from
-the instance:
+For each `--batches` value it starts the real stack (`reid up`: embedded Postgres, dagster
+dev with webserver + daemon, SQLite instance storage) in a fresh temp home, launches one
+backfill of the same N generated short videos with `reid backfill <folder> --batch B --wait`,
+then reads every video's run and step events from the instance:
 
-- run wall time: from the run's start to its end (the run process, steps included);
-- step time: the sum of the steps' own durations (what the assets compute);
-- in-run overhead: run wall - step time (resource init, event writes);
-- launch overhead: what each run slot spends per video beyond the run itself (the daemon's
-  queue ticks, a new process, Python + Dagster imports, loading the code location), from
-  the backfill's wall time x concurrency / videos.
+- B = 1: a Dagster backfill of `process_video`, one run (one new process) per video;
+- B > 1: one `backfill_videos` run; batches of B videos per process, still one
+  `process_video` run per video (assets/backfill.py).
 
-It extrapolates a 1,000-video backfill from the measured per-run figures and the run
-concurrency of dagster.yaml. Usage: .venv/bin/python bench/backfill_overhead.py [--videos 30]
+Per video: step time (the sum of the steps' own durations: what the assets compute), run
+wall and in-run overhead (run wall - steps: run creation, resource init, event writes), slot
+time (backfill wall x 2 slots / videos: runs at once for B = 1, batch steps at once for B > 1)
+and the Dagster overhead = slot time - step time. It checks every video's partition is
+materialised and extrapolates a 1,000-video backfill from the per-video figures.
+Usage: .venv/bin/python bench/backfill_overhead.py [--videos 200] [--batches 1 25]
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--videos", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each generated video")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 25],
+                        help="videos per process to measure: 1 = one run per video (a Dagster backfill of process_video)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "backfill"))
     args = parser.parse_args()
 
@@ -49,16 +52,6 @@ def main() -> int:
     from reid_pipeline.database import stop_embedded
 
     root = Path(tempfile.mkdtemp(prefix="reid-bf-", dir="/tmp"))
-    env = {
-        **os.environ,
-        "REID_HOME": str(root / "home"),
-        "REID_INBOX": str(root / "inbox"),
-        "DAGSTER_HOME": str(root / "home" / "dagster_home"),
-        "REID_FACE_BACKEND": "dlib",
-        "REID_SAMPLE_FPS": "2",
-        "REID_SENSOR_INTERVAL": "30",
-    }
-    env.pop("REID_DATABASE_URL", None)
     archive = root / "archive"
     t0 = time.perf_counter()
     for i in range(args.videos):
@@ -71,9 +64,39 @@ def main() -> int:
             )
         synthetic.write_video(scene, archive / f"clip_{i:04d}.avi")
     print(f"{args.videos} videos of {args.seconds} s written in {time.perf_counter() - t0:.1f} s")
+    concurrency = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
+    results = {}
+    for batch in args.batches:
+        results[f"batch_{batch}"] = measure(root / f"batch_{batch}", archive, batch, args.videos, concurrency, dg, stop_embedded)
+        print(json.dumps(results[f"batch_{batch}"]["summary"], indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backfill.json").write_text(json.dumps(results, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    print("\n| | " + " | ".join(results) + " |")
+    for name in ("backfill_wall_s", "step_s_mean", "slot_s_per_video", "overhead_per_video_s", "extrapolated_1000_videos_min",
+                 "extrapolated_1000_overhead_min", "partitions_materialized"):
+        print(f"| {name} | " + " | ".join(f"{r['summary'][name]:.3f}" if isinstance(r["summary"][name], float)
+                                           else str(r["summary"][name]) for r in results.values()) + " |")
+    return 0
 
+
+def measure(home_root: Path, archive: Path, batch: int, videos: int, concurrency: int, dg, stop_embedded) -> dict:
+    """`reid up` in a fresh home, `reid backfill --batch N --wait`, then each video's run and
+    steps from the instance."""
+    env = {
+        **os.environ,
+        "REID_HOME": str(home_root / "home"),
+        "REID_INBOX": str(home_root / "inbox"),
+        "DAGSTER_HOME": str(home_root / "home" / "dagster_home"),
+        "REID_FACE_BACKEND": "dlib",
+        "REID_SAMPLE_FPS": "2",
+        "REID_SENSOR_INTERVAL": "30",
+    }
+    env.pop("REID_DATABASE_URL", None)
+    home_root.mkdir(parents=True)
     port = 3390
-    log = open(root / "up.log", "wb")
+    log = open(home_root / "up.log", "wb")
     up = subprocess.Popen([sys.executable, "-m", "reid_pipeline.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -84,38 +107,43 @@ def main() -> int:
                 break
             except OSError as exc:
                 if time.time() > deadline or up.poll() is not None:
-                    raise RuntimeError("the stack did not come up; see " + str(root / "up.log")) from exc
+                    raise RuntimeError("the stack did not come up; see " + str(home_root / "up.log")) from exc
                 time.sleep(1)
         t_launch = time.time()
-        result = subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "backfill", str(archive), "--wait", "3600"],
-                                cwd=ROOT, env=env, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "backfill", str(archive), "--batch", str(batch),
+                                 "--wait", "7200"], cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.time() - t_launch
         print(result.stdout[-600:])
         if result.returncode != 0:
             print(result.stderr[-3000:], file=sys.stderr)
-            return 1
+            raise RuntimeError(f"backfill --batch {batch} failed")
         backfill_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("backfill ") and "launched" in line)
+        tag = "dagster/backfill" if batch == 1 else "reid/backfill"
 
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            records = [r for r in instance.get_run_records(filters=dg.RunsFilter(tags={tag: backfill_id}))
+                       if "dagster/partition" in r.dagster_run.tags]
+            keys = [r.dagster_run.tags["dagster/partition"] for r in records]
             rows = []
             for rec in records:
                 steps = instance.get_records_for_run(rec.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
                 step_s = sum(r.event_log_entry.dagster_event.event_specific_data.duration_ms for r in steps) / 1000
                 rows.append({
                     "run_s": rec.end_time - rec.start_time,
-                    "queue_s": rec.start_time - rec.create_timestamp.timestamp(),
                     "step_s": step_s,
                     "overhead_s": rec.end_time - rec.start_time - step_s,
                 })
-        concurrency = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
+            from assets.partitions import videos as videos_def
+
+            status = instance.get_status_by_partition(dg.AssetKey("cross_video_matches"), keys, videos_def) or {}
+            materialized = sum(1 for v in status.values() if v is not None and v.value == "MATERIALIZED")
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         try:
             up.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
-        stop_embedded(root / "home" / "pgdata")
+        stop_embedded(home_root / "home" / "pgdata")
         log.close()
 
     def stats(key: str) -> dict:
@@ -123,33 +151,31 @@ def main() -> int:
         return {"mean": statistics.mean(values), "p50": statistics.median(values),
                 "p95": values[min(len(values) - 1, int(0.95 * len(values)))]}
 
+    # Slots: runs at once (one run per video) or batch steps at once (backfill_videos), 2 either way here.
+    # A run's recorded start is after its process has started and loaded the code location,
+    # so the launch cost only shows in the backfill's wall time: each slot spends
+    # wall * slots / videos per video; what is not the steps' own compute is overhead.
+    slots = concurrency
+    slot_s = wall * slots / videos
     summary = {
-        "videos": args.videos,
-        "video_seconds": args.seconds,
+        "videos": videos,
+        "batch": batch,
+        "runs_per_video": len(rows) / videos,
         "backfill_wall_s": wall,
-        "concurrency": concurrency,
+        "slots": slots,
         "run_s": stats("run_s"),
         "step_s": stats("step_s"),
-        "overhead_s": stats("overhead_s"),
-        "queue_s": stats("queue_s"),
+        "step_s_mean": stats("step_s")["mean"],
+        "in_run_overhead_s": stats("overhead_s"),
+        "slot_s_per_video": slot_s,
+        "overhead_per_video_s": slot_s - stats("step_s")["mean"],
+        "extrapolated_1000_videos_min": 1000 * wall / videos / 60,
+        "extrapolated_1000_overhead_min": 1000 * (slot_s - stats("step_s")["mean"]) / slots / 60,
+        "partitions_materialized": materialized,
         "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"),
         "cores": os.cpu_count(),
     }
-    # A run's recorded start is after its process has started and loaded the code location,
-    # so the launch cost only shows in the backfill's wall time: each of the `concurrency`
-    # run slots spends wall * concurrency / videos per video.
-    slot_s = wall * concurrency / args.videos
-    summary["slot_s_per_video"] = slot_s
-    summary["overhead_per_video_s"] = slot_s - summary["step_s"]["mean"]
-    summary["launch_s_per_video"] = slot_s - summary["run_s"]["mean"]
-    summary["extrapolated_1000_videos_h"] = 1000 * wall / args.videos / 3600
-    summary["extrapolated_1000_overhead_h"] = 1000 * summary["overhead_per_video_s"] / concurrency / 3600
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "backfill.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=2))
-    print(json.dumps(summary, indent=2))
-    shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return {"summary": summary, "runs": rows}
 
 
 if __name__ == "__main__":

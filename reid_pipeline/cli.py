@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -570,8 +572,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         print("nothing launched: materialise them from the UI (Assets > raw_video > Materialize, pick the "
               "partitions), or run `reid backfill` again without --register-only")
         return 0
-    # one `dagster job backfill` per chunk: an argument list of thousands of keys would
-    # overrun the kernel's limit on one argument
+    batch = settings.backfill_batch if args.batch is None else args.batch
+    if batch > 1:
+        return _launch_batched_backfill(instance, keys, batch, args)
+    # one run per video: a Dagster backfill of `process_video`, one `dagster job backfill` per
+    # chunk: an argument list of thousands of keys would overrun the kernel's limit on one argument
     backfill_ids = []
     for start in range(0, len(keys), BACKFILL_CHUNK):
         chunk = keys[start : start + BACKFILL_CHUNK]
@@ -588,16 +593,42 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         print(f"backfill {backfill_id} launched: {len(chunk)} runs queued; the daemon runs them "
               f"(UI: Overview > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
     if args.wait:
-        return _wait_for_backfills(instance, backfill_ids, len(keys), args.wait)
+        return _wait_for_backfills(instance, [{"dagster/backfill": b} for b in backfill_ids], len(keys), args.wait)
     return 0
 
 
 BACKFILL_CHUNK = 500
 
 
-def _wait_for_backfills(instance, backfill_ids: list[str], total: int, timeout_s: float) -> int:
+def _launch_batched_backfill(instance, keys: list[str], batch: int, args: argparse.Namespace) -> int:
+    """One run of `backfill_videos` for all the videos: batches of `batch` videos run as steps
+    in their own processes, each video an ordinary `process_video` run of its own."""
+    import uuid
+
+    import yaml
+
+    backfill_id = f"bf-{uuid.uuid4().hex[:12]}"
+    tags = {**(json.loads(args.tags) if args.tags else {}), "reid/backfill": backfill_id}
+    config = {"ops": {"plan_batches": {"config": {"partition_keys": keys, "batch_size": batch}}}}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="reid-backfill-") as f:
+        yaml.safe_dump(config, f)  # a file: thousands of keys would overrun one argument
+        f.flush()
+        command = [sys.executable, "-m", "dagster", "job", "launch", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+                   "-j", "backfill_videos", "-c", f.name, "--tags", json.dumps(tags)]
+        launched = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if launched.returncode != 0:
+        print(launched.stdout + launched.stderr, file=sys.stderr)
+        return 1
+    print(f"backfill {backfill_id} launched: {len(keys)} videos in batches of {batch}, one `process_video` run per video "
+          f"(UI: /runs?q[]=tag:reid/backfill={backfill_id})")
+    if args.wait:
+        return _wait_for_backfills(instance, [{"reid/backfill": backfill_id}], len(keys), args.wait)
+    return 0
+
+
+def _wait_for_backfills(instance, tag_filters: list[dict], total: int, timeout_s: float) -> int:
     """Follow the backfills until every partition's latest run has finished (a retried
-    partition counts once, by its last attempt)."""
+    partition counts once, by its last attempt), or every run that launches them has."""
     import dagster as dg
     from tqdm import tqdm
 
@@ -606,13 +637,19 @@ def _wait_for_backfills(instance, backfill_ids: list[str], total: int, timeout_s
     with tqdm(total=total, unit="video", desc="backfill") as bar:
         while True:
             latest: dict[str, dg.DagsterRun] = {}
-            for backfill_id in backfill_ids:
+            launchers: list[dg.DagsterRun] = []  # runs of `backfill_videos`, which make the per-video runs
+            for tags in tag_filters:
                 # newest first: the first run seen per partition is its last attempt
-                for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
-                    latest.setdefault(run.tags.get("dagster/partition", run.run_id), run)
+                for run in instance.get_runs(filters=dg.RunsFilter(tags=tags)):
+                    if "dagster/partition" in run.tags:
+                        latest.setdefault(run.tags["dagster/partition"], run)
+                    else:
+                        launchers.append(run)
             done = [r for r in latest.values() if r.status in finished]
             # Dagster tags a failed run that its run retries will follow (dagster/will_retry)
-            settled = len(done) >= total and not any(r.is_complete_and_waiting_to_retry for r in done)
+            waiting = any(r.is_complete_and_waiting_to_retry for r in done + launchers)
+            launchers_done = bool(launchers) and all(r.status in finished for r in launchers)
+            settled = (len(done) >= total or launchers_done) and not waiting and all(r.status in finished for r in latest.values())
             bar.update(len(done) - bar.n)
             if settled or time.monotonic() > deadline:
                 break
@@ -621,7 +658,7 @@ def _wait_for_backfills(instance, backfill_ids: list[str], total: int, timeout_s
     print(f"{len(done)}/{total} videos finished, {len(failed)} failed")
     for run in failed:
         print(f"  failed: {run.tags.get('dagster/partition')} (run {run.run_id})")
-    return 0 if settled and not failed else 1
+    return 0 if settled and not failed and len(done) >= total else 1
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -809,6 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--register-only", action="store_true",
                           help="register the videos as partitions and launch nothing (then backfill them from the UI)")
     backfill.add_argument("--tags", help="JSON tags for the runs")
+    backfill.add_argument("--batch", type=int, metavar="N",
+                          help="videos per process (default REID_BACKFILL_BATCH, 25); 1: a Dagster backfill of one run per video")
     backfill.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                           help="wait up to SECONDS for the runs to finish, with progress (needs a running daemon)")
     backfill.set_defaults(func=cmd_backfill)

@@ -15,6 +15,7 @@
 | processes embedding faces while a video is detected (`0`: one thread) | `REID_EMBED_WORKERS` | `2` (at most the CPU count) |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
+| videos per run of a backfill (model loaded once per run) | `REID_BACKFILL_BATCH` | `25` |
 | the SQL migrations | `REID_SQL_DIR` | `<project>/sql` |
 | file creation mask for face data (chips, previews, reports, gallery) | `REID_UMASK` | `077` (owner only) |
 """
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     embed_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0)
     settle_seconds: float = 5.0
     sensor_interval: int = 10
+    # a backfill runs this many videos per run: Dagster's start-up (about 5 s here) is paid
+    # once per run, not per video (BENCHMARKS.md, "Backfill overhead")
+    backfill_batch: int = Field(25, ge=1)
     sql_dir: Path = PROJECT_ROOT / "sql"  # the migrations (a container installs the package elsewhere)
     # umask of every process that writes face data: 077 = files for their owner only; a
     # shared install may widen it (027: the owner's group may read)
