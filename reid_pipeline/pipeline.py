@@ -401,7 +401,8 @@ def embedding_frame(detections: pl.DataFrame, vectors: np.ndarray, backend: Face
         {
             "detection_id": detections["detection_id"],
             "model": [backend.model_name] * detections.height,
-            "embedding": pl.Series(vectors.tolist(), dtype=pl.Array(pl.Float32, backend.dim)),
+            "embedding": pl.Series("embedding", np.asarray(vectors, np.float32).reshape(-1, backend.dim),
+                                   dtype=pl.Array(pl.Float32, backend.dim)),
         },
         schema={"detection_id": pl.Int32, "model": pl.String, "embedding": pl.Array(pl.Float32, backend.dim)},
     )
