@@ -105,7 +105,14 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         assert page.locator("#sightings tr[data-sequence]").count() == 1
         page.screenshot(path=shots / "2-identity.png", full_page=True)
         page.locator(f"[data-suggestion='{astronaut_b}'] button").click()
-        page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
+        try:
+            page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
+        except Exception:
+            import faulthandler
+            import sys
+
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # where the recompute waits
+            raise
         assert page.locator("#sightings tr[data-sequence]").count() == 2
         assert "seen in 2 videos" in page.inner_text("main")
         page.screenshot(path=shots / "3-merged.png", full_page=True)
