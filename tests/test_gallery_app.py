@@ -83,7 +83,7 @@ CHILD = "REID_GALLERY_TEST_CHILD"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")
-def test_the_browser_walk_in_its_own_process():
+def test_the_browser_walk_in_its_own_process(tmp_path):
     """The walk below runs in a fresh pytest process, as `reid gallery` runs in its own.
     In the full suite's process, after the e2e tests, Dagster's compute-log capture of the
     app's in-process run once waited forever on its `tail` helper (a state of that long-lived
@@ -92,11 +92,14 @@ def test_the_browser_walk_in_its_own_process():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_review_merge_move_out_and_forget_in_a_browser",
-                           "-q", "-s", "-p", "no:cacheprovider"], env={**os.environ, CHILD: "1"}, capture_output=True,
-                          text=True, timeout=600)
-    print(done.stdout[-3000:])
-    assert done.returncode == 0 and " passed" in done.stdout, done.stdout[-6000:] + done.stderr[-2000:]
+    log = tmp_path / "walk.log"
+    with log.open("w") as out:  # a file, not a pipe: helpers the child leaves behind cannot hold it open
+        done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_review_merge_move_out_and_forget_in_a_browser",
+                               "-q", "-s", "-p", "no:cacheprovider"], env={**os.environ, CHILD: "1"}, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=600)
+    text = log.read_text()
+    print(text[-3000:])
+    assert done.returncode == 0 and " passed" in text, text[-6000:]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")
