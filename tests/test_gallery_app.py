@@ -92,11 +92,17 @@ def test_the_browser_walk_in_its_own_process(tmp_path):
     import subprocess
     import sys
 
+    import signal
+
+    def default_signals():  # a suite started in the background ignores SIGTERM, and so would Dagster's tail helpers
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(number, signal.SIG_DFL)
+
     log = tmp_path / "walk.log"
     with log.open("w") as out:  # a file, not a pipe: helpers the child leaves behind cannot hold it open
         done = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_review_merge_move_out_and_forget_in_a_browser",
                                "-q", "-s", "-p", "no:cacheprovider"], env={**os.environ, CHILD: "1"}, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=600)
+                              stderr=subprocess.STDOUT, timeout=600, preexec_fn=default_signals)
     text = log.read_text()
     print(text[-3000:])
     assert done.returncode == 0 and " passed" in text, text[-6000:]
