@@ -89,10 +89,9 @@ def test_the_browser_walk_in_its_own_process(tmp_path):
     app's in-process run once waited forever on its `tail` helper (a state of that long-lived
     process, not of the app; see the session note)."""
     import os
+    import signal
     import subprocess
     import sys
-
-    import signal
 
     def default_signals():  # a suite started in the background ignores SIGTERM, and so would Dagster's tail helpers
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
