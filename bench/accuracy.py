@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 from machine import machine_facts  # bench/machine.py (the script's folder is on sys.path)
 
+from reid_pipeline.faces.base import box_iou
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 MAKE_VIDEOS = SHARED / "tools" / "make_videos.py"
@@ -158,14 +160,6 @@ def rerun_from_sequences(files: list[Path]) -> None:
 # ----------------------------------------------------------------------------- scoring
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def truth_on_frame(video: dict) -> dict[int, tuple[list, list]]:
     """frame index -> ([(track_id, identity, box)], [bystander boxes])."""
     out: dict[int, tuple[list, list]] = {}
@@ -193,12 +187,12 @@ def label_faces(faces: list[dict], video: dict) -> None:
     for frame, found in by_frame.items():
         people, bystanders = on_frame.get(frame, ([], []))
         if people:
-            overlap = np.array([[iou(f["box"], p[2]) for p in people] for f in found])
+            overlap = np.array([[box_iou(f["box"], p[2]) for p in people] for f in found])
             for i, j in zip(*linear_sum_assignment(-overlap)):
                 if overlap[i, j] >= IOU_MATCH:
                     found[i]["track"], found[i]["person"] = people[j][0], people[j][1]
         for f in found:
-            if f["person"] is None and any(iou(f["box"], b) >= IOU_MATCH for b in bystanders):
+            if f["person"] is None and any(box_iou(f["box"], b) >= IOU_MATCH for b in bystanders):
                 f["bystander"] = True
 
 
