@@ -134,7 +134,7 @@ def embed_detections(detections: pl.DataFrame | Path, backend: FaceBackend, batc
         chips = detections["chip"].to_list()
         batches = (chips[start : start + batch] for start in range(0, len(chips), batch))
     else:
-        batches = (b.column("chip").to_pylist() for b in pq.ParquetFile(detections).iter_batches(batch, columns=["chip"]))
+        batches = (b.column("chip").to_pylist() for b in pq.ParquetFile(detections).iter_batches(batch, columns=["chip"], use_threads=False))
     return np.concatenate([np.zeros((0, backend.dim), dtype=np.float32), *(embed_jpegs(backend, b) for b in batches)])
 
 
@@ -220,20 +220,24 @@ def _row_groups(parquet: pq.ParquetFile) -> list[tuple[float, float]]:
 
 
 def _chips_of_groups(parquet: pq.ParquetFile, groups: list[int]) -> dict[int, bytes]:
-    table = parquet.read_row_groups(groups, columns=["detection_id", "chip"])
+    # one thread: Arrow's reader threads each keep their own allocator pages, and over the
+    # row groups of a long video that retained memory grew with its length
+    table = parquet.read_row_groups(groups, columns=["detection_id", "chip"], use_threads=False)
     return dict(zip(table.column("detection_id").to_pylist(), table.column("chip").to_pylist()))
 
 
 def read_chips(path: Path, detection_ids: Iterable[int]) -> dict[int, bytes]:
     """The chips of these detections from a `frame_detections` file, reading only the row
-    groups that hold them."""
+    groups that hold them, one at a time (a preview spread over a long video touches many)."""
     wanted = {int(i) for i in detection_ids}
     if not wanted or not Path(path).exists():
         return {}
     parquet = pq.ParquetFile(path)
-    groups = [g for g, (lo, hi) in enumerate(_row_groups(parquet)) if any(lo <= i <= hi for i in wanted)]
-    found = _chips_of_groups(parquet, groups) if groups else {}
-    return {i: found[i] for i in wanted if i in found}
+    found: dict[int, bytes] = {}
+    for g, (lo, hi) in enumerate(_row_groups(parquet)):
+        if any(lo <= i <= hi for i in wanted):  # one group at a time: memory stays that of one group
+            found.update((i, chip) for i, chip in _chips_of_groups(parquet, [g]).items() if i in wanted)
+    return found
 
 
 def chip_reader(data_root: str | Path) -> Callable[[str, int], bytes | None]:
