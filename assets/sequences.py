@@ -7,8 +7,9 @@ import polars as pl
 
 from assets.faces import face_embeddings, frame_detections
 from assets.partitions import videos
+from assets.tables import table
 from reid_pipeline.pipeline import chips_from_file, load_partition_faces, write_parquet
-from reid_pipeline.preview import markdown_image
+from reid_pipeline.presentation.pictures import markdown_image
 from reid_pipeline.report import write_silhouette_report
 from reid_pipeline.sequences import QualityGate, build_sequences, link_settings_for
 from reid_pipeline.silhouette import WARN_BELOW
@@ -85,16 +86,12 @@ def face_sequences(
         "table": "sequences",
     }
     if result.sequences.height:
-        metadata["sequences_table"] = dg.MetadataValue.md(_markdown_table(result.sequences.head(30)))
+        metadata["sequences_table"] = table(result.sequences.head(30).iter_rows(named=True), SEQUENCE_COLUMNS)
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _markdown_table(df: pl.DataFrame) -> str:
-    cols = ["sequence_id", "shot", "start_s", "end_s", "face_count", "mean_quality"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.select(cols).iter_rows():
-        lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines)
+SEQUENCE_COLUMNS = {"sequence_id": "int", "shot": "int", "start_s": "float", "end_s": "float", "face_count": "int",
+                    "mean_quality": "float"}
 
 
 @dg.asset(

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from reid_pipeline.pages import render
+from reid_pipeline.presentation.pages import render
 from reid_pipeline.sources import file_name
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import polars as pl
 
 from reid_pipeline.evidence import evidence_at
-from reid_pipeline.pages import render
 from reid_pipeline.pipeline import ChipSource, chips_in, write_parquet
-from reid_pipeline.silhouette import Silhouette, projection_plot, sequence_sheet, silhouette, silhouette_plot
+from reid_pipeline.presentation.pages import render
+from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, projection_plot, sequence_label, silhouette_plot
+from reid_pipeline.silhouette import Silhouette, silhouette
 
 
 def chip_ids_of(membership: pl.DataFrame, sequence_id: int, n: int = 6) -> list[int]:
@@ -42,10 +43,9 @@ def write_silhouette_report(
         pictures["projection"] = projection_plot(vectors, ids)
     shown = [(s, chip_ids_of(membership, s["sequence_id"])) for s in sequences.head(40).iter_rows(named=True)]
     found = chips([i for _, ids in shown for i in ids])
-    pictures["contact_sheet"] = sequence_sheet([
-        (f"sequence {s['sequence_id']}\n{s['start_s']:.1f}-{s['end_s']:.1f} s\n{s['face_count']} faces"
-         + (f", s={result.per_sequence[s['sequence_id']]:.2f}" if s["sequence_id"] in result.per_sequence else ""),
-         [found[i] for i in ids if i in found])
+    pictures["contact_sheet"] = chip_sheet([
+        SheetRow([found[i] for i in ids if i in found],
+                 sequence_label(s, f", s={result.per_sequence[s['sequence_id']]:.2f}" if s["sequence_id"] in result.per_sequence else ""))
         for s, ids in shown
     ])
     if sequences.height:
