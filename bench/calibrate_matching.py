@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _shot_pair(ph, n, bg):
     """Two people side by side, drifting; the right one dims."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.28, 0.5), (0.33, 0.5)),
                         Actor(ph[1], (0.72, 0.5), (0.68, 0.52), scale=0.9, brightness=(1.0, 0.75))]), None
@@ -79,7 +79,7 @@ def _shot_pair(ph, n, bg):
 
 def _shot_trio_small(ph, n, bg):
     """Three small faces (55-65 px) in a row."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.18, 0.5), (0.2, 0.48), scale=0.55),
                         Actor(ph[1], (0.5, 0.5), (0.5, 0.53), scale=0.65),
@@ -88,7 +88,7 @@ def _shot_trio_small(ph, n, bg):
 
 def _shot_zoom_walk(ph, n, bg):
     """One person zooms in (60 -> 140 px), another walks in from the right edge."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.3, 0.5), (0.3, 0.5), scale=0.6, end_scale=1.4),
                         Actor(ph[1], (1.02, 0.5), (0.72, 0.5), enter=4)]), None
@@ -96,7 +96,7 @@ def _shot_zoom_walk(ph, n, bg):
 
 def _shot_cross(ph, n, bg):
     """Two people walk towards each other and cross; the second covers the first."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.15, 0.45), (0.85, 0.45)),
                         Actor(ph[1], (0.85, 0.5), (0.15, 0.5), scale=1.1)]), None
@@ -104,7 +104,7 @@ def _shot_cross(ph, n, bg):
 
 def _shot_close_dim(ph, n, bg):
     """A close-up that dims to 55 %, with a camera defocus in the middle third."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.5, 0.5), (0.47, 0.5), scale=1.5, brightness=(1.0, 0.55))]), (n // 3, n // 3 + 5)
 
@@ -120,7 +120,7 @@ def recurrence_scenes(split: str, people: list[str], photos: dict, used: set[str
     uses (`used` holds the photos of calibrate_sequences' videos)."""
     import numpy as np
 
-    from reid_pipeline.synthetic import Scene, background_for
+    from reid_pipeline.testing.synthetic import Scene, background_for
 
     rng = np.random.default_rng(11 if split == "tune" else 12)
     queue: list[str] = []

@@ -2,9 +2,9 @@
 
 import shutil
 
-from reid_pipeline import synthetic
 from reid_pipeline.cli import main
 from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.testing import synthetic
 
 
 def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir):

@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
+from reid_pipeline.testing import synthetic
 from tests.helpers import failure_message
 
 

@@ -14,13 +14,14 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from reid_pipeline import corrections, synthetic
+from reid_pipeline import corrections
 from reid_pipeline.cli import _DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
 from reid_pipeline.gallery_app import GalleryContext, create_app
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import DEFAULT_METHOD
+from reid_pipeline.testing import synthetic
 from tests.helpers import people, process, sequence
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

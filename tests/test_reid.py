@@ -4,10 +4,10 @@ depend on the order the videos are processed in."""
 
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.sources import uri_for
+from reid_pipeline.testing import synthetic
 from tests.helpers import failure_message
 
 

@@ -4,7 +4,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.evidence import evidence_at
 from reid_pipeline.faces import load_backend
 from reid_pipeline.pipeline import detect_video, embed_detections
@@ -16,6 +15,7 @@ from reid_pipeline.sequences import (
     purity_and_fragmentation,
 )
 from reid_pipeline.silhouette import band, silhouette
+from reid_pipeline.testing import synthetic
 
 
 @pytest.fixture(scope="module")
