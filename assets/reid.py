@@ -89,7 +89,7 @@ def cross_video_matches(
 # tables of the metadata: corrections that did not fully apply (stale, overridden), and the
 # first unresolved sequences (their number is `unresolved_sequences`)
 CORRECTION_COLUMNS = {"correction": "int", "status": "string", "why": "string"}
-UNRESOLVED_COLUMNS = {"partition_key": "string", "sequence_id": "int", "start_s": "float", "end_s": "float",
+UNRESOLVED_COLUMNS = {"partition_key": "string", "sequence_number": "int", "start_s": "float", "end_s": "float",
                       "face_count": "int", "reason": "string"}
 UNRESOLVED_SHOWN = 30
 

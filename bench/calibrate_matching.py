@@ -209,7 +209,7 @@ class Seq:
     video: str
     group: str
     split: str
-    sequence_id: int
+    sequence_number: int
     person: str | None
     purity: float
     face_count: int
@@ -228,15 +228,15 @@ def sequences_of(videos: list, gate, link, start_uid: int = 0) -> list[Seq]:
     out = []
     for v in videos:
         r = build_sequences(v.detections, v.embeddings, v.frames, gate, link)
-        sid = r.faces["sequence_id"].to_list()
+        sid = r.faces["sequence_number"].to_list()
         weights = r.faces["quality_weight"].to_numpy()
         persons = v.detections["person"].to_list()
         vectors = l2_normalise(v.embeddings)
         for row in r.sequences.iter_rows(named=True):
-            rows = [i for i, s in enumerate(sid) if s == row["sequence_id"]]
+            rows = [i for i, s in enumerate(sid) if s == row["sequence_number"]]
             labels = [persons[i] for i in rows]
             person = max(sorted(set(labels), key=str), key=labels.count)
-            out.append(Seq(start_uid + len(out), v.name, v.group, v.split, row["sequence_id"], person,
+            out.append(Seq(start_uid + len(out), v.name, v.group, v.split, row["sequence_number"], person,
                            labels.count(person) / len(labels), row["face_count"], row["start_frame"],
                            row["end_frame"], vectors[rows], np.asarray(weights[rows], np.float64)))
     return [s for s in out if s.person is not None]
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         "scoring_us_per_pair": per_pair_us,
         "results": results, "recommended": {"THRESHOLDS['dlib_resnet_v1']": recommended, "DEFAULT_METHOD": default,
                                             "rule": default_rule},
-        "sequences": {k: [{x: getattr(s, x) for x in ("uid", "video", "sequence_id", "person", "purity",
+        "sequences": {k: [{x: getattr(s, x) for x in ("uid", "video", "sequence_number", "person", "purity",
                                                       "face_count", "start_frame", "end_frame")} for s in ss]
                       for k, ss in seqs.items()},
     }

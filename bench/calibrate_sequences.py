@@ -420,7 +420,7 @@ def score(videos: list[Video], gate, link) -> dict:
     for v in videos:
         r = build_sequences(v.detections, v.embeddings, v.frames, gate, link)
         f = r.faces.with_columns(person=v.detections["person"], true_shot=v.detections["true_shot"])
-        sids += [None if s is None else (v.name, s) for s in f["sequence_id"].to_list()]
+        sids += [None if s is None else (v.name, s) for s in f["sequence_number"].to_list()]
         persons += f["person"].to_list()
         shots += [(v.name, s) for s in f["true_shot"].to_list()]
         is_rej = f["reject_reason"].is_not_null()
@@ -429,7 +429,7 @@ def score(videos: list[Video], gate, link) -> dict:
         rejected += int((is_rej & has_p).sum())
         unlabelled += int((~has_p).sum())
         unlabelled_rejected += int((is_rej & ~has_p).sum())
-        seq = (f.filter(pl.col("sequence_id").is_not_null()).group_by("sequence_id")
+        seq = (f.filter(pl.col("sequence_number").is_not_null()).group_by("sequence_number")
                .agg(pl.col("true_shot").n_unique()))
         crossing += int((seq["true_shot"] > 1).sum())
         fr = r.frames.sort("frame_index")

@@ -22,11 +22,11 @@ def evidence_at(
     with its id, time span and the chips nearest that moment (the face at that very frame
     first when there is one). Chips come from `chips` (default: the `chip` column)."""
     active = active_at(sequences, frame_index, time_s)
-    faces = detections.join(membership.select("detection_id", "sequence_id"), on="detection_id")
+    faces = detections.join(membership.select("detection_id", "sequence_number"), on="detection_id")
     moment = frame_index if frame_index is not None else None
     picked = []
     for seq in active.iter_rows(named=True):
-        members = faces.filter(pl.col("sequence_id") == seq["sequence_id"])
+        members = faces.filter(pl.col("sequence_number") == seq["sequence_number"])
         if moment is None:
             members = members.with_columns(d=(pl.col("timestamp_s") - time_s).abs())
         else:

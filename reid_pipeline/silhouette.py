@@ -51,20 +51,20 @@ class Silhouette:
         self.band = band(self.mean)
 
 
-def silhouette(embeddings: np.ndarray, sequence_ids: np.ndarray, per_sequence_cap: int = 60) -> Silhouette:
-    """`sequence_ids[i]` is face i's sequence, or a negative number when it has none.
+def silhouette(embeddings: np.ndarray, sequence_numbers: np.ndarray, per_sequence_cap: int = 60) -> Silhouette:
+    """`sequence_numbers[i]` is face i's sequence, or a negative number when it has none.
 
     A sequence is scored on at most `per_sequence_cap` of its faces, spread evenly over it
     (the others stay NaN), and scikit-learn works in chunks of at most 64 MB: the cost of
     the score, in time and memory, does not grow with the length of the video."""
-    sequence_ids = np.asarray(sequence_ids)
-    per_face = np.full(len(sequence_ids), np.nan)
-    ids, counts = np.unique(sequence_ids[sequence_ids >= 0], return_counts=True)
+    sequence_numbers = np.asarray(sequence_numbers)
+    per_face = np.full(len(sequence_numbers), np.nan)
+    ids, counts = np.unique(sequence_numbers[sequence_numbers >= 0], return_counts=True)
     multi = set(ids[counts >= 2].tolist())
     singletons = int((counts == 1).sum())
-    mask = np.zeros(len(sequence_ids), bool)
+    mask = np.zeros(len(sequence_numbers), bool)
     for s in multi:
-        members = np.flatnonzero(sequence_ids == s)
+        members = np.flatnonzero(sequence_numbers == s)
         mask[members[np.linspace(0, len(members) - 1, min(per_sequence_cap, len(members))).round().astype(int)]] = True
     if len(multi) < 2:
         return Silhouette(per_face, {}, None, 0, len(multi), singletons,
@@ -73,6 +73,6 @@ def silhouette(embeddings: np.ndarray, sequence_ids: np.ndarray, per_sequence_ca
     from sklearn.metrics import silhouette_samples
 
     with sklearn.config_context(working_memory=64):
-        per_face[mask] = silhouette_samples(embeddings[mask], sequence_ids[mask], metric="cosine")
-    per_sequence = {int(s): float(np.nanmean(per_face[sequence_ids == s])) for s in sorted(multi)}
+        per_face[mask] = silhouette_samples(embeddings[mask], sequence_numbers[mask], metric="cosine")
+    per_sequence = {int(s): float(np.nanmean(per_face[sequence_numbers == s])) for s in sorted(multi)}
     return Silhouette(per_face, per_sequence, float(per_face[mask].mean()), int(mask.sum()), len(multi), singletons)

@@ -250,7 +250,7 @@ class Store:
             lock(conn, "model", model)
             conn.execute(
                 "DELETE FROM faces f USING sequences s WHERE s.id = ANY(%s) AND f.partition_key = s.partition_key"
-                " AND f.model = s.model AND f.sequence_id = s.sequence_id", (list(sequence_ids),))
+                " AND f.model = s.model AND f.sequence_number = s.sequence_number", (list(sequence_ids),))
             conn.execute("DELETE FROM sequences WHERE id = ANY(%s)", (list(sequence_ids),))
             if identity_id is not None:
                 conn.execute("DELETE FROM identities WHERE model = %s AND identity_id = %s", (model, identity_id))
@@ -336,14 +336,14 @@ class Store:
                     for row, template in zip(sequences.iter_rows(), templates):
                         copy.write_row((partition_key, model, *row, np.asarray(template, dtype=np.float32)))
                 conn.execute(
-                    "CREATE TEMP TABLE face_seq (detection_id int, sequence_id int, reject_reason text,"
+                    "CREATE TEMP TABLE face_seq (detection_id int, sequence_number int, reject_reason text,"
                     " quality_weight real) ON COMMIT DROP"
                 )
                 with conn.cursor().copy("COPY face_seq FROM STDIN") as copy:
-                    for row in faces.select("detection_id", "sequence_id", "reject_reason", "quality_weight").iter_rows():
+                    for row in faces.select("detection_id", "sequence_number", "reject_reason", "quality_weight").iter_rows():
                         copy.write_row(row)
                 conn.execute(
-                    "UPDATE faces f SET sequence_id = s.sequence_id, reject_reason = s.reject_reason,"
+                    "UPDATE faces f SET sequence_number = s.sequence_number, reject_reason = s.reject_reason,"
                     " quality_weight = s.quality_weight FROM face_seq s"
                     " WHERE f.partition_key = %s AND f.model = %s AND f.detection_id = s.detection_id",
                     (partition_key, model),
@@ -353,8 +353,8 @@ class Store:
     # -- sequences, matches, identities --------------------------------------------------
     def sequences_for(self, partition_key: str, model: str) -> list[dict]:
         return self.rows(
-            "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
-            " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_id",
+            "SELECT id, partition_key, sequence_number, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
+            " best_detection_id, template FROM sequences WHERE partition_key = %s AND model = %s ORDER BY sequence_number",
             (partition_key, model),
         )
 
@@ -373,7 +373,7 @@ class Store:
             # the face_count filter applies after the index scan: keep scanning until enough pass
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             query = (
-                f"SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
+                f"SELECT id, partition_key, sequence_number, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
                 f" 1 - (template::vector({int(dim)}) <=> %s) AS template_similarity FROM sequences"
                 f" WHERE model = %s AND face_count >= %s ORDER BY template::vector({int(dim)}) <=> %s LIMIT %s"
             )
@@ -389,7 +389,7 @@ class Store:
         with self.connection() as conn:
             for row in conn.execute(
                 "SELECT s.id, f.embedding, coalesce(f.quality_weight, 1) AS w FROM sequences s JOIN faces f"
-                " ON f.partition_key = s.partition_key AND f.model = s.model AND f.sequence_id = s.sequence_id"
+                " ON f.partition_key = s.partition_key AND f.model = s.model AND f.sequence_number = s.sequence_number"
                 " WHERE s.id = ANY(%s) AND f.reject_reason IS NULL ORDER BY s.id, f.detection_id",
                 (list(sequence_ids),),
             ):
@@ -419,14 +419,14 @@ class Store:
                     )
         return len(rows)
 
-    def sequences_at(self, partition_key: str, time_s: float | None = None, sequence_id: int | None = None) -> list[dict]:
-        """Sequences of a video on screen at `time_s`, or the one with `sequence_id` (all models)."""
+    def sequences_at(self, partition_key: str, time_s: float | None = None, sequence_number: int | None = None) -> list[dict]:
+        """Sequences of a video on screen at `time_s`, or its sequence number `sequence_number` (all models)."""
         return self.rows(
-            "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count"
+            "SELECT s.id, s.model, m.dim, s.partition_key, s.sequence_number, s.start_s, s.end_s, s.face_count"
             " FROM sequences s JOIN face_models m USING (model) WHERE s.partition_key = %s"
             " AND (%s::float8 IS NULL OR (s.start_s <= %s + 1e-6 AND s.end_s >= %s - 1e-6))"
-            " AND (%s::int IS NULL OR s.sequence_id = %s) ORDER BY s.model, s.sequence_id",
-            (partition_key, time_s, time_s, time_s, sequence_id, sequence_id),
+            " AND (%s::int IS NULL OR s.sequence_number = %s) ORDER BY s.model, s.sequence_number",
+            (partition_key, time_s, time_s, time_s, sequence_number, sequence_number),
         )
 
     def status_summary(self) -> tuple[list[dict], list[dict]]:
@@ -459,23 +459,23 @@ class Store:
             "SELECT v.partition_key, v.source_uri, v.status, v.duplicate_of, coalesce(v.error, '') AS error,"
             " (SELECT count(*) FROM faces f WHERE f.partition_key = v.partition_key) AS faces,"
             " (SELECT count(*) FROM sequences s WHERE s.partition_key = v.partition_key) AS sequences,"
-            " (SELECT count(DISTINCT m.identity_id) FROM identity_sequences m JOIN sequences s ON s.id = m.sequence"
+            " (SELECT count(DISTINCT m.identity_id) FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
             "  WHERE s.partition_key = v.partition_key) AS identities,"
-            " (SELECT count(*) FROM unresolved_sequences u JOIN sequences s ON s.id = u.sequence"
+            " (SELECT count(*) FROM unresolved_sequences u JOIN sequences s ON s.id = u.sequence_id"
             "  WHERE s.partition_key = v.partition_key) AS unresolved"
             " FROM videos v ORDER BY v.registered_at DESC, v.partition_key LIMIT %s", (limit,))
 
     def all_sequences(self, model: str) -> list[dict]:
         return self.rows(
-            "SELECT id, partition_key, sequence_id, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
-            " best_detection_id, mean_quality FROM sequences WHERE model = %s ORDER BY partition_key, sequence_id",
+            "SELECT id, partition_key, sequence_number, start_frame, end_frame, start_s, end_s, face_count, mean_face_px,"
+            " best_detection_id, mean_quality FROM sequences WHERE model = %s ORDER BY partition_key, sequence_number",
             (model,),
         )
 
     def sequences_by_id(self, ids: Iterable[int]) -> list[dict]:
         """Sequence rows by row id (what a video's links need, not the whole archive)."""
         return self.rows(
-            "SELECT id, partition_key, sequence_id, start_s, end_s, face_count, best_detection_id FROM sequences"
+            "SELECT id, partition_key, sequence_number, start_s, end_s, face_count, best_detection_id FROM sequences"
             " WHERE id = ANY(%s)", (sorted(ids),))
 
     def scored_pairs(self, model: str, method: str) -> list[dict]:
@@ -508,12 +508,12 @@ class Store:
                         [{"label": None, "hidden": False, **i, "model": model} for i in identities],
                     )
                     cur.executemany(  # a sequence re-made since it was read is skipped
-                        "INSERT INTO identity_sequences (model, identity_id, sequence) SELECT %s, %s, %s"
+                        "INSERT INTO identity_sequences (model, identity_id, sequence_id) SELECT %s, %s, %s"
                         " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %s)",
                         [(model, identity, seq, seq) for identity, seq in members],
                     )
                     cur.executemany(
-                        "INSERT INTO unresolved_sequences (model, sequence, reason) SELECT %s, %s, %s"
+                        "INSERT INTO unresolved_sequences (model, sequence_id, reason) SELECT %s, %s, %s"
                         " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %s)",
                         [(model, seq, reason, seq) for seq, reason in unresolved],
                     )
@@ -521,9 +521,9 @@ class Store:
     def identity_of(self, model: str, sequence_ids: Sequence[int]) -> dict[int, str]:
         with self.connection() as conn:
             return {
-                r["sequence"]: r["identity_id"]
+                r["sequence_id"]: r["identity_id"]
                 for r in conn.execute(
-                    "SELECT sequence, identity_id FROM identity_sequences WHERE model = %s AND sequence = ANY(%s)",
+                    "SELECT sequence_id, identity_id FROM identity_sequences WHERE model = %s AND sequence_id = ANY(%s)",
                     (model, list(sequence_ids)),
                 )
             }
@@ -531,9 +531,9 @@ class Store:
     def sightings(self, model: str, identity_ids: Sequence[str] | None = None) -> list[dict]:
         """Every sequence of the identities (all when None), with video and time span."""
         return self.rows(
-            "SELECT m.identity_id, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
+            "SELECT m.identity_id, s.id, s.partition_key, s.sequence_number, s.start_s, s.end_s, s.face_count,"
             " s.best_detection_id, s.mean_quality, v.source_uri, v.status AS video_status FROM identity_sequences m"
-            " JOIN sequences s ON s.id = m.sequence JOIN videos v ON v.partition_key = s.partition_key"
+            " JOIN sequences s ON s.id = m.sequence_id JOIN videos v ON v.partition_key = s.partition_key"
             " WHERE m.model = %s AND (%s::text[] IS NULL OR m.identity_id = ANY(%s))"
             " ORDER BY m.identity_id, s.partition_key, s.start_s",
             (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
@@ -542,9 +542,9 @@ class Store:
     def unresolved(self, model: str) -> list[dict]:
         """The unresolved sequences of `model`, with video, time span and reason."""
         return self.rows(
-            "SELECT u.reason, s.id, s.partition_key, s.sequence_id, s.start_s, s.end_s, s.face_count,"
+            "SELECT u.reason, s.id, s.partition_key, s.sequence_number, s.start_s, s.end_s, s.face_count,"
             " s.best_detection_id, v.source_uri, v.status AS video_status FROM unresolved_sequences u"
-            " JOIN sequences s ON s.id = u.sequence"
+            " JOIN sequences s ON s.id = u.sequence_id"
             " JOIN videos v ON v.partition_key = s.partition_key WHERE u.model = %s ORDER BY s.partition_key, s.start_s",
             (model,),
         )

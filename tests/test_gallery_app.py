@@ -210,5 +210,5 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     assert status == 200 and "Nothing forgotten" in html and corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "forget"})
     assert status == 200 and "Forgotten:" in html
-    assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_id = 1", (key,))
+    assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_number = 1", (key,))
     assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_b", 0)]]  # the others and their corrections stay

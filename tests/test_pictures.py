@@ -48,8 +48,8 @@ def test_a_sheet_without_rows_is_a_blank_picture():
 
 
 def test_link_and_identity_sheets_show_both_sides_and_each_identity():
-    seqs = {1: {"partition_key": "video-a", "sequence_id": 0, "best_detection_id": 3},
-            2: {"partition_key": "video-b", "sequence_id": 4, "best_detection_id": 8}}
+    seqs = {1: {"partition_key": "video-a", "sequence_number": 0, "best_detection_id": 3},
+            2: {"partition_key": "video-b", "sequence_number": 4, "best_detection_id": 8}}
     asked = []
 
     def chip(key, det):

@@ -85,7 +85,7 @@ def contact_sheet(chips: Sequence[bytes], captions: Sequence[str] = (), thumb: i
 
 def sequence_label(sequence: dict, extra: str = "") -> str:
     """A sequence's label on a sheet: its number in the video, time span and face count."""
-    return (f"sequence {sequence['sequence_id']}\n{sequence['start_s']:.1f}-{sequence['end_s']:.1f} s\n"
+    return (f"sequence {sequence['sequence_number']}\n{sequence['start_s']:.1f}-{sequence['end_s']:.1f} s\n"
             f"{plural(sequence['face_count'], 'face')}{extra}")
 
 
@@ -99,7 +99,7 @@ def links_sheet(links: Sequence[dict], sequences: dict[int, dict], chip: ChipLoa
     rows = []
     for link in links:
         a, b = sequences[link["sequence_a"]], sequences[link["sequence_b"]]
-        label = f"score {link['score']:.3f}\n" + "\n".join(f"{s['partition_key'][:18]}:{s['sequence_id']}" for s in (a, b))
+        label = f"score {link['score']:.3f}\n" + "\n".join(f"{s['partition_key'][:18]}:{s['sequence_number']}" for s in (a, b))
         rows.append(SheetRow(_chips(chip, (a, b)), label))
     return chip_sheet(rows)
 
@@ -156,13 +156,13 @@ def _colour(i: int):
     return _pyplot().get_cmap("tab20")(i % 20)
 
 
-def silhouette_plot(result: Silhouette, sequence_ids: np.ndarray) -> bytes:
+def silhouette_plot(result: Silhouette, sequence_numbers: np.ndarray) -> bytes:
     """The classic silhouette plot: one bar per face, grouped and sorted per sequence, the
     mean and the bands' limits as vertical lines."""
     fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=90)
     y = 0
     for sid in result.per_sequence:
-        values = result.per_face[sequence_ids == sid]
+        values = result.per_face[sequence_numbers == sid]
         values = np.sort(values[~np.isnan(values)])
         ax.fill_betweenx(np.arange(y, y + len(values)), 0, values, color=_colour(sid), alpha=0.85)
         ax.text(-0.05, y + len(values) / 2, str(sid), fontsize=7, ha="right", va="center")
@@ -180,7 +180,7 @@ def silhouette_plot(result: Silhouette, sequence_ids: np.ndarray) -> bytes:
     return _figure_png(fig)
 
 
-def projection_plot(embeddings: np.ndarray, sequence_ids: np.ndarray, legend_max: int = 12) -> bytes:
+def projection_plot(embeddings: np.ndarray, sequence_numbers: np.ndarray, legend_max: int = 12) -> bytes:
     """Faces projected to 2-D (PCA of the embeddings), one colour per sequence; grey crosses
     have no sequence. The legend names the first `legend_max` sequences and says how many
     more there are; each sequence's number also marks its centre."""
@@ -190,13 +190,13 @@ def projection_plot(embeddings: np.ndarray, sequence_ids: np.ndarray, legend_max
         from sklearn.decomposition import PCA
 
         points = PCA(n_components=2, random_state=0).fit_transform(embeddings)
-        none = sequence_ids < 0
+        none = sequence_numbers < 0
         if none.any():
             ax.scatter(points[none, 0], points[none, 1], c="lightgrey", marker="x", s=14, label="no sequence (rejected)")
-        shown = np.unique(sequence_ids[~none])
+        shown = np.unique(sequence_numbers[~none])
         n_sequences = len(shown)
         for k, sid in enumerate(shown):
-            sel = sequence_ids == sid
+            sel = sequence_numbers == sid
             ax.scatter(points[sel, 0], points[sel, 1], color=_colour(int(sid)), s=14,
                        label=f"sequence {int(sid)}" if k < legend_max else None)
             cx, cy = points[sel].mean(axis=0)
