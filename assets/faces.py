@@ -24,7 +24,7 @@ from reid_pipeline.pipeline import (
     tracking_for,
     write_parquet,
 )
-from reid_pipeline.preview import contact_sheet, markdown_image, spread
+from reid_pipeline.presentation.pictures import contact_sheet, markdown_image, spread
 from reid_pipeline.sources import local_path
 from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase

@@ -7,7 +7,7 @@ import cv2
 import dagster as dg
 
 from assets.partitions import videos
-from reid_pipeline.preview import markdown_image
+from reid_pipeline.presentation.pictures import markdown_image
 from reid_pipeline.sources import local_path
 from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
 from resources import ReidDatabase

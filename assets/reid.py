@@ -7,12 +7,12 @@ import polars as pl
 
 from assets.partitions import videos
 from assets.sequences import face_sequences
+from assets.tables import table
 from reid_pipeline.archive import match_partition, recompute_identities
 from reid_pipeline.gallery import write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
 from reid_pipeline.pipeline import chip_reader
-from reid_pipeline.preview import markdown_image
-from reid_pipeline.silhouette import sequence_sheet
+from reid_pipeline.presentation.pictures import identities_sheet, links_sheet, markdown_image
 from resources import DataStorage, ReidDatabase
 
 
@@ -80,40 +80,18 @@ def cross_video_matches(
         "ms_per_sequence": round(1000 * report.seconds / report.queried, 1) if report.queried else 0.0,
     }
     if report.links:
-        chip = chip_loader(storage)
         best = sorted(report.links, key=lambda r: -r["score"])[:12]
         sequences = {s["id"]: s for s in store.sequences_by_id({i for r in best for i in (r["sequence_a"], r["sequence_b"])})}
-        rows = []
-        for r in best:
-            a, b = sequences[r["sequence_a"]], sequences[r["sequence_b"]]
-            rows.append((
-                f"score {r['score']:.3f}\n{a['partition_key'][:18]}:{a['sequence_id']}\n{b['partition_key'][:18]}:{b['sequence_id']}",
-                [c for c in (chip(a["partition_key"], a["best_detection_id"]), chip(b["partition_key"], b["best_detection_id"])) if c],
-            ))
-        metadata["best_links"] = dg.MetadataValue.md(markdown_image(sequence_sheet(rows, label_w=170), "best links"))
+        metadata["best_links"] = dg.MetadataValue.md(markdown_image(links_sheet(best, sequences, chip_loader(storage)), "best links"))
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _corrections_table(report: dict[int, tuple[str, str]]) -> str:
-    """Markdown list of the corrections that did not fully apply (stale, overridden)."""
-    rows = [(cid, status, detail) for cid, (status, detail) in sorted(report.items()) if status != "applied"]
-    if not rows:
-        return "every correction applies" if report else "no corrections"
-    lines = ["| correction | status | why |", "|---|---|---|"]
-    lines += [f"| {cid} | {status} | {detail} |" for cid, status, detail in rows]
-    return "\n".join(lines)
-
-
-def _unresolved_table(rows: list[dict], limit: int = 30) -> str:
-    """Markdown list of unresolved sequences (first `limit`)."""
-    if not rows:
-        return "every sequence belongs to an identity"
-    lines = ["| video | sequence | time | faces | why |", "|---|---|---|---|---|"]
-    lines += [f"| {r['partition_key']} | {r['sequence_id']} | {r['start_s']:.1f}-{r['end_s']:.1f} s | {r['face_count']} | {r['reason']} |"
-              for r in rows[:limit]]
-    if len(rows) > limit:
-        lines.append(f"| ... {len(rows) - limit} more | | | | |")
-    return "\n".join(lines)
+# tables of the metadata: corrections that did not fully apply (stale, overridden), and the
+# first unresolved sequences (their number is `unresolved_sequences`)
+CORRECTION_COLUMNS = {"correction": "int", "status": "string", "why": "string"}
+UNRESOLVED_COLUMNS = {"partition_key": "string", "sequence_number": "int", "start_s": "float", "end_s": "float",
+                      "face_count": "int", "reason": "string"}
+UNRESOLVED_SHOWN = 30
 
 
 @dg.asset(
@@ -165,7 +143,7 @@ def identities(
             f"{prefix}in_several_videos": len(multi),
             f"{prefix}sequences": len(result.members),
             f"{prefix}unresolved_sequences": len(unresolved),
-            f"{prefix}unresolved": dg.MetadataValue.md(_unresolved_table(unresolved)),
+            f"{prefix}unresolved": table(unresolved[:UNRESOLVED_SHOWN], UNRESOLVED_COLUMNS),
             f"{prefix}largest_identity_sequences": max((i["sequence_count"] for i in result.identities), default=0),
             f"{prefix}method": settings.method,
             f"{prefix}threshold": settings.threshold,
@@ -173,19 +151,13 @@ def identities(
             f"{prefix}gallery": dg.MetadataValue.path(str(index)),
             f"{prefix}corrections_applied": sum(1 for status, _ in result.corrections.values() if status == "applied"),
             f"{prefix}corrections_not_applied": sum(1 for status, _ in result.corrections.values() if status != "applied"),
-            f"{prefix}corrections": dg.MetadataValue.md(_corrections_table(result.corrections)),
+            f"{prefix}corrections": table(
+                ({"correction": cid, "status": status, "why": why} for cid, (status, why) in sorted(result.corrections.items())
+                 if status != "applied"), CORRECTION_COLUMNS),
             f"{prefix}seconds": round(time.perf_counter() - t0, 3),
         })
-        by_id = {}
-        for s in sightings:
-            by_id.setdefault(s["identity_id"], []).append(s)
-        rows = []
-        for ident in shown[:12]:
-            seen = by_id.get(ident["identity_id"], [])[:8]
-            rows.append((f"{ident['identity_id']}\n{ident['video_count']} videos\n{ident['sequence_count']} sightings",
-                         [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in seen) if c]))
-        if rows:
-            metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(sequence_sheet(rows, label_w=170), "identities"))
+        if shown:
+            metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(identities_sheet(shown[:12], sightings, chip), "identities"))
     if not metadata:
         metadata["identities"] = 0
     return dg.MaterializeResult(metadata=metadata)

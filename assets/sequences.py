@@ -7,10 +7,11 @@ import polars as pl
 
 from assets.faces import face_embeddings, frame_detections
 from assets.partitions import videos
+from assets.tables import table
 from reid_pipeline.pipeline import chips_from_file, load_partition_faces, write_parquet
-from reid_pipeline.preview import markdown_image
+from reid_pipeline.presentation.pictures import markdown_image
 from reid_pipeline.report import write_silhouette_report
-from reid_pipeline.sequences import QualityGate, build_sequences, link_settings_for
+from reid_pipeline.sequences import QualityGate, build_sequences, current_columns, link_settings_for
 from reid_pipeline.silhouette import WARN_BELOW
 from resources import DataStorage, ReidDatabase
 
@@ -73,7 +74,7 @@ def face_sequences(
     shots = int(result.frames["shot"].max() + 1) if result.frames.height else 0
     metadata = {
         "sequences": result.sequences.height,
-        "faces_in_sequences": int(result.faces["sequence_id"].is_not_null().sum()),
+        "faces_in_sequences": int(result.faces["sequence_number"].is_not_null().sum()),
         "faces_rejected": rejected.height,
         "reject_reasons": dg.MetadataValue.json(dict(zip(reasons["why"].to_list(), reasons["len"].to_list()))),
         "shots": shots,
@@ -85,16 +86,12 @@ def face_sequences(
         "table": "sequences",
     }
     if result.sequences.height:
-        metadata["sequences_table"] = dg.MetadataValue.md(_markdown_table(result.sequences.head(30)))
+        metadata["sequences_table"] = table(result.sequences.head(30).iter_rows(named=True), SEQUENCE_COLUMNS)
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _markdown_table(df: pl.DataFrame) -> str:
-    cols = ["sequence_id", "shot", "start_s", "end_s", "face_count", "mean_quality"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.select(cols).iter_rows():
-        lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines)
+SEQUENCE_COLUMNS = {"sequence_number": "int", "shot": "int", "start_s": "float", "end_s": "float", "face_count": "int",
+                    "mean_quality": "float"}
 
 
 @dg.asset(
@@ -113,8 +110,8 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
     sequence evidence at the busiest moment. PNG and HTML files under the data root."""
     key = context.partition_key
     detections, vectors, _, _ = _load(storage, key)
-    membership = pl.read_parquet(storage.path("face_sequences", key, ".faces.parquet"))
-    sequences = pl.read_parquet(storage.path("face_sequences", key))
+    membership = current_columns(pl.read_parquet(storage.path("face_sequences", key, ".faces.parquet")))
+    sequences = current_columns(pl.read_parquet(storage.path("face_sequences", key)))
     folder = storage.folder("silhouette_report", key)
     chips = chips_from_file(storage.path("frame_detections", key))
     result, pictures = write_silhouette_report(folder, key, detections, vectors, membership, sequences, chips)

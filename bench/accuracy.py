@@ -123,7 +123,7 @@ def run_clips(files: list[Path], stage: str) -> dict:
     best = store.rows("SELECT max(score) AS s FROM matches WHERE partition_a <> partition_b")[0]["s"]
     per_clip = store.rows(
         "SELECT s.partition_key, count(DISTINCT m.identity_id) AS identities, count(s.id) AS sequences"
-        " FROM sequences s LEFT JOIN identity_sequences m ON m.sequence = s.id WHERE s.partition_key = ANY(%s)"
+        " FROM sequences s LEFT JOIN identity_sequences m ON m.sequence_id = s.id WHERE s.partition_key = ANY(%s)"
         " GROUP BY 1 ORDER BY 1", (keys,))
     unresolved = 0
     if store.rows("SELECT to_regclass('unresolved_sequences') AS t")[0]["t"]:
@@ -276,16 +276,16 @@ def score(store, truth: dict, files: list[Path]) -> dict:
     data_root = Path(os.environ["REID_HOME"]) / "data"
     videos = {partition_key_for(str(f.resolve())): v for f, v in zip(files, truth["videos"])}
     keys = list(videos)
-    faces = store.rows("SELECT partition_key, id, frame_index, box, face_px, sequence_id, reject_reason FROM faces"
+    faces = store.rows("SELECT partition_key, id, frame_index, box, face_px, sequence_number, reject_reason FROM faces"
                        " WHERE partition_key = ANY(%s)", (keys,))
-    sequences = store.rows("SELECT id, partition_key, sequence_id, start_frame, end_frame, face_count FROM sequences"
+    sequences = store.rows("SELECT id, partition_key, sequence_number, start_frame, end_frame, face_count FROM sequences"
                            " WHERE partition_key = ANY(%s)", (keys,))
     matches = {(r["sequence_a"], r["sequence_b"]): (r["score"], r["linked"])
                for r in store.rows("SELECT sequence_a, sequence_b, score, linked FROM matches")}
-    identity = {r["sequence"]: r["identity_id"] for r in store.rows("SELECT identity_id, sequence FROM identity_sequences")}
+    identity = {r["sequence_id"]: r["identity_id"] for r in store.rows("SELECT identity_id, sequence_id FROM identity_sequences")}
     unresolved = set()
     if store.rows("SELECT to_regclass('unresolved_sequences') AS t")[0]["t"]:
-        unresolved = {r["sequence"] for r in store.rows("SELECT sequence FROM unresolved_sequences")}
+        unresolved = {r["sequence_id"] for r in store.rows("SELECT sequence_id FROM unresolved_sequences")}
 
     det = {"true_faces": {}, "found": {}, "detections": 0, "false_detections": 0}
     cuts = {"true_cuts": 0, "false_cuts": 0, "missed_cuts": 0}
@@ -327,12 +327,12 @@ def score(store, truth: dict, files: list[Path]) -> dict:
     # sequences: their faces' people
     members: dict[tuple[str, int], list[dict]] = {}
     for f in faces:
-        if f["sequence_id"] is not None:
-            members.setdefault((f["partition_key"], f["sequence_id"]), []).append(f)
+        if f["sequence_number"] is not None:
+            members.setdefault((f["partition_key"], f["sequence_number"]), []).append(f)
     seq_person, mixing, majority, in_seq = {}, 0, 0, 0
     appearances: dict[str, set] = {}
     for s in sequences:
-        fs = members.get((s["partition_key"], s["sequence_id"]), [])
+        fs = members.get((s["partition_key"], s["sequence_number"]), [])
         labels = [f["person"] for f in fs if not f["bystander"]]
         if not labels:
             continue
@@ -382,7 +382,7 @@ def score(store, truth: dict, files: list[Path]) -> dict:
     truth_seq = {s: seq_person[s] for s in ids}
     face_pred, face_truth = {}, {}
     for s in ids:
-        sk = (info[s]["partition_key"], info[s]["sequence_id"])
+        sk = (info[s]["partition_key"], info[s]["sequence_number"])
         for f in members.get(sk, []):
             if f["person"] is not None:
                 face_pred[f["id"]], face_truth[f["id"]] = predicted[s], f["person"]

@@ -48,8 +48,8 @@ def main() -> int:
     import dagster as dg
     import yaml
 
-    from reid_pipeline import synthetic
     from reid_pipeline.database import stop_embedded
+    from reid_pipeline.testing import synthetic
 
     root = Path(tempfile.mkdtemp(prefix="reid-bf-", dir="/tmp"))
     archive = root / "archive"

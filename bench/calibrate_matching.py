@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _shot_pair(ph, n, bg):
     """Two people side by side, drifting; the right one dims."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.28, 0.5), (0.33, 0.5)),
                         Actor(ph[1], (0.72, 0.5), (0.68, 0.52), scale=0.9, brightness=(1.0, 0.75))]), None
@@ -79,7 +79,7 @@ def _shot_pair(ph, n, bg):
 
 def _shot_trio_small(ph, n, bg):
     """Three small faces (55-65 px) in a row."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.18, 0.5), (0.2, 0.48), scale=0.55),
                         Actor(ph[1], (0.5, 0.5), (0.5, 0.53), scale=0.65),
@@ -88,7 +88,7 @@ def _shot_trio_small(ph, n, bg):
 
 def _shot_zoom_walk(ph, n, bg):
     """One person zooms in (60 -> 140 px), another walks in from the right edge."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.3, 0.5), (0.3, 0.5), scale=0.6, end_scale=1.4),
                         Actor(ph[1], (1.02, 0.5), (0.72, 0.5), enter=4)]), None
@@ -96,7 +96,7 @@ def _shot_zoom_walk(ph, n, bg):
 
 def _shot_cross(ph, n, bg):
     """Two people walk towards each other and cross; the second covers the first."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.15, 0.45), (0.85, 0.45)),
                         Actor(ph[1], (0.85, 0.5), (0.15, 0.5), scale=1.1)]), None
@@ -104,7 +104,7 @@ def _shot_cross(ph, n, bg):
 
 def _shot_close_dim(ph, n, bg):
     """A close-up that dims to 55 %, with a camera defocus in the middle third."""
-    from reid_pipeline.synthetic import Actor, Shot
+    from reid_pipeline.testing.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.5, 0.5), (0.47, 0.5), scale=1.5, brightness=(1.0, 0.55))]), (n // 3, n // 3 + 5)
 
@@ -120,7 +120,7 @@ def recurrence_scenes(split: str, people: list[str], photos: dict, used: set[str
     uses (`used` holds the photos of calibrate_sequences' videos)."""
     import numpy as np
 
-    from reid_pipeline.synthetic import Scene, background_for
+    from reid_pipeline.testing.synthetic import Scene, background_for
 
     rng = np.random.default_rng(11 if split == "tune" else 12)
     queue: list[str] = []
@@ -209,7 +209,7 @@ class Seq:
     video: str
     group: str
     split: str
-    sequence_id: int
+    sequence_number: int
     person: str | None
     purity: float
     face_count: int
@@ -228,15 +228,15 @@ def sequences_of(videos: list, gate, link, start_uid: int = 0) -> list[Seq]:
     out = []
     for v in videos:
         r = build_sequences(v.detections, v.embeddings, v.frames, gate, link)
-        sid = r.faces["sequence_id"].to_list()
+        sid = r.faces["sequence_number"].to_list()
         weights = r.faces["quality_weight"].to_numpy()
         persons = v.detections["person"].to_list()
         vectors = l2_normalise(v.embeddings)
         for row in r.sequences.iter_rows(named=True):
-            rows = [i for i, s in enumerate(sid) if s == row["sequence_id"]]
+            rows = [i for i, s in enumerate(sid) if s == row["sequence_number"]]
             labels = [persons[i] for i in rows]
             person = max(sorted(set(labels), key=str), key=labels.count)
-            out.append(Seq(start_uid + len(out), v.name, v.group, v.split, row["sequence_id"], person,
+            out.append(Seq(start_uid + len(out), v.name, v.group, v.split, row["sequence_number"], person,
                            labels.count(person) / len(labels), row["face_count"], row["start_frame"],
                            row["end_frame"], vectors[rows], np.asarray(weights[rows], np.float64)))
     return [s for s in out if s.person is not None]
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         "scoring_us_per_pair": per_pair_us,
         "results": results, "recommended": {"THRESHOLDS['dlib_resnet_v1']": recommended, "DEFAULT_METHOD": default,
                                             "rule": default_rule},
-        "sequences": {k: [{x: getattr(s, x) for x in ("uid", "video", "sequence_id", "person", "purity",
+        "sequences": {k: [{x: getattr(s, x) for x in ("uid", "video", "sequence_number", "person", "purity",
                                                       "face_count", "start_frame", "end_frame")} for s in ss]
                       for k, ss in seqs.items()},
     }

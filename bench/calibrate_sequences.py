@@ -7,7 +7,7 @@ Data (from <repo>/../shared/data/dev, never copied into the repository):
   belongs to its person and fragmentation = sequences per clip; plus "chains" that play
   several clips one after another (the clip boundaries are true cuts between different
   real people);
-- videos built from LFW photos with `reid_pipeline.synthetic` (2-3 people per shot, moving,
+- videos built from LFW photos with `reid_pipeline.testing.synthetic` (2-3 people per shot, moving,
   crossing, zooming, dimming, a defocus, leaving and coming back, three shots with hard
   cuts, a new photo of a person in every shot). People are split by a fixed rule: sorted
   names, even index = tune, odd index = held-out; the clips likewise by sorted file name.
@@ -225,7 +225,7 @@ def boundary_scores(videos: list[Video], hists: dict) -> list[dict]:
 def lfw_people(dev: Path) -> tuple[dict, dict]:
     """{split: [person, ...]} (sorted names; even index tune, odd held-out) and
     {person: [FacePhoto, ...]}."""
-    from reid_pipeline import synthetic
+    from reid_pipeline.testing import synthetic
 
     photos: dict[str, list] = {}
     for p in synthetic.photos_from_folder(dev / "lfw"):
@@ -239,7 +239,7 @@ def lfw_people(dev: Path) -> tuple[dict, dict]:
 def lfw_scenes(people: list[str], photos: dict) -> list[tuple[str, object, list]]:
     """Four scene layouts, the same for both splits (only the people differ):
     (layout name, Scene, defocus frame ranges). A person gets a new photo in every shot."""
-    from reid_pipeline.synthetic import Actor, Background, Scene, Shot, background_for
+    from reid_pipeline.testing.synthetic import Actor, Background, Scene, Shot, background_for
 
     used: dict[str, int] = {}
 
@@ -343,7 +343,7 @@ def render(scene, blur: list, path: Path):
     """Write the scene (MJPG .avi) and its ground truth; defocus the frames in `blur`."""
     import cv2
 
-    from reid_pipeline import synthetic
+    from reid_pipeline.testing import synthetic
 
     gt = synthetic.write_video(scene, path, save_gt=True)
     if blur:
@@ -368,7 +368,7 @@ def render(scene, blur: list, path: Path):
 def analyse_scene(name: str, scene, blur: list, out: Path, backend, sample_fps: float, refresh: bool) -> tuple:
     """Render a scene to `out/videos/<name>.avi` (unless the same scene is there already),
     then detect, embed and label it through `analyse_cached`; `info` gets `true_faces`."""
-    from reid_pipeline import synthetic
+    from reid_pipeline.testing import synthetic
 
     path = out / "videos" / f"{name}.avi"
     key = _hash(scene_spec(scene, blur))
@@ -420,7 +420,7 @@ def score(videos: list[Video], gate, link) -> dict:
     for v in videos:
         r = build_sequences(v.detections, v.embeddings, v.frames, gate, link)
         f = r.faces.with_columns(person=v.detections["person"], true_shot=v.detections["true_shot"])
-        sids += [None if s is None else (v.name, s) for s in f["sequence_id"].to_list()]
+        sids += [None if s is None else (v.name, s) for s in f["sequence_number"].to_list()]
         persons += f["person"].to_list()
         shots += [(v.name, s) for s in f["true_shot"].to_list()]
         is_rej = f["reject_reason"].is_not_null()
@@ -429,7 +429,7 @@ def score(videos: list[Video], gate, link) -> dict:
         rejected += int((is_rej & has_p).sum())
         unlabelled += int((~has_p).sum())
         unlabelled_rejected += int((is_rej & ~has_p).sum())
-        seq = (f.filter(pl.col("sequence_id").is_not_null()).group_by("sequence_id")
+        seq = (f.filter(pl.col("sequence_number").is_not_null()).group_by("sequence_number")
                .agg(pl.col("true_shot").n_unique()))
         crossing += int((seq["true_shot"] > 1).sum())
         fr = r.frames.sort("frame_index")

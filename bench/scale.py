@@ -204,11 +204,11 @@ def build_rows(gen: Generator, lay: dict, centres: np.ndarray) -> dict:
             "timestamp_s": ts, "box": np.stack([cx - face_px / 2, cy - face_px / 2, cx + face_px / 2, cy + face_px / 2], 1),
             "detector_score": rng.uniform(0.3, 2.5, n_faces).astype(np.float32), "face_px": face_px, "blur": blur,
             "yaw": yaw, "pitch": rng.normal(0, 10, n_faces).astype(np.float32),
-            "roll": rng.normal(0, 6, n_faces).astype(np.float32), "sequence_id": lay["seq_id"][seq_of_face],
+            "roll": rng.normal(0, 6, n_faces).astype(np.float32), "sequence_number": lay["seq_id"][seq_of_face],
             "quality_weight": quality,
         },
         "sequences": {
-            "video": lay["seq_video"], "sequence_id": lay["seq_id"], "shot": np.zeros(len(counts), np.int64),
+            "video": lay["seq_video"], "sequence_number": lay["seq_id"], "shot": np.zeros(len(counts), np.int64),
             "start_frame": np.rint(lay["start_s"] * VIDEO_FPS).astype(np.int64),
             "end_frame": np.rint(end_s * VIDEO_FPS).astype(np.int64), "start_s": lay["start_s"], "end_s": end_s,
             "face_count": counts, "mean_face_px": np.add.reduceat(face_px, first) / counts,
@@ -247,10 +247,10 @@ def synthetic_stats(gen: Generator, rng: np.random.Generator, samples: int = 300
 
 
 FACE_COPY_COLUMNS = ("partition_key", "detection_id", "frame_index", "timestamp_s", "box", "detector_score", "face_px",
-                     "blur", "yaw", "pitch", "roll", "model", "embedding", "sequence_id", "quality_weight")
+                     "blur", "yaw", "pitch", "roll", "model", "embedding", "sequence_number", "quality_weight")
 FACE_COPY_TYPES = ["text", "int4", "int4", "float8", "float4[]", "float4", "float4", "float4", "float4", "float4",
                    "float4", "text", "vector", "int4", "float4"]
-SEQ_COPY_COLUMNS = ("partition_key", "model", "sequence_id", "shot", "start_frame", "end_frame", "start_s", "end_s",
+SEQ_COPY_COLUMNS = ("partition_key", "model", "sequence_number", "shot", "start_frame", "end_frame", "start_s", "end_s",
                     "face_count", "mean_face_px", "mean_blur", "mean_abs_yaw", "mean_quality", "best_detection_id",
                     "template")
 SEQ_COPY_TYPES = ["text", "text", "int4", "int4", "int4", "int4", "float8", "float8", "int4", "float4", "float4",
@@ -275,7 +275,7 @@ def copy_faces(conn, keys: list[str], rows: dict, report_every: int = 250_000) -
     f = rows["faces"]
     cols = [f["video"].tolist(), f["detection_id"].tolist(), f["frame_index"].tolist(), f["timestamp_s"].tolist(),
             f["box"].tolist(), f["detector_score"].tolist(), f["face_px"].tolist(), f["blur"].tolist(),
-            f["yaw"].tolist(), f["pitch"].tolist(), f["roll"].tolist(), f["sequence_id"].tolist(),
+            f["yaw"].tolist(), f["pitch"].tolist(), f["roll"].tolist(), f["sequence_number"].tolist(),
             f["quality_weight"].tolist()]
     vectors = rows["vectors"]
     n = 0
@@ -291,7 +291,7 @@ def copy_faces(conn, keys: list[str], rows: dict, report_every: int = 250_000) -
 
 def copy_sequences(conn, keys: list[str], rows: dict) -> int:
     s = rows["sequences"]
-    names = ("sequence_id", "shot", "start_frame", "end_frame", "start_s", "end_s", "face_count", "mean_face_px",
+    names = ("sequence_number", "shot", "start_frame", "end_frame", "start_s", "end_s", "face_count", "mean_face_px",
              "mean_blur", "mean_abs_yaw", "mean_quality", "best_detection_id")
     cols = [s[k].tolist() for k in names]
     video = s["video"].tolist()
@@ -534,7 +534,7 @@ def main(argv=None) -> int:
             face_ids = np.asarray([r[0] for r in conn.execute(
                 "SELECT id FROM faces ORDER BY partition_key, detection_id")], np.int64)
             seq_ids = np.asarray([r[0] for r in conn.execute(
-                "SELECT id FROM sequences ORDER BY partition_key, sequence_id")], np.int64)
+                "SELECT id FROM sequences ORDER BY partition_key, sequence_number")], np.int64)
         assert len(face_ids) == n_faces and len(seq_ids) == n_seqs
         # generation order is partition_key, then detection / sequence order: row i <-> id
         result["load"] = load
@@ -587,10 +587,10 @@ def main(argv=None) -> int:
         face_rows = list(zip(f["detection_id"].tolist(), f["frame_index"].tolist(), f["timestamp_s"].tolist(),
                              f["box"].tolist(), f["detector_score"].tolist(), f["face_px"].tolist(), f["blur"].tolist(),
                              f["yaw"].tolist(), f["pitch"].tolist(), f["roll"].tolist()))
-        seq_df = pl.DataFrame({k: s[k] for k in ("sequence_id", "shot", "start_frame", "end_frame", "start_s", "end_s",
+        seq_df = pl.DataFrame({k: s[k] for k in ("sequence_number", "shot", "start_frame", "end_frame", "start_s", "end_s",
                                                  "face_count", "mean_face_px", "mean_blur", "mean_abs_yaw",
                                                  "mean_quality", "best_detection_id")})
-        faces_df = pl.DataFrame({"detection_id": f["detection_id"], "sequence_id": f["sequence_id"],
+        faces_df = pl.DataFrame({"detection_id": f["detection_id"], "sequence_number": f["sequence_number"],
                                  "reject_reason": pl.Series([None] * len(f["detection_id"]), dtype=pl.String),
                                  "quality_weight": f["quality_weight"]})
         ingest = {}
@@ -628,17 +628,17 @@ def main(argv=None) -> int:
 
         # did matching find the archive's sequences of the same people? (ground truth)
         id_to_row = {int(i): n for n, i in enumerate(seq_ids)}
-        new_seq_rows = {r["sequence_id"]: r for r in store.sequences_for(key, MODEL)}
-        id_to_new_local = {r["id"]: sid for sid, r in new_seq_rows.items()}
+        new_seq_rows = {r["sequence_number"]: r for r in store.sequences_for(key, MODEL)}
+        number_of_new = {r["id"]: sid for sid, r in new_seq_rows.items()}
         archive_person = lay["seq_person"]
         found_true, found_false, within_true, within_false, expected_capped, expected_all = 0, 0, 0, 0, 0, 0
         for link in last.links:
             a, b = link["sequence_a"], link["sequence_b"]
-            new_side = a if a in id_to_new_local else b
+            new_side = a if a in number_of_new else b
             other = b if new_side == a else a
-            p_new = lay_new["seq_person"][id_to_new_local[new_side]]
-            if other in id_to_new_local:  # two sequences of the new video
-                same = lay_new["seq_person"][id_to_new_local[other]] == p_new
+            p_new = lay_new["seq_person"][number_of_new[new_side]]
+            if other in number_of_new:  # two sequences of the new video
+                same = lay_new["seq_person"][number_of_new[other]] == p_new
                 within_true += bool(same)
                 within_false += not bool(same)
                 continue

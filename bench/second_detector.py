@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from accuracy import HEIGHT_BINS, iou, truth_on_frame  # bench/accuracy.py
+from accuracy import HEIGHT_BINS, truth_on_frame  # bench/accuracy.py
 from machine import machine_facts
+
+from reid_pipeline.faces.base import box_iou
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         for _, _, box in people:
             height = box[3] - box[1]
             name = next(n for n, (lo, hi) in zip(names, HEIGHT_BINS) if lo <= height < hi)
-            found_h = any(iou(box, b) >= 0.5 for b in h)
-            found_c = any(iou(box, b) >= 0.5 for b in c)
+            found_h = any(box_iou(box, b) >= 0.5 for b in h)
+            found_c = any(box_iou(box, b) >= 0.5 for b in c)
             for key, hit in (("hog", found_h), ("hog+cnn every frame", found_h or found_c),
                              ("hog+cnn where hog found nobody", found_h or (found_c and not h))):
                 counts[key][name][0] += 1

@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     (home / "dagster_home").mkdir()
     sys.path.insert(0, str(REPO))
 
-    from reid_pipeline import synthetic
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
+    from reid_pipeline.testing import synthetic
     from reid_pipeline.video import probe
 
     settings = Settings()

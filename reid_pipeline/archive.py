@@ -58,7 +58,6 @@ def match_partition(store: Store, partition_key: str, model: str, dim: int, sett
             "sequence_a": ia, "sequence_b": ib, "partition_a": a["partition_key"], "partition_b": b["partition_key"],
             "score": score, "template_similarity": template_sim,
             "linked": settings.evidence_score(score, a, b) >= settings.threshold,
-            "local_a": a["sequence_id"], "local_b": b["sequence_id"],
         }
         report.rows.append(row)
         if row["linked"]:
@@ -139,7 +138,7 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
             n = group[0]["face_count"]
             unresolved.append((group[0]["id"], f"{n} usable face{'s' if n != 1 else ''}, linked to nobody"))
             continue
-        ident = identity_id([f"{s['partition_key']}:{s['sequence_id']:06d}" for s in group])
+        ident = identity_id([f"{s['partition_key']}:{s['sequence_number']:06d}" for s in group])
         best = max(group, key=lambda s: (s["face_count"] * (s["mean_quality"] or 0), -s["id"]))
         identities.append({
             "identity_id": ident,
@@ -179,7 +178,7 @@ def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: Ma
         ident = identity.get(cand["id"], f"sequence-{cand['id']}")
         entry = results.setdefault(ident, {"identity_id": ident, "score": cand["score"], "sightings": []})
         entry["sightings"].append(
-            {k: cand[k] for k in ("partition_key", "sequence_id", "start_s", "end_s", "face_count", "score")}
+            {k: cand[k] for k in ("partition_key", "sequence_number", "start_s", "end_s", "face_count", "score")}
         )
     return sorted(results.values(), key=lambda r: -r["score"])
 

@@ -439,7 +439,7 @@ def _identity_of_photo(store: Store, settings: Settings, photo: str) -> str | No
 
 
 def _sightings(store: Store, text: str) -> tuple[list[int], str]:
-    """Sequence row ids named by `text`: an identity id (person-...), PARTITION_KEY:SEQUENCE_ID
+    """Sequence row ids named by `text`: an identity id (person-...), PARTITION_KEY:SEQUENCE_NUMBER
     or PARTITION_KEY@SECONDS (the one sequence on screen then). ValueError saying why not."""
     from reid_pipeline import corrections
 
@@ -454,14 +454,14 @@ def _sightings(store: Store, text: str) -> tuple[list[int], str]:
     except ValueError:
         number = None
     if not sep or number is None:
-        raise ValueError(f"{text!r}: want an identity id (person-...), PARTITION_KEY:SEQUENCE_ID or PARTITION_KEY@SECONDS")
-    rows = store.sequences_at(key, time_s=number) if sep == "@" else store.sequences_at(key, sequence_id=int(number))
+        raise ValueError(f"{text!r}: want an identity id (person-...), PARTITION_KEY:SEQUENCE_NUMBER or PARTITION_KEY@SECONDS")
+    rows = store.sequences_at(key, time_s=number) if sep == "@" else store.sequences_at(key, sequence_number=int(number))
     if not rows:
         raise ValueError(f"{text}: no sequence there (see `reid status` for partition keys)")
-    if len({r["sequence_id"] for r in rows}) > 1:
+    if len({r["sequence_number"] for r in rows}) > 1:
         raise ValueError(f"{text}: {len(rows)} people on screen then; name one: "
-                         + ", ".join(f"{key}:{r['sequence_id']}" for r in rows))
-    return [rows[0]["id"]], f"{key}:{rows[0]['sequence_id']}"
+                         + ", ".join(f"{key}:{r['sequence_number']}" for r in rows))
+    return [rows[0]["id"]], f"{key}:{rows[0]['sequence_number']}"
 
 
 def cmd_identity(args: argparse.Namespace) -> int:
@@ -752,7 +752,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     queries = []  # (label, model, dim, vectors, exclude)
     if args.sequence and not args.sequence.rpartition(":")[2].isdigit():
-        print(f"reid: --sequence wants PARTITION_KEY:SEQUENCE_ID (e.g. {args.sequence}:0), got {args.sequence!r}",
+        print(f"reid: --sequence wants PARTITION_KEY:SEQUENCE_NUMBER (e.g. {args.sequence}:0), got {args.sequence!r}",
               file=sys.stderr)
         return 2
     if args.photo:
@@ -764,8 +764,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         queries.append((f"photo {args.photo}", backend.model_name, backend.dim, vectors, set()))
     else:
         if args.sequence:
-            key, _, local = args.sequence.rpartition(":")
-            rows = store.sequences_at(key, sequence_id=int(local))
+            key, _, number = args.sequence.rpartition(":")
+            rows = store.sequences_at(key, sequence_number=int(number))
         else:
             rows = store.sequences_at(args.video, time_s=args.time)
         if not rows:
@@ -774,7 +774,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         faces = store.sequence_faces([r["id"] for r in rows])
         for r in rows:
             if r["id"] in faces:
-                label = f"{r['partition_key']}:{r['sequence_id']} ({r['start_s']:.1f}-{r['end_s']:.1f} s)"
+                label = f"{r['partition_key']}:{r['sequence_number']} ({r['start_s']:.1f}-{r['end_s']:.1f} s)"
                 queries.append((label, r["model"], r["dim"], faces[r["id"]][0], {r["id"]}))
     found_any = False
     for label, model, dim, vectors, exclude in queries:
@@ -787,7 +787,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             found_any = True
             print(f"  {r['identity_id']}  best score {r['score']:.3f}")
             for s in r["sightings"]:
-                print(f"    {s['partition_key']}:{s['sequence_id']}  {s['start_s']:.1f}-{s['end_s']:.1f} s"
+                print(f"    {s['partition_key']}:{s['sequence_number']}  {s['start_s']:.1f}-{s['end_s']:.1f} s"
                       f"  {s['face_count']} faces  score {s['score']:.3f}")
     return 0 if found_any else 1
 
@@ -798,6 +798,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
     from reid_pipeline.evidence import evidence_at
     from reid_pipeline.pipeline import asset_path, chips_from_file, read_detections
+    from reid_pipeline.sequences import current_columns
 
     settings = Settings()
     paths = {
@@ -809,8 +810,8 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     if missing:
         print(f"reid: {args.video}: no sequences yet (missing {', '.join(missing)})", file=sys.stderr)
         return 1
-    active, png = evidence_at(read_detections(paths["detections"]), pl.read_parquet(paths["membership"]),
-                              pl.read_parquet(paths["sequences"]), frame_index=args.frame, time_s=args.time,
+    active, png = evidence_at(read_detections(paths["detections"]), current_columns(pl.read_parquet(paths["membership"])),
+                              current_columns(pl.read_parquet(paths["sequences"])), frame_index=args.frame, time_s=args.time,
                               chips=chips_from_file(paths["detections"]))
     moment = f"{args.time:.2f} s" if args.time is not None else f"frame {args.frame}"
     if not active.height:
@@ -821,7 +822,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     out.write_bytes(png)
     print(f"{active.height} sequences on screen at {moment} in {args.video}:")
     for s in active.iter_rows(named=True):
-        print(f"  sequence {s['sequence_id']}: {s['start_s']:.1f}-{s['end_s']:.1f} s, {s['face_count']} faces")
+        print(f"  sequence {s['sequence_number']}: {s['start_s']:.1f}-{s['end_s']:.1f} s, {s['face_count']} faces")
     print(f"chips written to {out}")
     return 0
 
@@ -861,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     query = search.add_mutually_exclusive_group(required=True)
     query.add_argument("--photo", help="an image with the person's face (the largest face is used)")
     query.add_argument("--video", help="a partition key; with --time, the sequences on screen then")
-    query.add_argument("--sequence", help="PARTITION_KEY:SEQUENCE_ID")
+    query.add_argument("--sequence", help="PARTITION_KEY:SEQUENCE_NUMBER")
     search.add_argument("--time", type=float, help="seconds into --video")
     search.add_argument("--method", default=None, help="template (default), topk_mean or robust_hausdorff")
     search.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
@@ -885,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
     identity = sub.add_parser(
         "identity", help="correct the identities: merge, split, not-same, label, hide (kept across recomputations)",
         description="Corrections are constraints that every recomputation of the identities obeys. A sighting is"
-                    " PARTITION_KEY:SEQUENCE_ID or PARTITION_KEY@SECONDS; an identity is its id (person-...).",
+                    " PARTITION_KEY:SEQUENCE_NUMBER or PARTITION_KEY@SECONDS; an identity is its id (person-...).",
         epilog="examples:  reid identity merge person-1a2b3c4d5e person-6f7a8b9c0d\n"
                "           reid identity split clip-3f9a1c2e:4          (this sighting is not the person it is with)\n"
                "           reid identity not-same person-1a2b3c4d5e person-6f7a8b9c0d\n"

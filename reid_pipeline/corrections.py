@@ -57,11 +57,11 @@ def sightings_of(store: Store, sequence_ids: Iterable[int]) -> list[dict]:
 
 def identity_sequences(store: Store, identity_id: str) -> tuple[str, list[int]]:
     """(model, sequence row ids) of an identity; KeyError when there is none of that id."""
-    rows = store.rows("SELECT model, sequence FROM identity_sequences WHERE identity_id = %s ORDER BY sequence",
+    rows = store.rows("SELECT model, sequence_id FROM identity_sequences WHERE identity_id = %s ORDER BY sequence_id",
                       (identity_id,))
     if not rows:
         raise KeyError(f"no identity {identity_id!r}")
-    return rows[0]["model"], [r["sequence"] for r in rows if r["model"] == rows[0]["model"]]
+    return rows[0]["model"], [r["sequence_id"] for r in rows if r["model"] == rows[0]["model"]]
 
 
 def record(store: Store, kind: str, side_a: Sequence[dict], side_b: Sequence[dict] = (), value: str | None = None,
@@ -139,7 +139,7 @@ def merge(store: Store, identity_ids: Sequence[str], source: str = "cli") -> int
 def move_out(store: Store, sequence_id: int, source: str = "cli") -> int:
     """"This sighting is not this person": a cannot-link between the sighting and the rest
     of the identity that holds it now."""
-    rows = store.rows("SELECT model, identity_id FROM identity_sequences WHERE sequence = %s", (sequence_id,))
+    rows = store.rows("SELECT model, identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
     if not rows:
         raise KeyError(f"sequence {sequence_id} belongs to no identity")
     _, members = identity_sequences(store, rows[0]["identity_id"])
@@ -175,7 +175,7 @@ def hide(store: Store, identity_id: str, source: str = "cli") -> int:
 
 def identity_holding(store: Store, sequence_id: int) -> str | None:
     """The identity that holds a sequence now (None: unresolved or gone)."""
-    rows = store.rows("SELECT identity_id FROM identity_sequences WHERE sequence = %s", (sequence_id,))
+    rows = store.rows("SELECT identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
     return rows[0]["identity_id"] if rows else None
 
 
@@ -214,7 +214,7 @@ def resolve(store: Store, model: str, refs: Sequence[dict], sequences: Sequence[
     if partitions:
         for f in store.rows(
             "SELECT f.partition_key, f.timestamp_s, f.box, s.id FROM faces f JOIN sequences s"
-            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_id = f.sequence_id"
+            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
             " WHERE f.model = %s AND f.partition_key = ANY(%s)", (model, partitions)):
             faces.setdefault(f["partition_key"], []).append(f)
     by_video: dict[str, list[dict]] = {}

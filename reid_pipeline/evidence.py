@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from reid_pipeline.pipeline import ChipSource, chips_in
+from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, sequence_label
 from reid_pipeline.sequences import active_at
-from reid_pipeline.silhouette import sequence_sheet
 
 
 def evidence_at(
@@ -22,17 +22,16 @@ def evidence_at(
     with its id, time span and the chips nearest that moment (the face at that very frame
     first when there is one). Chips come from `chips` (default: the `chip` column)."""
     active = active_at(sequences, frame_index, time_s)
-    faces = detections.join(membership.select("detection_id", "sequence_id"), on="detection_id")
+    faces = detections.join(membership.select("detection_id", "sequence_number"), on="detection_id")
     moment = frame_index if frame_index is not None else None
     picked = []
     for seq in active.iter_rows(named=True):
-        members = faces.filter(pl.col("sequence_id") == seq["sequence_id"])
+        members = faces.filter(pl.col("sequence_number") == seq["sequence_number"])
         if moment is None:
             members = members.with_columns(d=(pl.col("timestamp_s") - time_s).abs())
         else:
             members = members.with_columns(d=(pl.col("frame_index") - moment).abs())
         ids = members.sort("d").head(chips_per_sequence).sort("frame_index")["detection_id"].to_list()
-        label = f"sequence {seq['sequence_id']}\n{seq['start_s']:.1f}-{seq['end_s']:.1f} s\n{seq['face_count']} faces"
-        picked.append((label, ids))
+        picked.append((sequence_label(seq), ids))
     found = (chips or chips_in(detections))([i for _, ids in picked for i in ids])
-    return active, sequence_sheet([(label, [found[i] for i in ids if i in found]) for label, ids in picked])
+    return active, chip_sheet([SheetRow([found[i] for i in ids if i in found], label) for label, ids in picked])

@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from reid_pipeline.pipeline import asset_path, write_parquet
+from reid_pipeline.sequences import current_columns
 from reid_pipeline.store import Store
 
 # the per-video parquet files: (asset, suffix, column holding the face's detection id)
@@ -91,17 +92,17 @@ def plan_video(store: Store, data_root: str | Path, partition_key: str, cache_di
 
 def plan_identity(store: Store, data_root: str | Path, model: str, identity_id: str) -> ForgetPlan:
     members = store.rows(
-        "SELECT s.id, s.partition_key, s.sequence_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence"
-        " WHERE m.model = %s AND m.identity_id = %s ORDER BY s.partition_key, s.sequence_id", (model, identity_id))
+        "SELECT s.id, s.partition_key, s.sequence_number FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
+        " WHERE m.model = %s AND m.identity_id = %s ORDER BY s.partition_key, s.sequence_number", (model, identity_id))
     if not members:
         raise KeyError(f"no identity {identity_id!r} of model {model}")
     plan = ForgetPlan("identity", f"{model}/{identity_id}", sorted({m["partition_key"] for m in members}),
                       [m["id"] for m in members])
     for key in plan.videos:
-        local = [m["sequence_id"] for m in members if m["partition_key"] == key]
+        numbers = [m["sequence_number"] for m in members if m["partition_key"] == key]
         ids = [r["detection_id"] for r in store.rows(
-            "SELECT detection_id FROM faces WHERE partition_key = %s AND model = %s AND sequence_id = ANY(%s)",
-            (key, model, local))]
+            "SELECT detection_id FROM faces WHERE partition_key = %s AND model = %s AND sequence_number = ANY(%s)",
+            (key, model, numbers))]
         plan.faces += len(ids)
         plan.rewrites[key] = ids
         if _report_folder(Path(data_root), key).exists():
@@ -129,8 +130,9 @@ def carry_out(store: Store, data_root: str | Path, plan: ForgetPlan, delete_sour
                 write_parquet(pl.read_parquet(path).filter(~pl.col(column).is_in(ids)), path)
         sequences = asset_path(data_root, "face_sequences", key)
         if sequences.exists():  # the sequences whose faces went
-            kept = pl.read_parquet(asset_path(data_root, "face_sequences", key, ".faces.parquet"))["sequence_id"].unique()
-            write_parquet(pl.read_parquet(sequences).filter(pl.col("sequence_id").is_in(kept.implode())), sequences)
+            kept = current_columns(pl.read_parquet(asset_path(data_root, "face_sequences", key, ".faces.parquet")))
+            write_parquet(current_columns(pl.read_parquet(sequences))
+                          .filter(pl.col("sequence_number").is_in(kept["sequence_number"].unique().implode())), sequences)
     for path in plan.files:
         if path.is_dir():
             shutil.rmtree(path)

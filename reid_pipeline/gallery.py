@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from reid_pipeline.pages import render
+from reid_pipeline.presentation.pages import render
 from reid_pipeline.sources import file_name
 
 
@@ -27,7 +27,7 @@ def write_gallery(
     """Write `index.html`, `<identity>.html` and face thumbnails under `folder`.
 
     `identities` rows: identity_id, sequence_count, video_count, face_count, best_sequence;
-    `sightings` rows: identity_id, id (sequence row), partition_key, sequence_id, start_s,
+    `sightings` rows: identity_id, id (sequence row), partition_key, sequence_number, start_s,
     end_s, face_count, best_detection_id; `unresolved` rows: the same less identity_id, plus
     reason; `chip(partition_key, detection_id)` gives a JPEG."""
     folder = Path(folder)

@@ -33,8 +33,8 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from reid_pipeline import corrections
-from reid_pipeline.pages import plural
 from reid_pipeline.pipeline import chip_reader
+from reid_pipeline.presentation.pages import plural
 from reid_pipeline.sources import cached_copy, file_name, source_file
 from reid_pipeline.store import Store
 
@@ -141,7 +141,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         ids = [r["id"] for r in rows]
         faces = store.rows(
             "SELECT s.id, f.detection_id FROM sequences s JOIN faces f ON f.partition_key = s.partition_key"
-            " AND f.model = s.model AND f.sequence_id = s.sequence_id WHERE s.id = ANY(%s) AND f.reject_reason IS NULL"
+            " AND f.model = s.model AND f.sequence_number = s.sequence_number WHERE s.id = ANY(%s) AND f.reject_reason IS NULL"
             " ORDER BY s.id, f.timestamp_s", (ids,))
         by_seq: dict[int, list[int]] = {}
         for f in faces:
@@ -295,13 +295,13 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     async def play(request: Request):
         seq = int(request.path_params["sequence"])
-        rows = store.rows("SELECT s.id, s.model, s.partition_key, s.sequence_id, s.start_s, s.end_s, v.source_uri FROM sequences s"
+        rows = store.rows("SELECT s.id, s.model, s.partition_key, s.sequence_number, s.start_s, s.end_s, v.source_uri FROM sequences s"
                           " JOIN videos v USING (partition_key) WHERE s.id = %s", (seq,))
         if not rows:
             return RedirectResponse(f"/?{urlencode({'err': 'that sighting is gone'})}", status_code=303)
         s = rows[0]
         faces = store.rows("SELECT detection_id, timestamp_s FROM faces WHERE partition_key = %s AND model = %s"
-                           " AND sequence_id = %s ORDER BY timestamp_s", (s["partition_key"], s["model"], s["sequence_id"]))
+                           " AND sequence_number = %s ORDER BY timestamp_s", (s["partition_key"], s["model"], s["sequence_number"]))
         video = _video_file(s["source_uri"])
         suffix = Path(file_name(s["source_uri"])).suffix.lower()
         playable = video is not None and suffix in PLAYABLE

@@ -10,14 +10,15 @@ import numpy as np
 import polars as pl
 
 from reid_pipeline.evidence import evidence_at
-from reid_pipeline.pages import render
 from reid_pipeline.pipeline import ChipSource, chips_in, write_parquet
-from reid_pipeline.silhouette import Silhouette, projection_plot, sequence_sheet, silhouette, silhouette_plot
+from reid_pipeline.presentation.pages import render
+from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, projection_plot, sequence_label, silhouette_plot
+from reid_pipeline.silhouette import Silhouette, silhouette
 
 
-def chip_ids_of(membership: pl.DataFrame, sequence_id: int, n: int = 6) -> list[int]:
+def chip_ids_of(membership: pl.DataFrame, sequence_number: int, n: int = 6) -> list[int]:
     """Up to `n` detections of a sequence, spread over its span."""
-    ids = membership.filter(pl.col("sequence_id") == sequence_id)["detection_id"].sort().to_list()
+    ids = membership.filter(pl.col("sequence_number") == sequence_number)["detection_id"].sort().to_list()
     picks = np.linspace(0, len(ids) - 1, min(n, len(ids))).round().astype(int) if ids else []
     return [ids[i] for i in picks]
 
@@ -35,22 +36,20 @@ def write_silhouette_report(
     and the pictures (PNG bytes by name) that were written. Chips come from `chips`
     (default: the detections' `chip` column)."""
     chips = chips or chips_in(detections)
-    ids = membership["sequence_id"].fill_null(-1).to_numpy()
+    ids = membership["sequence_number"].fill_null(-1).to_numpy()
     result = silhouette(vectors, ids)
     pictures = {"silhouette_plot": silhouette_plot(result, ids)}
     if len(vectors) >= 2:
         pictures["projection"] = projection_plot(vectors, ids)
-    shown = [(s, chip_ids_of(membership, s["sequence_id"])) for s in sequences.head(40).iter_rows(named=True)]
+    shown = [(s, chip_ids_of(membership, s["sequence_number"])) for s in sequences.head(40).iter_rows(named=True)]
     found = chips([i for _, ids in shown for i in ids])
-    pictures["contact_sheet"] = sequence_sheet([
-        (f"sequence {s['sequence_id']}\n{s['start_s']:.1f}-{s['end_s']:.1f} s\n{s['face_count']} faces"
-         + (f", s={result.per_sequence[s['sequence_id']]:.2f}" if s["sequence_id"] in result.per_sequence else ""),
-         [found[i] for i in ids if i in found])
-        for s, ids in shown
+    scores = {n: f", s={v:.2f}" for n, v in result.per_sequence.items()}
+    pictures["contact_sheet"] = chip_sheet([
+        SheetRow([found[i] for i in ids if i in found], sequence_label(s, scores.get(s["sequence_number"], ""))) for s, ids in shown
     ])
     if sequences.height:
         # the busiest moment: the sampled frame with the most sequences on screen
-        counts = membership.drop_nulls("sequence_id").join(detections.select("detection_id", "frame_index"), on="detection_id")
+        counts = membership.drop_nulls("sequence_number").join(detections.select("detection_id", "frame_index"), on="detection_id")
         busiest = int(counts.group_by("frame_index").len().sort(["len", "frame_index"], descending=[True, False])["frame_index"][0])
         _, pictures[f"evidence_frame_{busiest}"] = evidence_at(detections, membership, sequences, frame_index=busiest, chips=chips)
     for name, png in pictures.items():
@@ -62,7 +61,7 @@ def write_silhouette_report(
     }
     (folder / "silhouette.json").write_text(json.dumps(summary, indent=2))
     write_parquet(
-        membership.select("detection_id", "sequence_id").with_columns(silhouette=pl.Series(result.per_face, dtype=pl.Float32)),
+        membership.select("detection_id", "sequence_number").with_columns(silhouette=pl.Series(result.per_face, dtype=pl.Float32)),
         folder / "per_face.parquet",
     )
     (folder / "report.html").write_text(render(

@@ -17,6 +17,9 @@ from where the sequence's motion predicts it, in face widths). Rules:
 
 Each sequence gets a template: the quality-weighted mean of its unit embeddings,
 re-normalised.
+
+Names: a sequence's `sequence_number` is its number within the video (0, 1, ...);
+`sequence_id` is always the row id the database gives it (`sequences.id`).
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def quality_weight(face_px: np.ndarray, blur: np.ndarray, yaw: np.ndarray, pitch
 
 @dataclass
 class _Open:
-    sequence_id: int
+    sequence_number: int
     template: np.ndarray  # running appearance, unit vector
     box: np.ndarray  # last x1, y1, x2, y2
     velocity: np.ndarray  # centre motion per sampled frame
@@ -115,7 +118,7 @@ class _Open:
 
 @dataclass
 class SequenceResult:
-    faces: pl.DataFrame  # detection_id, quality_weight, reject_reason, sequence_id, shot
+    faces: pl.DataFrame  # detection_id, quality_weight, reject_reason, sequence_number, shot
     sequences: pl.DataFrame  # one row per sequence, with its template
     templates: np.ndarray  # (n_sequences, dim), row i = sequence i
     frames: pl.DataFrame  # sampled frames with their shot
@@ -198,7 +201,7 @@ def build_sequences(
                 seq = _Open(next_id, embeddings[row].copy(), boxes[row], np.zeros(2), pos)
                 next_id += 1
                 open_.append(seq)
-            sequence_of[row] = seq.sequence_id
+            sequence_of[row] = seq.sequence_number
         if at_cut:  # the sequences that did not go on across the cut end here
             open_ = [s for s in open_ if s.last_pos == pos]
 
@@ -207,7 +210,7 @@ def build_sequences(
             "detection_id": detections["detection_id"],
             "quality_weight": pl.Series(weights, dtype=pl.Float32),
             "reject_reason": pl.Series(reasons, dtype=pl.Utf8),
-            "sequence_id": pl.Series([int(s) if s >= 0 else None for s in sequence_of], dtype=pl.Int32),
+            "sequence_number": pl.Series([int(s) if s >= 0 else None for s in sequence_of], dtype=pl.Int32),
             "shot": pl.Series([shot_of.get(f) for f in detections["frame_index"].to_list()], dtype=pl.Int32),
         }
     )
@@ -222,7 +225,7 @@ def build_sequences(
         best = int(members[int(np.argmax(w))])
         seq_rows.append(
             {
-                "sequence_id": sid,
+                "sequence_number": sid,
                 "shot": int(shot_of[int(sub["frame_index"][0])]),
                 "start_frame": int(sub["frame_index"].min()),
                 "end_frame": int(sub["frame_index"].max()),
@@ -239,7 +242,7 @@ def build_sequences(
     sequences = pl.DataFrame(
         seq_rows,
         schema={
-            "sequence_id": pl.Int32, "shot": pl.Int32, "start_frame": pl.Int32, "end_frame": pl.Int32,
+            "sequence_number": pl.Int32, "shot": pl.Int32, "start_frame": pl.Int32, "end_frame": pl.Int32,
             "start_s": pl.Float64, "end_s": pl.Float64, "face_count": pl.Int32, "mean_face_px": pl.Float32,
             "mean_blur": pl.Float32, "mean_abs_yaw": pl.Float32, "mean_quality": pl.Float32,
             "best_detection_id": pl.Int32,
@@ -254,6 +257,17 @@ def build_sequences(
     )
 
 
+# Parquet files written before the rename (sql/010) call the number within the video
+# `sequence_id`; they stay in a data root until their video is sequenced again.
+_RENAMED = {"sequence_id": "sequence_number"}
+
+
+def current_columns(table: pl.DataFrame) -> pl.DataFrame:
+    """A `face_sequences` table (sequences or faces) read from parquet, with today's column
+    names whichever version wrote it."""
+    return table.rename({old: new for old, new in _RENAMED.items() if old in table.columns and new not in table.columns})
+
+
 def active_at(sequences: pl.DataFrame, frame_index: int | None = None, time_s: float | None = None) -> pl.DataFrame:
     """The sequences on screen at a frame (or a time): those whose span covers it."""
     if frame_index is not None:
@@ -264,14 +278,14 @@ def active_at(sequences: pl.DataFrame, frame_index: int | None = None, time_s: f
 
 
 def purity_and_fragmentation(
-    sequence_ids: list[int | None], persons: list[str | None], shots: list[int | None]
+    sequence_numbers: list[int | None], persons: list[str | None], shots: list[int | None]
 ) -> dict:
     """Ground-truth scores of a sequencing. purity: share of faces (in sequences) whose
     sequence's majority person is theirs; fragmentation: sequences per (person, shot) that
     has any sequenced face (1.0 is ideal)."""
     by_seq: dict[int, list[str]] = {}
     pairs: dict[tuple, set] = {}
-    for sid, person, shot in zip(sequence_ids, persons, shots):
+    for sid, person, shot in zip(sequence_numbers, persons, shots):
         if sid is None or person is None:
             continue
         by_seq.setdefault(sid, []).append(person)

@@ -26,13 +26,13 @@ def process(defs, instance, store, paths, rebuild=True):
 def people(store):
     """The identities as sorted lists of (video, sequence number): independent of row ids."""
     groups = {}
-    for r in store.rows("SELECT m.identity_id, s.partition_key, s.sequence_id FROM identity_sequences m"
-                        " JOIN sequences s ON s.id = m.sequence"):
-        groups.setdefault(r["identity_id"], []).append((r["partition_key"][:5], r["sequence_id"]))
+    for r in store.rows("SELECT m.identity_id, s.partition_key, s.sequence_number FROM identity_sequences m"
+                        " JOIN sequences s ON s.id = m.sequence_id"):
+        groups.setdefault(r["identity_id"], []).append((r["partition_key"][:5], r["sequence_number"]))
     return sorted(sorted(g) for g in groups.values())
 
 
 def sequence(store, video, number):
     """The row id of a video's sequence by its number (fix_a: 0 astronaut, 1 Tom Hanks; fix_b: 0 t1_0, 1 astronaut)."""
-    [row] = store.sequences_at(partition_key_for(video), sequence_id=number)
+    [row] = store.sequences_at(partition_key_for(video), sequence_number=number)
     return row["id"]

@@ -6,10 +6,10 @@ import urllib.request
 
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.buckets import BucketError, BucketLocation, make_client, parse_s3_uri, scan_bucket
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import local_path
+from reid_pipeline.testing import synthetic
 from reid_pipeline.video import VideoError, probe
 
 BUCKET = "reid-inbox"

@@ -2,9 +2,9 @@
 
 import shutil
 
-from reid_pipeline import synthetic
 from reid_pipeline.cli import main
 from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.testing import synthetic
 
 
 def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir):
@@ -36,6 +36,16 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert main(["evidence", key, "--time", "0.5", "--out", str(reid_env / "ev.png")]) == 0
     out = capsys.readouterr().out
     assert "2 sequences on screen" in out and (reid_env / "ev.png").read_bytes()[:4] == b"\x89PNG"
+    # face_sequences files written before the rename (sql/010) call the sequence number sequence_id
+    import polars as pl
+
+    for path in (data / "face_sequences").glob(f"{key}*.parquet"):
+        table = pl.read_parquet(path)
+        if "sequence_number" in table.columns:
+            table.rename({"sequence_number": "sequence_id"}).write_parquet(path)
+    assert main(["evidence", key, "--time", "0.5", "--out", str(reid_env / "ev_old.png")]) == 0
+    assert "2 sequences on screen" in capsys.readouterr().out
+    assert (reid_env / "ev_old.png").read_bytes() == (reid_env / "ev.png").read_bytes()
     assert main(["evidence", key, "--time", "100", "--out", str(reid_env / "none.png")]) == 1
     assert "nobody is on screen at 100.00 s" in capsys.readouterr().err and not (reid_env / "none.png").exists()
 
@@ -57,7 +67,7 @@ def test_cli_says_what_is_wrong_with_a_query(reid_env, store, capsys, tmp_path):
     assert main(["search", "--photo", str(tmp_path / "missing.jpg")]) == 2
     assert "missing.jpg: no such file" in capsys.readouterr().err
     assert main(["search", "--sequence", "clip-1a2b3c4d"]) == 2
-    assert "PARTITION_KEY:SEQUENCE_ID" in capsys.readouterr().err
+    assert "PARTITION_KEY:SEQUENCE_NUMBER" in capsys.readouterr().err
 
 
 def test_retry_runs_again_what_did_not_finish(reid_env, store, capsys, videos_dir):

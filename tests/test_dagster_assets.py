@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
+from reid_pipeline.testing import synthetic
 from tests.helpers import failure_message
 
 
@@ -183,11 +183,11 @@ def test_sequences_and_silhouette_report_in_the_ui(defs, instance, store, cut_vi
     assert evaluation.passed
     with store.connection() as conn:
         rows = conn.execute(
-            "SELECT sequence_id, face_count, vector_dims(template) AS dim FROM sequences WHERE partition_key = %s",
+            "SELECT sequence_number, face_count, vector_dims(template) AS dim FROM sequences WHERE partition_key = %s",
             (key,),
         ).fetchall()
         members = conn.execute(
-            "SELECT count(*) AS n FROM faces WHERE partition_key = %s AND sequence_id IS NOT NULL", (key,)
+            "SELECT count(*) AS n FROM faces WHERE partition_key = %s AND sequence_number IS NOT NULL", (key,)
         ).fetchone()["n"]
     assert len(rows) == 4 and {r["dim"] for r in rows} == {128}
     assert members == sum(r["face_count"] for r in rows)

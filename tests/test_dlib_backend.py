@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.faces import load_backend
+from reid_pipeline.testing import synthetic
 
 
 @pytest.fixture(scope="module")

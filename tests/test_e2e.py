@@ -71,7 +71,7 @@ def _make_root() -> Path:
 
 def _write_video(path: Path) -> None:
     """A 3 s MJPG clip of two real people walking past each other (package photos)."""
-    from reid_pipeline import synthetic
+    from reid_pipeline.testing import synthetic
 
     gt = synthetic.write_video(synthetic.two_people_walking(seconds=3.0), path)
     assert path.stat().st_size > 0 and len(gt.persons) == 2
@@ -398,7 +398,7 @@ def test_dropped_video_is_processed_by_the_running_stack():
         print(f"{faces} faces of {DROPPED_NAME!r} in Postgres; total {time.monotonic() - t_start:.1f} s")
 
         # An archive backfill against the same running stack: a folder of two more videos.
-        from reid_pipeline import synthetic
+        from reid_pipeline.testing import synthetic
 
         archive = root / "archive"
         synthetic.write_video(synthetic.cut_and_return(seconds_per_shot=2.0), archive / "sub" / "cut, [b].avi")
@@ -616,7 +616,7 @@ def test_a_killed_run_worker_is_retried_and_the_video_ends_ready():
     proc = None
     try:
         source = root / "src" / "long.avi"
-        from reid_pipeline import synthetic
+        from reid_pipeline.testing import synthetic
 
         synthetic.write_video(synthetic.two_people_walking(seconds=12.0), source)
         port = _free_port()

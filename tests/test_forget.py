@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from reid_pipeline import synthetic
 from reid_pipeline.archive import photo_query, search
 from reid_pipeline.cli import main
 from reid_pipeline.faces import load_backend
 from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import match_settings_for
+from reid_pipeline.testing import synthetic
 
 
 def _scene(pairs):

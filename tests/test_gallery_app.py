@@ -14,13 +14,14 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from reid_pipeline import corrections, synthetic
+from reid_pipeline import corrections
 from reid_pipeline.cli import _DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
 from reid_pipeline.gallery_app import GalleryContext, create_app
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import DEFAULT_METHOD
+from reid_pipeline.testing import synthetic
 from tests.helpers import people, process, sequence
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -209,5 +210,5 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     assert status == 200 and "Nothing forgotten" in html and corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "forget"})
     assert status == 200 and "Forgotten:" in html
-    assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_id = 1", (key,))
+    assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_number = 1", (key,))
     assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_b", 0)]]  # the others and their corrections stay

@@ -5,9 +5,9 @@ from reid_pipeline.gallery import write_gallery
 
 def test_gallery_escapes_file_names_and_lists_unresolved_sequences(tmp_path):
     evil = "file:///videos/%3Cscript%3Ealert(1)%3C%2Fscript%3E%20%26%20'quote'.avi"
-    sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_id": 0, "start_s": 1.0,
+    sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_number": 0, "start_s": 1.0,
                 "end_s": 3.5, "face_count": 9, "best_detection_id": 4, "source_uri": evil}
-    loose = {**{k: v for k, v in sighting.items() if k != "identity_id"}, "id": 2, "sequence_id": 3, "face_count": 1,
+    loose = {**{k: v for k, v in sighting.items() if k != "identity_id"}, "id": 2, "sequence_number": 3, "face_count": 1,
              "reason": "1 usable face, linked to nobody"}
     identity = {"identity_id": "person-1", "sequence_count": 1, "video_count": 1, "face_count": 9, "best_sequence": 1}
     index = write_gallery(tmp_path, [identity], [sighting], lambda key, det: b"\xff\xd8jpeg", title="<b>t</b>",
@@ -31,7 +31,7 @@ def test_a_script_in_a_file_name_never_runs_in_the_browser(tmp_path):
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (./reid test installs it where it can)")
     evil = "file:///v/%3Cscript%3Edocument.title%3D%27PWNED%27%3C%2Fscript%3E.avi"
-    sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_id": 0, "start_s": 0.0,
+    sighting = {"identity_id": "person-1", "id": 1, "partition_key": "v-1", "sequence_number": 0, "start_s": 0.0,
                 "end_s": 1.0, "face_count": 3, "best_detection_id": 0, "source_uri": evil}
     identity = {"identity_id": "person-1", "sequence_count": 1, "video_count": 1, "face_count": 3, "best_sequence": 1}
     write_gallery(tmp_path, [identity], [sighting], lambda key, det: None)

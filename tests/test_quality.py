@@ -31,7 +31,7 @@ def test_blur_score_prefers_sharp_chips():
 def test_a_small_sharp_face_is_judged_at_its_own_resolution():
     """A 40-px face enlarged into a 150-px chip looks soft at 112 px; at the face's own
     resolution it is sharp, and a blurred one still reads as blurred."""
-    from reid_pipeline import synthetic
+    from reid_pipeline.testing import synthetic
 
     photo = synthetic.face_by_person("astronaut")
     x1, y1, x2, y2 = photo.face_box

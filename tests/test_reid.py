@@ -4,10 +4,10 @@ depend on the order the videos are processed in."""
 
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.sources import uri_for
+from reid_pipeline.testing import synthetic
 from tests.helpers import failure_message
 
 
@@ -64,12 +64,12 @@ def _people_by_identity(store):
     """identity -> set of (video, person) from ground truth placement (one person per sequence)."""
     with store.connection() as conn:
         rows = conn.execute(
-            "SELECT m.identity_id, s.partition_key, s.sequence_id FROM identity_sequences m"
-            " JOIN sequences s ON s.id = m.sequence ORDER BY 1, 2, 3"
+            "SELECT m.identity_id, s.partition_key, s.sequence_number FROM identity_sequences m"
+            " JOIN sequences s ON s.id = m.sequence_id ORDER BY 1, 2, 3"
         ).fetchall()
     groups = {}
     for r in rows:
-        groups.setdefault(r["identity_id"], set()).add((r["partition_key"], r["sequence_id"]))
+        groups.setdefault(r["identity_id"], set()).add((r["partition_key"], r["sequence_number"]))
     return sorted(sorted(g) for g in groups.values())
 
 
@@ -177,7 +177,7 @@ def test_a_two_face_sequence_of_a_known_person_joins_that_person(defs, instance,
         [short] = conn.execute("SELECT id FROM sequences WHERE partition_key = %s AND face_count = 2", (d,)).fetchall()
         partitions = conn.execute(
             "SELECT s.partition_key FROM identity_sequences m JOIN identity_sequences me USING (model, identity_id)"
-            " JOIN sequences s ON s.id = m.sequence WHERE me.sequence = %s", (short["id"],)).fetchall()
+            " JOIN sequences s ON s.id = m.sequence_id WHERE me.sequence_id = %s", (short["id"],)).fetchall()
     assert sorted(r["partition_key"] for r in partitions) == sorted([a, d])
     assert md["identities"]["unresolved_sequences"].value == 0
     assert md["identities"]["identities"].value == 3  # astronaut, Tom Hanks, t1_2

@@ -4,7 +4,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reid_pipeline import synthetic
 from reid_pipeline.evidence import evidence_at
 from reid_pipeline.faces import load_backend
 from reid_pipeline.pipeline import detect_video, embed_detections
@@ -16,6 +15,7 @@ from reid_pipeline.sequences import (
     purity_and_fragmentation,
 )
 from reid_pipeline.silhouette import band, silhouette
+from reid_pipeline.testing import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +47,18 @@ def test_sequences_are_pure_and_cuts_end_them(cut_and_return):
     result, faces = _sequenced(gt, run, vectors)
     assert None not in faces["person"].to_list()  # every detection is a real face
     assert faces["reject_reason"].null_count() == faces.height  # all pass the gate here
-    scores = purity_and_fragmentation(faces["sequence_id"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
+    scores = purity_and_fragmentation(faces["sequence_number"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
     assert scores["purity"] == 1.0 and scores["impure_sequences"] == 0
     assert scores["fragmentation"] == 1.0  # one sequence per person per shot
     # three shots found; no sequence crosses a cut
     assert result.frames["shot"].n_unique() == 3
-    assert (faces.group_by("sequence_id").agg(pl.col("shot").n_unique())["shot"] == 1).all()
+    assert (faces.group_by("sequence_number").agg(pl.col("shot").n_unique())["shot"] == 1).all()
     # P in shot A and P again in shot C are different sequences
     p = "astronaut"
-    p_sequences = faces.filter(pl.col("person") == p).group_by("shot").agg(pl.col("sequence_id").unique())
-    assert p_sequences.height == 2 and len(set(sum(p_sequences["sequence_id"].to_list(), []))) == 2
+    p_sequences = faces.filter(pl.col("person") == p).group_by("shot").agg(pl.col("sequence_number").unique())
+    assert p_sequences.height == 2 and len(set(sum(p_sequences["sequence_number"].to_list(), []))) == 2
     # no sequence holds two faces of one frame
-    assert faces.group_by("sequence_id", "frame_index").len()["len"].max() == 1
+    assert faces.group_by("sequence_number", "frame_index").len()["len"].max() == 1
     assert result.sequences.height == 4 and (result.sequences["face_count"] == 10).all()
     norms = np.linalg.norm(result.templates, axis=1)
     assert norms == pytest.approx(1.0, abs=1e-5)
@@ -83,7 +83,7 @@ def test_quality_gate_rejects_with_reasons(cut_and_return):
     result = build_sequences(run.detections, vectors, run.frames, gate, LinkSettings())
     rejected = result.faces.filter(pl.col("reject_reason").is_not_null())
     assert 0 < rejected.height < result.faces.height
-    assert rejected["sequence_id"].null_count() == rejected.height
+    assert rejected["sequence_number"].null_count() == rejected.height
     assert all(r.startswith("small face") for r in rejected["reject_reason"])
 
 
@@ -94,14 +94,14 @@ def test_appearance_keeps_crossing_people_apart(backend, videos_dir):
     run = detect_video(path, backend, sample_fps=5)
     vectors = embed_detections(run.detections, backend)
     result, faces = _sequenced(gt, run, vectors, max_centre_shift=10.0)
-    scores = purity_and_fragmentation(faces["sequence_id"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
+    scores = purity_and_fragmentation(faces["sequence_number"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
     assert scores["purity"] == 1.0 and scores["fragmentation"] == 1.0
 
 
 def test_silhouette_is_high_on_clean_sequences_and_low_when_people_are_mixed(cut_and_return):
     gt, run, vectors = cut_and_return
     result, faces = _sequenced(gt, run, vectors)
-    ids = faces["sequence_id"].to_numpy()
+    ids = faces["sequence_number"].to_numpy()
     clean = silhouette(vectors, ids)
     # P appears in two sequences (A and C): the others separate strongly
     assert clean.mean > 0.25 and clean.scored_sequences == 4
@@ -152,7 +152,7 @@ def test_a_fade_inside_a_shot_is_not_a_cut_and_a_real_cut_still_is(backend, vide
     result, faces = _sequenced(gt, run, vectors)
     shots = dict(zip(result.frames["frame_index"].to_list(), result.frames["shot"].to_list()))
     assert {shots[f] for f in shots if f < 30} == {0} and {shots[f] for f in shots if f >= 30} == {1}
-    scores = purity_and_fragmentation(faces["sequence_id"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
+    scores = purity_and_fragmentation(faces["sequence_number"].to_list(), faces["person"].to_list(), faces["shot"].to_list())
     assert scores["purity"] == 1.0 and scores["fragmentation"] == 1.0
     assert result.sequences.height == 3
 

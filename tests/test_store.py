@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from reid_pipeline.store import hnsw_index_name, migrate
+from reid_pipeline.store import Store, close_pools, hnsw_index_name, migrate
 
 
 def _rows(n):
@@ -11,6 +13,53 @@ def _rows(n):
 def test_migrations_are_idempotent(pg_url):
     assert migrate(pg_url) == []  # the session fixture applied them already
     assert migrate(pg_url) == []
+
+
+def test_the_sequence_number_migration_keeps_every_row(pg_url, tmp_path):
+    """sql/010 renames the number within a video to sequence_number and the references to a
+    sequence row to sequence_id, on a database that holds data of the old names."""
+    import shutil
+
+    import psycopg
+
+    from reid_pipeline.config import Settings
+
+    sql = Path(Settings().sql_dir)
+    old = tmp_path / "sql"
+    old.mkdir()
+    for path in sql.glob("*.sql"):
+        if path.name < "010":
+            shutil.copy(path, old)
+    name = "reid_migration_010"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(pg_url, dbname=name)
+    try:
+        migrate(url, old)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO videos (partition_key, source_uri) VALUES ('v', 'file:///v.mp4')")
+            conn.execute("INSERT INTO face_models VALUES ('m', 'test', 2)")
+            conn.execute("INSERT INTO faces (partition_key, detection_id, frame_index, timestamp_s, box, model, embedding,"
+                         " sequence_id) VALUES ('v', 0, 0, 0, '{0,0,1,1}', 'm', '[1,0]', 3)")
+            conn.execute("INSERT INTO sequences (id, partition_key, model, sequence_id, shot, start_frame, end_frame, start_s,"
+                         " end_s, face_count, template) VALUES (41, 'v', 'm', 3, 0, 0, 0, 0, 0, 1, '[1,0]')")
+            conn.execute("INSERT INTO identities (identity_id, model, sequence_count, video_count, face_count, best_sequence)"
+                         " VALUES ('p', 'm', 1, 1, 1, 41)")
+            conn.execute("INSERT INTO identity_sequences (model, identity_id, sequence) VALUES ('m', 'p', 41)")
+            conn.execute("INSERT INTO unresolved_sequences (model, sequence, reason) VALUES ('m', 41, 'r')")
+        assert migrate(url, sql) == ["010"]
+        store = Store(url)
+        [seq] = store.sequences_at("v", sequence_number=3)
+        assert seq["id"] == 41
+        assert store.sequence_faces([41])[41][0].shape == (1, 2)  # faces found by their sequence number
+        assert store.identity_of("m", [41]) == {41: "p"}
+        assert [u["id"] for u in store.unresolved("m")] == [41]
+        assert store.rows("SELECT indexname FROM pg_indexes WHERE indexname = 'faces_sequence_number_idx'")
+    finally:
+        close_pools(url)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 def test_replacing_faces_never_duplicates_and_uses_the_model_index(store):

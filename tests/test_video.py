@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_pipeline import synthetic
+from reid_pipeline.testing import synthetic
 from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
 
 

@@ -1,0 +1,31 @@
+"""The Postgres + pgvector store: every SQL query of the pipeline, by area.
+
+`Store(url)` is one object with the methods of every area: `videos` (registration, status,
+the inbox's skipped files, the forget log), `faces` (models, faces and their vectors),
+`sequences`, `matches` and `identities`; `connection` holds the pools and the base class,
+`migrations` applies sql/. Settings that a query needs (HNSW search depth) are `SET LOCAL`,
+so they end with its transaction and never leak to the pool's next user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reid_pipeline.store.connection import as_array, close_pools, connect, lock, pool
+from reid_pipeline.store.faces import FACE_COLUMNS, Faces, hnsw_index_name
+from reid_pipeline.store.identities import Identities
+from reid_pipeline.store.matches import Matches
+from reid_pipeline.store.migrations import migrate, migrations
+from reid_pipeline.store.sequences import Sequences
+from reid_pipeline.store.videos import Videos
+
+
+@dataclass
+class Store(Videos, Faces, Sequences, Matches, Identities):
+    """All database access of the pipeline (see the area modules for the methods)."""
+
+    def migrate(self) -> list[str]:
+        return migrate(self.url)
+
+
+__all__ = ["FACE_COLUMNS", "Store", "as_array", "close_pools", "connect", "hnsw_index_name", "lock", "migrate", "migrations", "pool"]
