@@ -22,10 +22,10 @@ from reid_pipeline.pipeline import (
     read_chips,
     read_detections,
     tracking_for,
-    write_parquet,
 )
 from reid_pipeline.preview import contact_sheet, markdown_image, spread
 from reid_pipeline.sources import local_path
+from reid_pipeline.storage import write_parquet
 from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
