@@ -269,7 +269,8 @@ def chip_reader(data_root: StoragePath, recheck_s: float = 2.0) -> Callable[[str
 
     def chip(key: str, detection_id: int) -> bytes | None:
         path = asset_path(data_root, "frame_detections", key)
-        version = stamp(path) if is_local(path) else remote_version(path, int(time.monotonic() / recheck_s))
+        fresh = is_local(path) or recheck_s <= 0
+        version = stamp(path) if fresh else remote_version(path, int(time.monotonic() / recheck_s))
         if version is None:
             return None
         for g, (lo, hi) in enumerate(ranges(path, version)):
