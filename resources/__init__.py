@@ -74,7 +74,7 @@ class DataStorage(dg.ConfigurableResource):
     `s3://bucket/prefix` reached through the `s3` resource (`reid_pipeline.storage`)."""
 
     data_root: str
-    s3: ObjectStore = ObjectStore()
+    s3: ObjectStore
 
     @property
     def root(self) -> StoragePath:

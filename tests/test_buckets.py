@@ -124,9 +124,10 @@ def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, t
         cursor = None
         requests = []
         for _ in range(3):
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
-            result = sensor(context)
-            cursor = context.cursor
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources,
+                                         definitions=defs) as context:
+                result = sensor(context)
+                cursor = context.cursor
             requests += result.run_requests or []
         key = partition_key_for("s3://reid-sensor/incoming/walk.avi")
         assert [r.partition_key for r in requests] == [key]
