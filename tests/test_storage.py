@@ -147,6 +147,7 @@ def test_the_whole_pipeline_with_its_data_root_in_a_bucket(endpoint, reid_env, i
     REID_DATA_ROOT=s3://... on the moto server: the same rows in Postgres, every file an
     object in the bucket (nothing under the local data root), and forgetting a video
     removes its objects."""
+    from reid_pipeline.cli import main
     from reid_pipeline.forget import carry_out, plan_video
     from tests.conftest import build_defs
 
@@ -183,6 +184,10 @@ def test_the_whole_pipeline_with_its_data_root_in_a_bucket(endpoint, reid_env, i
     assert str(root) == f"s3://{BUCKET}/archive"
     faces = storage.read_parquet(storage.asset_path(root, "face_embeddings", keys[0]))
     assert faces.height == on_disk[keys[0]][0]
+
+    # the command line reads the bucket too (the settings' endpoint)
+    assert main(["evidence", keys[0], "--time", "0.5", "--out", str(reid_env / "ev.png")]) == 0
+    assert (reid_env / "ev.png").read_bytes()[:4] == b"\x89PNG"
 
     # forgetting a video removes its objects (and nothing of the other video)
     counts = carry_out(store, root, plan_video(store, root, keys[0]))
