@@ -27,6 +27,7 @@ from reid_pipeline.storage import (
     Staged,
     StoragePath,
     asset_path,
+    data_root,
     is_local,
     open_parquet,
     read_parquet,
@@ -238,7 +239,7 @@ def _chips_of_groups(parquet: pq.ParquetFile, groups: list[int]) -> dict[int, by
 def read_chips(path: StoragePath, detection_ids: Iterable[int]) -> dict[int, bytes]:
     """The chips of these detections from a `frame_detections` file, reading only the row
     groups that hold them."""
-    wanted = {int(i) for i in detection_ids}
+    wanted, path = {int(i) for i in detection_ids}, data_root(path)
     if not wanted or not path.exists():
         return {}
     with open_parquet(path) as parquet:

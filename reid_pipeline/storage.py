@@ -50,11 +50,14 @@ class S3Options:
     access_key_id: str | None = None  # all three None: boto's credential chain
     secret_access_key: str | None = None
     session_token: str | None = None
+    max_attempts: int = 3
+    use_ssl: bool = True
+    verify: bool | str | None = None  # False: no certificate check; a path: a CA bundle
 
     def _config(self) -> dict:
         # short timeouts (a sensor tick must stay well under 60 s) and path-style
         # addressing on custom endpoints (MinIO, moto and IP endpoints need it)
-        config: dict = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 3, "mode": "standard"}}
+        config: dict = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": self.max_attempts, "mode": "standard"}}
         if self.endpoint_url:
             config["s3"] = {"addressing_style": "path"}
         return config
@@ -64,8 +67,11 @@ class S3Options:
         options: dict = {"config_kwargs": self._config(), "use_listings_cache": False}
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
-        if self.region_name:
-            options["client_kwargs"] = {"region_name": self.region_name}
+        client = {"region_name": self.region_name, "verify": self.verify}
+        if any(v is not None for v in client.values()):
+            options["client_kwargs"] = {k: v for k, v in client.items() if v is not None}
+        if not self.use_ssl:
+            options["use_ssl"] = False
         if self.profile_name:
             options["profile"] = self.profile_name
         for name, value in (("key", self.access_key_id), ("secret", self.secret_access_key), ("token", self.session_token)):
@@ -81,6 +87,7 @@ class S3Options:
         session = boto3.session.Session(profile_name=self.profile_name)
         return session.client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region_name, config=Config(**self._config()),
+            use_ssl=self.use_ssl, verify=self.verify,
             aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key,
             aws_session_token=self.session_token,
         )
@@ -93,8 +100,9 @@ def is_remote_uri(value: str | os.PathLike) -> bool:
 
 
 def data_root(root: str | os.PathLike, s3: S3Options | None = None) -> StoragePath:
-    """The data root as a path: a `Path` for a folder (or `file://` URI), a `UPath` that
-    carries its storage options for `s3://bucket/prefix` (and other fsspec URLs)."""
+    """The data root (or any location) as a path: a `Path` for a folder (or `file://`
+    URI), a `UPath` that carries its storage options for `s3://bucket/prefix` (and other
+    fsspec URLs). A path already made is returned as it is."""
     if isinstance(root, UPath) and not is_local(root):
         return root
     text = os.fspath(root)
@@ -133,7 +141,7 @@ class Staged:
     `commit` (an object appears whole or not at all). `abort` leaves `path` as it was."""
 
     def __init__(self, path: StoragePath):
-        self.path = path
+        self.path = path = data_root(path)
         if is_local(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.local = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -187,6 +195,7 @@ def write_text(path: StoragePath, text: str) -> StoragePath:
 def open_parquet(path: StoragePath) -> Iterator[pq.ParquetFile]:
     """A parquet file to read row groups and columns from: a local file directly, an object
     through ranged reads (no read-ahead: each read is one GET of what pyarrow asks for)."""
+    path = data_root(path)
     if is_local(path):
         parquet = pq.ParquetFile(str(path))
         try:
@@ -201,6 +210,7 @@ def open_parquet(path: StoragePath) -> Iterator[pq.ParquetFile]:
 
 def read_parquet(path: StoragePath, columns: list[str] | None = None) -> pl.DataFrame:
     """A parquet file (only `columns` when given) as a polars frame."""
+    path = data_root(path)
     if is_local(path):
         return pl.read_parquet(path, columns=columns)
     with open_parquet(path) as parquet:
@@ -210,6 +220,7 @@ def read_parquet(path: StoragePath, columns: list[str] | None = None) -> pl.Data
 def stamp(path: StoragePath) -> object | None:
     """What changes when the file is replaced (None when there is none): the modification
     time of a local file, the ETag of an object."""
+    path = data_root(path)
     try:
         if is_local(path):
             return path.stat().st_mtime_ns
@@ -221,6 +232,7 @@ def stamp(path: StoragePath) -> object | None:
 
 def remove(path: StoragePath) -> bool:
     """Delete a file or a whole folder (every object under a prefix); False when absent."""
+    path = data_root(path)
     if is_local(path):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

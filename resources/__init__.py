@@ -65,7 +65,8 @@ class ObjectStore(S3Resource):
         return S3Options(
             endpoint_url=self.endpoint_url, region_name=self.region_name, profile_name=self.profile_name,
             access_key_id=self.aws_access_key_id, secret_access_key=self.aws_secret_access_key,
-            session_token=self.aws_session_token,
+            session_token=self.aws_session_token, max_attempts=self.max_attempts, use_ssl=self.use_ssl,
+            verify=self.verify,
         )
 
     def get_client(self):
