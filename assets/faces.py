@@ -22,10 +22,9 @@ from reid_pipeline.pipeline import (
     read_chips,
     read_detections,
     tracking_for,
-    write_parquet,
 )
 from reid_pipeline.presentation.pictures import contact_sheet, markdown_image, spread
-from reid_pipeline.sources import local_path
+from reid_pipeline.storage import write_parquet
 from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
@@ -90,7 +89,7 @@ def frame_detections(
     t0 = time.perf_counter()
     try:
         run = detect_video(
-            local_path(video["source_uri"]),
+            storage.s3.local_path(video["source_uri"]),
             backend,
             config.sample_fps,
             progress,

@@ -8,9 +8,8 @@ import dagster as dg
 
 from assets.partitions import videos
 from reid_pipeline.presentation.pictures import markdown_image
-from reid_pipeline.sources import local_path
 from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
-from resources import ReidDatabase
+from resources import ObjectStore, ReidDatabase
 
 
 def video_failure(store, partition_key: str, error: Exception) -> dg.Failure:
@@ -20,7 +19,7 @@ def video_failure(store, partition_key: str, error: Exception) -> dg.Failure:
 
 
 @dg.asset(partitions_def=videos, group_name="video", kinds={"postgres"})
-def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase) -> dg.MaterializeResult:
+def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase, s3: ObjectStore) -> dg.MaterializeResult:
     """The registered video: content hash, size, codec, fps, frame count, duration,
     resolution and source URI, in the `videos` table. A file whose content hash matches an
     earlier video is marked a duplicate of it and is not analysed again downstream.
@@ -34,7 +33,7 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase) -> dg.M
                          "`reid prune`", allow_retries=False)
     t0 = time.perf_counter()
     try:
-        path = local_path(row["source_uri"])
+        path = s3.local_path(row["source_uri"])
         info = probe(path)
         sha256 = sha256_of(path)
     except VideoError as exc:

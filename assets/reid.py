@@ -3,7 +3,6 @@
 import time
 
 import dagster as dg
-import polars as pl
 
 from assets.partitions import videos
 from assets.sequences import face_sequences
@@ -13,6 +12,7 @@ from reid_pipeline.gallery import write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
 from reid_pipeline.pipeline import chip_reader
 from reid_pipeline.presentation.pictures import identities_sheet, links_sheet, markdown_image
+from reid_pipeline.storage import read_parquet
 from resources import DataStorage, ReidDatabase
 
 
@@ -39,7 +39,7 @@ def _settings(config: MatchConfig, model: str) -> MatchSettings:
 
 def chip_loader(storage: DataStorage):
     """chip(partition_key, detection_id) -> JPEG bytes (or None), a row group at a time."""
-    return chip_reader(storage.data_root)
+    return chip_reader(storage.root)
 
 
 @dg.asset(partitions_def=videos, group_name="reid", deps=[face_sequences], kinds={"postgres"})
@@ -55,7 +55,7 @@ def cross_video_matches(
     key = context.partition_key
     store = database.store()
     model_path = storage.path("face_embeddings", key)
-    models = pl.read_parquet(model_path, columns=["model"])["model"].unique().to_list()
+    models = read_parquet(model_path, columns=["model"])["model"].unique().to_list()
     if not models:
         store.mark_ready(key)
         return dg.MaterializeResult(metadata={"links": 0, "note": "no faces in this video"})

@@ -8,11 +8,12 @@ import polars as pl
 from assets.faces import face_embeddings, frame_detections
 from assets.partitions import videos
 from assets.tables import table
-from reid_pipeline.pipeline import chips_from_file, load_partition_faces, write_parquet
+from reid_pipeline.pipeline import chips_from_file, load_partition_faces
 from reid_pipeline.presentation.pictures import markdown_image
 from reid_pipeline.report import write_silhouette_report
 from reid_pipeline.sequences import QualityGate, build_sequences, current_columns, link_settings_for
 from reid_pipeline.silhouette import WARN_BELOW
+from reid_pipeline.storage import read_parquet, write_parquet
 from resources import DataStorage, ReidDatabase
 
 
@@ -32,7 +33,7 @@ class SequenceConfig(dg.Config):
 
 def _load(storage: DataStorage, key: str):
     try:
-        return load_partition_faces(storage.data_root, key)
+        return load_partition_faces(storage.root, key)
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
@@ -107,11 +108,12 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
     """How well the video's sequences separate: the silhouette coefficient (cosine,
     sequences as clusters) per face, per sequence and overall, with a silhouette plot, a
     2-D projection of the faces coloured by sequence, a contact sheet of sequences and the
-    sequence evidence at the busiest moment. PNG and HTML files under the data root."""
+    sequence evidence at the busiest moment. PNG and HTML files under the data root (a folder
+    or a bucket prefix)."""
     key = context.partition_key
     detections, vectors, _, _ = _load(storage, key)
-    membership = current_columns(pl.read_parquet(storage.path("face_sequences", key, ".faces.parquet")))
-    sequences = current_columns(pl.read_parquet(storage.path("face_sequences", key)))
+    membership = current_columns(read_parquet(storage.path("face_sequences", key, ".faces.parquet")))
+    sequences = current_columns(read_parquet(storage.path("face_sequences", key)))
     folder = storage.folder("silhouette_report", key)
     chips = chips_from_file(storage.path("frame_detections", key))
     result, pictures = write_silhouette_report(folder, key, detections, vectors, membership, sequences, chips)

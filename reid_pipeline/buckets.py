@@ -87,17 +87,11 @@ class BucketLocation:
 
 def make_client(endpoint_url: str | None = None, region_name: str | None = None):
     """An S3 client with short timeouts (a sensor tick must stay well under 60 s) and
-    path-style addressing on custom endpoints (MinIO, moto and IP endpoints need it)."""
-    import boto3
-    from botocore.config import Config
+    path-style addressing on custom endpoints (MinIO, moto and IP endpoints need it): the
+    one `storage.S3Options.client` makes."""
+    from reid_pipeline.storage import S3Options
 
-    config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 3, "mode": "standard"},
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region_name, config=config)
+    return S3Options(endpoint_url=endpoint_url, region_name=region_name).client()
 
 
 def _in_progress_keys(client, location: BucketLocation) -> set[str]:

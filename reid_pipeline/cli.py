@@ -33,9 +33,10 @@ def prepare(settings: Settings) -> Path:
     it starts create files for their owner only, and the folders that hold them are closed
     to other users (also where an older version left them open)."""
     os.umask(int(settings.umask, 8))
-    for folder in (settings.home, settings.data_root, settings.inbox):
+    local_data = [settings.data_root] if settings.data_is_local else []  # a bucket has no folders to make
+    for folder in (settings.home, *local_data, settings.inbox):
         Path(folder).mkdir(parents=True, exist_ok=True)
-    for folder in (settings.home, settings.data_root):
+    for folder in (settings.home, *local_data):
         Path(folder).chmod(0o700)
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
@@ -300,7 +301,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     try:
         if args.video:
             key = args.video if store.get_video(args.video) else partition_key_for(str(Path(args.video).resolve()))
-            plan = plan_video(store, settings.data_root, key)
+            plan = plan_video(store, settings.data_path(), key)
         else:
             identity = args.identity or _identity_of_photo(store, settings, args.photo)
             if identity is None:
@@ -309,7 +310,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             if not models:
                 print(f"reid: no identity {identity!r} (see the gallery or `reid search`)", file=sys.stderr)
                 return 1
-            plan = plan_identity(store, settings.data_root, models[0], identity)
+            plan = plan_identity(store, settings.data_path(), models[0], identity)
     except KeyError as exc:
         print(f"reid: {exc.args[0]} (see `reid status`)", file=sys.stderr)
         return 1
@@ -321,7 +322,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if input("forget all of this for good? type yes: ").strip() != "yes":
             print("nothing forgotten")
             return 1
-    counts = carry_out(store, settings.data_root, plan, delete_source=args.delete_source)
+    counts = carry_out(store, settings.data_path(), plan, delete_source=args.delete_source)
     defs, instance = _code_location()
     runs = _forget_runs(instance, plan)
     print(f"forgotten: {counts['faces']} faces, {counts['sequences']} sequences, {counts['files']} files or folders"
@@ -407,7 +408,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     store = _store(settings)
     defs, instance = _code_location()
     ctx = GalleryContext(
-        store=store, data_root=Path(settings.data_root), recompute=_DagsterRecompute(defs, instance),
+        store=store, data_root=settings.data_path(), recompute=_DagsterRecompute(defs, instance),
         backend=lambda: load_backend(settings.face_backend, insightface_root=settings.insightface_root,
                                      insightface_pack=settings.insightface_pack),
         dagster_ui=lambda: running_ui(settings.home),
@@ -794,24 +795,25 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_evidence(args: argparse.Namespace) -> int:
     """The sequences on screen at a moment of a video, with their face chips, as a PNG."""
-    import polars as pl
 
     from reid_pipeline.evidence import evidence_at
-    from reid_pipeline.pipeline import asset_path, chips_from_file, read_detections
+    from reid_pipeline.pipeline import chips_from_file, read_detections
     from reid_pipeline.sequences import current_columns
+    from reid_pipeline.storage import asset_path, read_parquet
 
     settings = Settings()
+    root = settings.data_path()
     paths = {
-        "detections": asset_path(settings.data_root, "frame_detections", args.video),
-        "membership": asset_path(settings.data_root, "face_sequences", args.video, ".faces.parquet"),
-        "sequences": asset_path(settings.data_root, "face_sequences", args.video),
+        "detections": asset_path(root, "frame_detections", args.video),
+        "membership": asset_path(root, "face_sequences", args.video, ".faces.parquet"),
+        "sequences": asset_path(root, "face_sequences", args.video),
     }
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         print(f"reid: {args.video}: no sequences yet (missing {', '.join(missing)})", file=sys.stderr)
         return 1
-    active, png = evidence_at(read_detections(paths["detections"]), current_columns(pl.read_parquet(paths["membership"])),
-                              current_columns(pl.read_parquet(paths["sequences"])), frame_index=args.frame, time_s=args.time,
+    active, png = evidence_at(read_detections(paths["detections"]), current_columns(read_parquet(paths["membership"])),
+                              current_columns(read_parquet(paths["sequences"])), frame_index=args.frame, time_s=args.time,
                               chips=chips_from_file(paths["detections"]))
     moment = f"{args.time:.2f} s" if args.time is not None else f"frame {args.frame}"
     if not active.height:

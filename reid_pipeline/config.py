@@ -3,9 +3,10 @@
 | setting | variable | default |
 |---|---|---|
 | home (database, Dagster home, data) | `REID_HOME` | `<project>/.reid` |
-| data root (parquet, previews) | `REID_DATA_ROOT` | `$REID_HOME/data` |
+| data root (parquet, previews, reports, gallery): a folder or `s3://bucket/prefix` | `REID_DATA_ROOT` | `$REID_HOME/data` |
 | watched folder | `REID_INBOX` | `<project>/inbox` |
-| watched bucket instead (`s3://bucket/prefix`) and its endpoint | `REID_INBOX_BUCKET`, `REID_S3_ENDPOINT_URL` | unset |
+| watched bucket instead (`s3://bucket/prefix`) | `REID_INBOX_BUCKET` | unset |
+| S3 endpoint of the buckets (watched and data root; credentials: boto's chain, `AWS_*`) | `REID_S3_ENDPOINT_URL` | unset: AWS |
 | external Postgres URL | `REID_DATABASE_URL` | unset: embedded server in `$REID_HOME/pgdata` |
 | face backend | `REID_FACE_BACKEND` | `auto` (insightface when its pack is present, else dlib) |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REID_", env_ignore_empty=True, extra="ignore")
 
     home: Path = PROJECT_ROOT / ".reid"
-    data_root: Path | None = None  # default: <home>/data
+    data_root: str | None = None  # a folder or s3://bucket/prefix; default: <home>/data
     inbox: Path = PROJECT_ROOT / "inbox"
     inbox_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -65,7 +66,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _derived(self) -> Settings:
         if self.data_root is None:
-            self.data_root = self.home / "data"
+            self.data_root = str(self.home / "data")
         return self
 
     @staticmethod
@@ -77,6 +78,24 @@ class Settings(BaseSettings):
             name = "DAGSTER_HOME" if field in ("dagster_home_dir", "DAGSTER_HOME") else f"REID_{field.upper()}"
             lines.append(f"{name}={e.get('input')!r}: {e['msg']}")
         return "; ".join(lines) or str(error)
+
+    def s3_options(self):
+        """How to reach the S3 endpoint (`reid_pipeline.storage.S3Options`)."""
+        from reid_pipeline.storage import S3Options
+
+        return S3Options(endpoint_url=self.s3_endpoint_url)
+
+    def data_path(self):
+        """The data root as a path: a `Path`, or a `UPath` that carries the S3 options."""
+        from reid_pipeline.storage import data_root
+
+        return data_root(self.data_root, self.s3_options())
+
+    @property
+    def data_is_local(self) -> bool:
+        from reid_pipeline.storage import is_remote_uri
+
+        return not is_remote_uri(self.data_root)
 
     @property
     def pgdata(self) -> Path:

@@ -22,14 +22,13 @@ CLI does them), since this module knows nothing of Dagster.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from reid_pipeline.pipeline import asset_path, write_parquet
 from reid_pipeline.sequences import current_columns
+from reid_pipeline.storage import StoragePath, asset_path, data_root, read_parquet, remove, write_parquet
 from reid_pipeline.store import Store
 
 # the per-video parquet files: (asset, suffix, column holding the face's detection id)
@@ -51,7 +50,7 @@ class ForgetPlan:
     videos: list[str] = field(default_factory=list)  # partition keys touched
     sequences: list[int] = field(default_factory=list)  # sequence row ids removed
     faces: int = 0  # face rows removed
-    files: list[Path] = field(default_factory=list)  # files and folders removed whole
+    files: list[StoragePath] = field(default_factory=list)  # files and folders removed whole
     rewrites: dict[str, list[int]] = field(default_factory=dict)  # partition key -> detection ids cut from its files
     source: Path | None = None  # the source file (a video forget), removed only on request
 
@@ -66,11 +65,12 @@ class ForgetPlan:
         return lines
 
 
-def _report_folder(data_root: Path, key: str) -> Path:
-    return Path(data_root) / "silhouette_report" / key
+def _report_folder(root: StoragePath, key: str) -> StoragePath:
+    return data_root(root) / "silhouette_report" / key
 
 
-def plan_video(store: Store, data_root: str | Path, partition_key: str, cache_dir: Path | None = None) -> ForgetPlan:
+def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: Path | None = None) -> ForgetPlan:
+    """What forgetting a video removes. `root`: the data root (`storage.data_root`)."""
     from reid_pipeline.sources import cached_copy, source_file
 
     video = store.get_video(partition_key)
@@ -79,10 +79,10 @@ def plan_video(store: Store, data_root: str | Path, partition_key: str, cache_di
     counts = store.rows("SELECT (SELECT count(*) FROM faces WHERE partition_key = %s) AS faces", (partition_key,))[0]
     sequences = [r["id"] for r in store.rows("SELECT id FROM sequences WHERE partition_key = %s", (partition_key,))]
     plan = ForgetPlan("video", partition_key, [partition_key], sequences, counts["faces"])
-    data_root = Path(data_root)
-    plan.files = [p for asset, suffix, _ in PARQUET_FILES if (p := data_root / asset / f"{partition_key}{suffix}").exists()]
-    if _report_folder(data_root, partition_key).exists():
-        plan.files.append(_report_folder(data_root, partition_key))
+    root = data_root(root)
+    plan.files = [p for asset, suffix, _ in PARQUET_FILES if (p := root / asset / f"{partition_key}{suffix}").exists()]
+    if _report_folder(root, partition_key).exists():
+        plan.files.append(_report_folder(root, partition_key))
     cached = cached_copy(video["source_uri"], cache_dir)
     if cached is not None and cached.exists():
         plan.files.append(cached)
@@ -90,7 +90,7 @@ def plan_video(store: Store, data_root: str | Path, partition_key: str, cache_di
     return plan
 
 
-def plan_identity(store: Store, data_root: str | Path, model: str, identity_id: str) -> ForgetPlan:
+def plan_identity(store: Store, root: StoragePath, model: str, identity_id: str) -> ForgetPlan:
     members = store.rows(
         "SELECT s.id, s.partition_key, s.sequence_number FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
         " WHERE m.model = %s AND m.identity_id = %s ORDER BY s.partition_key, s.sequence_number", (model, identity_id))
@@ -105,14 +105,15 @@ def plan_identity(store: Store, data_root: str | Path, model: str, identity_id: 
             (key, model, numbers))]
         plan.faces += len(ids)
         plan.rewrites[key] = ids
-        if _report_folder(Path(data_root), key).exists():
-            plan.files.append(_report_folder(Path(data_root), key))
+        if _report_folder(root, key).exists():
+            plan.files.append(_report_folder(root, key))
     return plan
 
 
-def carry_out(store: Store, data_root: str | Path, plan: ForgetPlan, delete_source: bool = False) -> dict:
-    """Remove what `plan` lists (database first, then files), log it; returns the counts."""
-    data_root = Path(data_root)
+def carry_out(store: Store, root: StoragePath, plan: ForgetPlan, delete_source: bool = False) -> dict:
+    """Remove what `plan` lists (database first, then files), log it; returns the counts.
+    Rewritten parquet files replace the old ones atomically (`storage.write_parquet`)."""
+    root = data_root(root)
     edited = 0
     if plan.kind == "video":
         store.delete_video(plan.target)
@@ -125,19 +126,16 @@ def carry_out(store: Store, data_root: str | Path, plan: ForgetPlan, delete_sour
         store.delete_sequences(model, plan.sequences, identity_id=plan.target.split("/", 1)[1])
     for key, ids in plan.rewrites.items():
         for asset, suffix, column in PARQUET_FILES:
-            path = asset_path(data_root, asset, key, suffix)
+            path = asset_path(root, asset, key, suffix)
             if column and path.exists():
-                write_parquet(pl.read_parquet(path).filter(~pl.col(column).is_in(ids)), path)
-        sequences = asset_path(data_root, "face_sequences", key)
+                write_parquet(read_parquet(path).filter(~pl.col(column).is_in(ids)), path)
+        sequences = asset_path(root, "face_sequences", key)
         if sequences.exists():  # the sequences whose faces went
-            kept = current_columns(pl.read_parquet(asset_path(data_root, "face_sequences", key, ".faces.parquet")))
-            write_parquet(current_columns(pl.read_parquet(sequences))
+            kept = current_columns(read_parquet(asset_path(root, "face_sequences", key, ".faces.parquet")))
+            write_parquet(current_columns(read_parquet(sequences))
                           .filter(pl.col("sequence_number").is_in(kept["sequence_number"].unique().implode())), sequences)
     for path in plan.files:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        remove(path)
     removed_source = False
     if delete_source and plan.source is not None and plan.source.exists():
         plan.source.unlink()

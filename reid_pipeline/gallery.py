@@ -3,13 +3,12 @@ with its sightings per video (time spans and a face of each sighting)."""
 
 from __future__ import annotations
 
-import shutil
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 from reid_pipeline.presentation.pages import render
 from reid_pipeline.sources import file_name
+from reid_pipeline.storage import StoragePath, data_root, mkdirs, remove, write_bytes, write_text
 
 
 def _file_name(sighting: dict) -> str:
@@ -17,39 +16,40 @@ def _file_name(sighting: dict) -> str:
 
 
 def write_gallery(
-    folder: str | Path,
+    folder: StoragePath,
     identities: list[dict],
     sightings: list[dict],
     chip: Callable[[str, int], bytes | None],
     title: str = "reid-pipeline identities",
     unresolved: list[dict] = (),
-) -> Path:
-    """Write `index.html`, `<identity>.html` and face thumbnails under `folder`.
+) -> StoragePath:
+    """Write `index.html`, `<identity>.html` and face thumbnails under `folder` (a local
+    folder, or a prefix in a bucket: `storage.data_root`).
 
     `identities` rows: identity_id, sequence_count, video_count, face_count, best_sequence;
     `sightings` rows: identity_id, id (sequence row), partition_key, sequence_number, start_s,
     end_s, face_count, best_detection_id; `unresolved` rows: the same less identity_id, plus
     reason; `chip(partition_key, detection_id)` gives a JPEG."""
-    folder = Path(folder)
+    folder = data_root(folder)
     thumbs = folder / "faces"
     # the gallery is rebuilt whole: pages and faces of identities that no longer exist go
-    if thumbs.exists():
-        shutil.rmtree(thumbs)
-    for old in folder.glob("*.html"):
-        old.unlink()
-    thumbs.mkdir(parents=True, exist_ok=True)
+    remove(thumbs)
+    for old in list(folder.glob("*.html")):
+        remove(old)
+    mkdirs(thumbs)
+    written: set[str] = set()
     by_identity: dict[str, list[dict]] = defaultdict(list)
     for s in sightings:
         by_identity[s["identity_id"]].append(s)
 
     def thumb(s: dict) -> str:
         name = f"{s['partition_key']}_{s['best_detection_id']}.jpg"
-        path = thumbs / name
-        if not path.exists():
+        if name not in written:
             data = chip(s["partition_key"], s["best_detection_id"])
             if data is None:
                 return ""
-            path.write_bytes(data)
+            write_bytes(thumbs / name, data)
+            written.add(name)
         return f"faces/{name}"
 
     cards = []
@@ -62,12 +62,12 @@ def write_gallery(
         cards.append({"page": page, "thumb": thumb(best), "identity_id": ident["identity_id"], "label": ident.get("label"),
                       "videos": ident["video_count"], "sightings": ident["sequence_count"], "faces": ident["face_count"]})
         ordered = [s for _, group in sorted(_group(rows).items()) for s in group]
-        (folder / page).write_text(render(
+        write_text(folder / page, render(
             "identity", title=ident["identity_id"], videos=ident["video_count"],
             rows=[{**s, "thumb": thumb(s), "file": _file_name(s)} for s in ordered],
         ))
     loose = [{**s, "thumb": thumb(s), "file": _file_name(s)} for s in unresolved]
-    (folder / "index.html").write_text(render("gallery", title=title, cards=cards, unresolved=loose))
+    write_text(folder / "index.html", render("gallery", title=title, cards=cards, unresolved=loose))
     return folder / "index.html"
 
 

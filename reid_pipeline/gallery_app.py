@@ -36,6 +36,7 @@ from reid_pipeline import corrections
 from reid_pipeline.pipeline import chip_reader
 from reid_pipeline.presentation.pages import plural
 from reid_pipeline.sources import cached_copy, file_name, source_file
+from reid_pipeline.storage import StoragePath
 from reid_pipeline.store import Store
 
 # containers a browser plays by itself; for others (AVI, MKV, ...) the page shows the chips
@@ -62,7 +63,7 @@ class GalleryContext:
     face backend for search by photo."""
 
     store: Store
-    data_root: Path
+    data_root: StoragePath  # a folder or a bucket prefix (reid_pipeline.storage.data_root)
     recompute: Recompute
     backend: Callable[[], object]  # -> a FaceBackend (loaded on the first search)
     dagster_ui: Callable[[], str | None] = lambda: None  # the Dagster UI's URL when it runs

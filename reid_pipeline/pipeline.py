@@ -1,5 +1,6 @@
 """The per-video processing steps, as plain functions: detect faces in sampled frames,
-embed their aligned chips, and the parquet files that carry results between steps."""
+embed their aligned chips, and the parquet files that carry results between steps (paths
+and reads through `reid_pipeline.storage`: a local folder or a bucket)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,18 @@ from reid_pipeline.faces.base import FaceBackend, box_iou
 from reid_pipeline.faces.chips import embed_in_worker, embed_jpegs, encode_jpeg, init_worker, ready
 from reid_pipeline.quality import blur_score
 from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, FrameChange
+from reid_pipeline.storage import (
+    ROW_GROUP,
+    Staged,
+    StoragePath,
+    asset_path,
+    data_root,
+    is_local,
+    open_parquet,
+    read_parquet,
+    stamp,
+)
 from reid_pipeline.video import iter_frames
-
-ROW_GROUP = 512  # rows per parquet row group: chips are read a row group at a time
 
 DETECTION_SCHEMA = {
     "detection_id": pl.Int32,
@@ -127,15 +137,16 @@ class ChipEmbedder:
         self._pool.shutdown(cancel_futures=True)
 
 
-def embed_detections(detections: pl.DataFrame | Path, backend: FaceBackend, batch: int = 64) -> np.ndarray:
+def embed_detections(detections: pl.DataFrame | StoragePath, backend: FaceBackend, batch: int = 64) -> np.ndarray:
     """(n, dim) unit vectors, one per detection row, from the stored aligned chips: of a
     frame in memory, or of a `frame_detections` file read `batch` rows at a time."""
+    empty = np.zeros((0, backend.dim), dtype=np.float32)
     if isinstance(detections, pl.DataFrame):
         chips = detections["chip"].to_list()
-        batches = (chips[start : start + batch] for start in range(0, len(chips), batch))
-    else:
-        batches = (b.column("chip").to_pylist() for b in pq.ParquetFile(detections).iter_batches(batch, columns=["chip"], use_threads=False))
-    return np.concatenate([np.zeros((0, backend.dim), dtype=np.float32), *(embed_jpegs(backend, b) for b in batches)])
+        return np.concatenate([empty, *(embed_jpegs(backend, chips[i : i + batch]) for i in range(0, len(chips), batch))])
+    with open_parquet(detections) as parquet:
+        batches = (b.column("chip").to_pylist() for b in parquet.iter_batches(batch, columns=["chip"], use_threads=False))
+        return np.concatenate([empty, *(embed_jpegs(backend, b) for b in batches)])
 
 
 # --------------------------------------------------------------------------- detection
@@ -143,49 +154,50 @@ def embed_detections(detections: pl.DataFrame | Path, backend: FaceBackend, batc
 
 class DetectionSink:
     """Where `detect_video` puts its rows. Without a path, every column stays in memory.
-    With a path, rows are written to that parquet file in row groups of `group` rows while
-    the video is decoded (atomically: a temp file renamed at the end), and only the light
-    columns (no chips) stay in memory, so a long video costs no more memory than a short one."""
+    With a path, rows are written to a parquet file in row groups of `group` rows while the
+    video is decoded, and only the light columns (no chips) stay in memory, so a long video
+    costs no more memory than a short one. The file is a local temp file (`storage.Staged`),
+    renamed over `path` at the end, or uploaded there when `path` is in a bucket."""
 
-    def __init__(self, path: Path | None = None, group: int = ROW_GROUP):
+    def __init__(self, path: StoragePath | None = None, group: int = ROW_GROUP):
         self.path, self.group = path, group
         self.rows: dict[str, list] = {name: [] for name in DETECTION_SCHEMA}
         self.count = 0
         self._light: list[pl.DataFrame] = []
         self._writer = None
-        self._tmp = path.with_suffix(path.suffix + ".tmp") if path else None
+        self._stage = Staged(path) if path is not None else None
 
     def append(self, row: dict) -> None:
         self.rows["detection_id"].append(self.count)
         for key, value in row.items():
             self.rows[key].append(value)
         self.count += 1
-        if self.path and len(self.rows["detection_id"]) >= self.group:
+        if self._stage is not None and len(self.rows["detection_id"]) >= self.group:
             self._flush()
 
     def _flush(self) -> None:
         df = pl.DataFrame(self.rows, schema=DETECTION_SCHEMA)
         self.rows = {name: [] for name in DETECTION_SCHEMA}
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, df.to_arrow().schema)
+            self._writer = pq.ParquetWriter(self._stage.local, df.to_arrow().schema)
         self._writer.write_table(df.to_arrow(), row_group_size=self.group)
         self._light.append(df.drop("chip"))
 
     def close(self) -> pl.DataFrame:
         """The detections: every column, or without `chip` when they went to the file."""
-        if not self.path:
+        if self._stage is None:
             return pl.DataFrame(self.rows, schema=DETECTION_SCHEMA)
         if self.rows["detection_id"] or self._writer is None:
             self._flush()
         self._writer.close()
-        self._tmp.replace(self.path)
+        self._stage.commit()
         return pl.concat(self._light)
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        if self._tmp:
-            self._tmp.unlink(missing_ok=True)
+        if self._stage is not None:
+            self._stage.abort()
 
 
 ChipSource = Callable[[Iterable[int]], dict[int, bytes]]  # detection ids -> their JPEG chips
@@ -198,14 +210,14 @@ def chips_in(detections: pl.DataFrame) -> ChipSource:
     )
 
 
-def chips_from_file(path: Path) -> ChipSource:
+def chips_from_file(path: StoragePath) -> ChipSource:
     """A chip source over a `frame_detections` file (`read_chips`)."""
     return functools.partial(read_chips, path)
 
 
-def read_detections(path: Path) -> pl.DataFrame:
+def read_detections(path: StoragePath) -> pl.DataFrame:
     """A `frame_detections` file without its chips (the light columns)."""
-    return pl.read_parquet(path, columns=[c for c in DETECTION_SCHEMA if c != "chip"])
+    return read_parquet(path, columns=[c for c in DETECTION_SCHEMA if c != "chip"])
 
 
 def _row_groups(parquet: pq.ParquetFile) -> list[tuple[float, float]]:
@@ -226,41 +238,49 @@ def _chips_of_groups(parquet: pq.ParquetFile, groups: list[int]) -> dict[int, by
     return dict(zip(table.column("detection_id").to_pylist(), table.column("chip").to_pylist()))
 
 
-def read_chips(path: Path, detection_ids: Iterable[int]) -> dict[int, bytes]:
+def read_chips(path: StoragePath, detection_ids: Iterable[int]) -> dict[int, bytes]:
     """The chips of these detections from a `frame_detections` file, reading only the row
     groups that hold them, one at a time (a preview spread over a long video touches many)."""
-    wanted = {int(i) for i in detection_ids}
-    if not wanted or not Path(path).exists():
+    wanted, path = {int(i) for i in detection_ids}, data_root(path)
+    if not wanted or not path.exists():
         return {}
-    parquet = pq.ParquetFile(path)
     found: dict[int, bytes] = {}
-    for g, (lo, hi) in enumerate(_row_groups(parquet)):
-        if any(lo <= i <= hi for i in wanted):  # one group at a time: memory stays that of one group
-            found.update((i, chip) for i, chip in _chips_of_groups(parquet, [g]).items() if i in wanted)
+    with open_parquet(path) as parquet:
+        for g, (lo, hi) in enumerate(_row_groups(parquet)):
+            if any(lo <= i <= hi for i in wanted):  # one group at a time: memory stays that of one group
+                found.update((i, chip) for i, chip in _chips_of_groups(parquet, [g]).items() if i in wanted)
     return found
 
 
-def chip_reader(data_root: str | Path) -> Callable[[str, int], bytes | None]:
+def chip_reader(data_root: StoragePath, recheck_s: float = 2.0) -> Callable[[str, int], bytes | None]:
     """chip(partition_key, detection_id) -> the face chip's JPEG bytes (None when gone), for
     pages that show many chips: the last 16 row groups read stay in memory, and a file that
-    changed (a re-run or a forget rewrites it) is read again."""
+    changed (a re-run or a forget rewrites it) is read again. In a bucket, whether a file
+    changed is asked (one HEAD) at most every `recheck_s` seconds per file."""
 
     @functools.lru_cache(maxsize=64)
-    def ranges(path: str, stamp: int) -> list[tuple[float, float]]:
-        return _row_groups(pq.ParquetFile(path))
+    def ranges(path: StoragePath, version: object) -> list[tuple[float, float]]:
+        with open_parquet(path) as parquet:
+            return _row_groups(parquet)
 
     @functools.lru_cache(maxsize=16)
-    def group(path: str, stamp: int, g: int) -> dict[int, bytes]:
-        return _chips_of_groups(pq.ParquetFile(path), [g])
+    def group(path: StoragePath, version: object, g: int) -> dict[int, bytes]:
+        with open_parquet(path) as parquet:
+            return _chips_of_groups(parquet, [g])
+
+    @functools.lru_cache(maxsize=256)
+    def remote_version(path: StoragePath, tick: int) -> object | None:
+        return stamp(path)
 
     def chip(key: str, detection_id: int) -> bytes | None:
         path = asset_path(data_root, "frame_detections", key)
-        if not path.exists():
+        fresh = is_local(path) or recheck_s <= 0
+        version = stamp(path) if fresh else remote_version(path, int(time.monotonic() / recheck_s))
+        if version is None:
             return None
-        stamp = path.stat().st_mtime_ns
-        for g, (lo, hi) in enumerate(ranges(str(path), stamp)):
+        for g, (lo, hi) in enumerate(ranges(path, version)):
             if lo <= detection_id <= hi:
-                return group(str(path), stamp, g).get(detection_id)
+                return group(path, version, g).get(detection_id)
         return None
 
     return chip
@@ -315,7 +335,7 @@ def detect_video(
     threads: int = 1,
     tracking: Tracking | None = None,
     embedder: ChipEmbedder | None = None,
-    out: Path | None = None,
+    out: StoragePath | None = None,
 ) -> DetectionRun:
     """Detect every face in the frames sampled at `sample_fps` (None/0: every frame).
 
@@ -412,12 +432,12 @@ def embedding_frame(detections: pl.DataFrame, vectors: np.ndarray, backend: Face
     )
 
 
-def embeddings_made_during_detection(path: Path, detections: pl.DataFrame, backend: FaceBackend) -> np.ndarray | None:
+def embeddings_made_during_detection(path: StoragePath, detections: pl.DataFrame, backend: FaceBackend) -> np.ndarray | None:
     """The vectors `frame_detections` made while detecting, when they are this backend's and
     cover these detections row for row; else None (embed the chips again)."""
     if not path.exists():
         return None
-    made = pl.read_parquet(path)
+    made = read_parquet(path)
     if made.height != detections.height or not made.height:
         return None if made.height or detections.height else np.zeros((0, backend.dim), np.float32)
     if made["model"][0] != backend.model_name or not made["detection_id"].equals(detections["detection_id"]):
@@ -444,28 +464,13 @@ def face_rows(detections: pl.DataFrame) -> list[tuple]:
     ]
 
 
-def asset_path(data_root: str | Path, asset: str, partition_key: str, suffix: str = ".parquet") -> Path:
-    """One file per asset and partition under the data root."""
-    path = Path(data_root) / asset / f"{partition_key}{suffix}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def write_parquet(df: pl.DataFrame, path: Path) -> Path:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    df.write_parquet(tmp, row_group_size=ROW_GROUP)
-    tmp.replace(path)
-    return path
-
-
-def load_partition_faces(data_root: str | Path, partition_key: str) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame, str]:
+def load_partition_faces(data_root: StoragePath, partition_key: str) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame, str]:
     """A partition's detections (without their chips: `read_chips`), their unit embeddings
     (same row order), its sampled frames and the embedding model ("" when the video has no
     faces)."""
     detections = read_detections(asset_path(data_root, "frame_detections", partition_key))
-    frames = pl.read_parquet(asset_path(data_root, "frame_detections", partition_key, ".frames.parquet"))
-    embedded = pl.read_parquet(asset_path(data_root, "face_embeddings", partition_key))
+    frames = read_parquet(asset_path(data_root, "frame_detections", partition_key, ".frames.parquet"))
+    embedded = read_parquet(asset_path(data_root, "face_embeddings", partition_key))
     if not embedded.height:
         return detections, np.zeros((0, 1), np.float32), frames, ""
     joined = detections.select("detection_id").join(embedded, on="detection_id", how="left", maintain_order="left")

@@ -4,16 +4,16 @@ sequence evidence at the busiest moment, per-face scores and an HTML page that s
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from reid_pipeline.evidence import evidence_at
-from reid_pipeline.pipeline import ChipSource, chips_in, write_parquet
+from reid_pipeline.pipeline import ChipSource, chips_in
 from reid_pipeline.presentation.pages import render
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, projection_plot, sequence_label, silhouette_plot
 from reid_pipeline.silhouette import Silhouette, silhouette
+from reid_pipeline.storage import StoragePath, write_bytes, write_parquet, write_text
 
 
 def chip_ids_of(membership: pl.DataFrame, sequence_number: int, n: int = 6) -> list[int]:
@@ -24,7 +24,7 @@ def chip_ids_of(membership: pl.DataFrame, sequence_number: int, n: int = 6) -> l
 
 
 def write_silhouette_report(
-    folder: Path,
+    folder: StoragePath,
     partition_key: str,
     detections: pl.DataFrame,
     vectors: np.ndarray,
@@ -33,7 +33,8 @@ def write_silhouette_report(
     chips: ChipSource | None = None,
 ) -> tuple[Silhouette, dict[str, bytes]]:
     """Score the sequences and write the report's files into `folder`; returns the scores
-    and the pictures (PNG bytes by name) that were written. Chips come from `chips`
+    and the pictures (PNG bytes by name) that were written. `folder` is local or in a bucket
+    (`reid_pipeline.storage`). Chips come from `chips`
     (default: the detections' `chip` column)."""
     chips = chips or chips_in(detections)
     ids = membership["sequence_number"].fill_null(-1).to_numpy()
@@ -53,18 +54,18 @@ def write_silhouette_report(
         busiest = int(counts.group_by("frame_index").len().sort(["len", "frame_index"], descending=[True, False])["frame_index"][0])
         _, pictures[f"evidence_frame_{busiest}"] = evidence_at(detections, membership, sequences, frame_index=busiest, chips=chips)
     for name, png in pictures.items():
-        (folder / f"{name}.png").write_bytes(png)
+        write_bytes(folder / f"{name}.png", png)
     summary = {
         "mean": result.mean, "band": result.band, "scored_faces": result.scored_faces,
         "scored_sequences": result.scored_sequences, "singleton_sequences": result.singleton_sequences,
         "note": result.note, "per_sequence": result.per_sequence,
     }
-    (folder / "silhouette.json").write_text(json.dumps(summary, indent=2))
+    write_text(folder / "silhouette.json", json.dumps(summary, indent=2))
     write_parquet(
         membership.select("detection_id", "sequence_number").with_columns(silhouette=pl.Series(result.per_face, dtype=pl.Float32)),
         folder / "per_face.parquet",
     )
-    (folder / "report.html").write_text(render(
+    write_text(folder / "report.html", render(
         "silhouette", title=f"silhouette {partition_key}", mean=f"{result.mean:.3f}" if result.mean is not None else "none",
         band=result.band, faces=result.scored_faces, sequences=result.scored_sequences,
         singletons=result.singleton_sequences, note=result.note, pictures=list(pictures),

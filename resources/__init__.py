@@ -9,10 +9,14 @@ import functools
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
+from reid_pipeline.buckets import is_s3_uri
 from reid_pipeline.config import Settings
 from reid_pipeline.database import resolve_url
 from reid_pipeline.faces import FaceBackend, load_backend
+from reid_pipeline.sources import local_path
+from reid_pipeline.storage import S3Options, StoragePath, asset_path, data_root, folder
 from reid_pipeline.store import Store
 
 
@@ -51,20 +55,45 @@ class FaceModel(dg.ConfigurableResource):
         return _backend(self.backend, self.insightface_root, self.insightface_pack, self.dlib_upsample, self.max_side)
 
 
+class ObjectStore(S3Resource):
+    """dagster-aws's `S3Resource` (endpoint, region, profile, keys): `get_client()` gives
+    the core a boto3 client (short timeouts, path-style addressing on a custom endpoint) and
+    `options()` the same settings for the fsspec paths of a data root in a bucket. Unset
+    keys leave credentials to boto's chain (AWS_* variables, profile, instance role)."""
+
+    def options(self) -> S3Options:
+        return S3Options(
+            endpoint_url=self.endpoint_url, region_name=self.region_name, profile_name=self.profile_name,
+            access_key_id=self.aws_access_key_id, secret_access_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token, max_attempts=self.max_attempts, use_ssl=self.use_ssl,
+            verify=self.verify,
+        )
+
+    def get_client(self):
+        return self.options().client()
+
+    def local_path(self, source_uri: str) -> Path:
+        """The local file of a registered video: itself, or a bucket object's cached copy
+        fetched with this resource's client (`reid_pipeline.sources.local_path`)."""
+        return local_path(source_uri, client=self.get_client() if is_s3_uri(source_uri) else None)
+
+
 class DataStorage(dg.ConfigurableResource):
-    """The data root where assets write their parquet files and pictures."""
+    """The data root where assets write their parquet files and pictures: a folder, or
+    `s3://bucket/prefix` reached through the `s3` resource (`reid_pipeline.storage`)."""
 
     data_root: str
+    s3: ObjectStore
 
-    def path(self, asset: str, partition_key: str, suffix: str = ".parquet") -> Path:
-        from reid_pipeline.pipeline import asset_path
+    @property
+    def root(self) -> StoragePath:
+        return data_root(self.data_root, self.s3.options())
 
-        return asset_path(self.data_root, asset, partition_key, suffix)
+    def path(self, asset: str, partition_key: str, suffix: str = ".parquet") -> StoragePath:
+        return asset_path(self.root, asset, partition_key, suffix)
 
-    def folder(self, *parts: str) -> Path:
-        path = Path(self.data_root, *parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def folder(self, *parts: str) -> StoragePath:
+        return folder(self.root, *parts)
 
 
 class Inbox(dg.ConfigurableResource):
@@ -87,12 +116,14 @@ def build_resources(settings: Settings | None = None) -> dict:
     and its UI shows the variable's name, never the value (a URL may hold a password)."""
     s = settings or Settings()
     url = dg.EnvVar("REID_DATABASE_URL") if settings is None and s.database_url else s.database_url
+    s3 = ObjectStore(endpoint_url=s.s3_endpoint_url)
     return {
         "database": ReidDatabase(database_url=url, pgdata=str(s.pgdata)),
         "face_model": FaceModel(
             backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
         ),
-        "storage": DataStorage(data_root=str(s.data_root)),
+        "s3": s3,
+        "storage": DataStorage(data_root=str(s.data_root), s3=s3),
         "inbox": Inbox(
             folder=str(s.inbox), bucket=s.inbox_bucket, endpoint_url=s.s3_endpoint_url, settle_seconds=s.settle_seconds
         ),

@@ -2,7 +2,6 @@
 local port, spoken to by a real boto3 client over HTTP (no mocked client)."""
 
 import time
-import urllib.request
 
 import pytest
 
@@ -13,38 +12,6 @@ from reid_pipeline.testing import synthetic
 from reid_pipeline.video import VideoError, probe
 
 BUCKET = "reid-inbox"
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        yield url
-    finally:
-        # moto keeps its state in this process: leave no buckets behind for other tests
-        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=5).close()
-        server.stop()
-
-
-@pytest.fixture
-def endpoint(s3_server, monkeypatch, tmp_path):
-    # dummy credentials, no profile, no instance metadata: nothing may reach the internet
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REID_S3_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
-    return s3_server
 
 
 def test_location_parsing():
@@ -157,9 +124,10 @@ def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, t
         cursor = None
         requests = []
         for _ in range(3):
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
-            result = sensor(context)
-            cursor = context.cursor
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources,
+                                         definitions=defs) as context:
+                result = sensor(context)
+                cursor = context.cursor
             requests += result.run_requests or []
         key = partition_key_for("s3://reid-sensor/incoming/walk.avi")
         assert [r.partition_key for r in requests] == [key]

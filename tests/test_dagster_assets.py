@@ -123,11 +123,10 @@ def test_odd_file_names_work(defs, instance, store, two_people_video, tmp_path):
 
 def _tick(defs, instance, cursor=None):
     sensor = defs.resolve_sensor_def("inbox_sensor")
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
-    )
-    result = sensor(context)
-    return result, context.cursor
+    # a `with`: the storage resource nests the s3 resource, which Dagster builds in a scope
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs) as context:
+        result = sensor(context)
+        return result, context.cursor
 
 
 def test_inbox_sensor_registers_settled_videos_and_skips_the_rest(
