@@ -78,12 +78,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     # the embedded Postgres this command starts is stopped by its reaper, however it ends
     started = not settings.database_url and not embedded_running(settings.pgdata)
     Store(_database_url(settings, keep_running=True)).migrate()
-    code = _run_dagster_dev(settings, home, args, settings.pgdata if started else None)
+    code = _run_dagster(settings, home, args, settings.pgdata if started else None)
     lock.release()
     return code
 
 
-def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, own_pgdata: Path | None = None) -> int:
+def _run_dagster(settings: Settings, home: Path, args: argparse.Namespace, own_pgdata: Path | None = None) -> int:
+    """Dagster's two services, as a deployment runs them (`dagster dev`, which did this before,
+    is superseded by `dg dev`, which wants a `dg` project layout): `dagster-webserver` and
+    `dagster-daemon run`, both on the checkout's workspace.yaml, in one process group of
+    their own. Returns when either ends (then the other is stopped too)."""
     from reid_pipeline.supervise import end_group, start_reaper
 
     db = redact(settings.database_url) if settings.database_url else f"embedded Postgres + pgvector in {settings.pgdata}"
@@ -95,33 +99,48 @@ def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, o
         f"reid: Dagster UI   http://{args.host}:{args.port}  (Ctrl-C stops everything)",
         flush=True,
     )
+    workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
+    bin_dir = Path(sys.executable).parent
+    daemon = str(bin_dir / "dagster-daemon") if (bin_dir / "dagster-daemon").exists() else shutil.which("dagster-daemon")
+    commands = [
+        [sys.executable, "-m", "dagster_webserver", "-h", args.host, "-p", str(args.port), *workspace],
+        [daemon or "dagster-daemon", "run", *workspace],
+    ]
 
-    def restore_signals() -> None:
+    def restore_signals() -> None:  # started from a script in the background, SIGINT/SIGTERM may be ignored
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-         "-h", args.host, "-p", str(args.port)],
-        cwd=home,  # not the checkout: its dagster.yaml (the template) would be reported as unused
-        start_new_session=True,
-        preexec_fn=restore_signals,
-    )
-    # dagster dev runs in its own session (so its group can be ended as one); a watchdog ends
-    # that group, and stops our Postgres, when this process is gone, even after a SIGKILL
-    start_reaper(os.getpid(), proc.pid, own_pgdata)
+    procs: list[subprocess.Popen] = []
+    for command in commands:
+        # one process group of their own (the first one's): ended as one, and a Ctrl-C in the
+        # terminal reaches only this process, which stops them in order
+        procs.append(subprocess.Popen(command, cwd=home, preexec_fn=restore_signals,
+                                      process_group=procs[0].pid if procs else 0))
+        if len(procs) == 1:
+            # a watchdog ends that group, and stops our Postgres, when this process is gone, even after a SIGKILL
+            start_reaper(os.getpid(), procs[0].pid, own_pgdata)
+    stopping = threading.Event()
 
     def forward(signum, _frame) -> None:
+        stopping.set()
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(procs[0].pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    code = proc.wait()
-    end_group(proc.pid)  # dagster dev's children (code server, gRPC) may outlive it
-    return code
+    while all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    ended = next(p for p in procs if p.poll() is not None)
+    if not stopping.is_set():
+        name = "dagster-webserver" if ended is procs[0] else "dagster-daemon"
+        print(f"reid: {name} stopped (exit code {ended.returncode}); stopping the rest", file=sys.stderr, flush=True)
+    end_group(procs[0].pid)  # the other service and the code servers they started
+    for p in procs:
+        p.wait()
+    return 0 if stopping.is_set() else (ended.returncode or 1)
 
 
 def cmd_process(args: argparse.Namespace) -> int:
