@@ -247,12 +247,14 @@ def _run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], sam
 
 class _RunProgress(threading.Thread):
     """On a terminal, one line that follows a run: the step it is in and the frames
-    analysed so far, read from the run's own event log once a second."""
+    analysed so far, read once a second from the run's event log after a cursor (each read
+    fetches only the events that are new, so its cost does not grow with the run)."""
 
     def __init__(self, instance, run_id: str):
         super().__init__(daemon=True)
         self.instance, self.run_id, self.halt = instance, run_id, threading.Event()
         self.step, self.detail = "starting", ""
+        self.cursor: str | None = None
 
     def __enter__(self):
         if sys.stderr.isatty():
@@ -265,19 +267,29 @@ class _RunProgress(threading.Thread):
             self.join()
             print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
 
-    def run(self) -> None:
-        t0 = time.monotonic()
-        while not self.halt.wait(1.0):
-            try:
-                entries = self.instance.all_logs(self.run_id)
-            except Exception:  # noqa: BLE001 (progress is best effort; the run reports its own errors)
-                continue
-            for entry in entries:
+    def poll(self) -> int:
+        """Read the events after the cursor, follow the step and the progress message;
+        returns how many were read."""
+        read, more = 0, True
+        while more:
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=500)
+            for record in page.records:
+                entry = record.event_log_entry
                 event = entry.dagster_event
                 if event is not None and event.event_type_value == "STEP_START":
                     self.step, self.detail = event.step_key, ""
                 elif "frames analysed" in (entry.user_message or ""):
                     self.detail = entry.user_message
+            self.cursor, more, read = page.cursor, page.has_more, read + len(page.records)
+        return read
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self.halt.wait(1.0):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 (progress is best effort; the run reports its own errors)
+                continue
             line = f"      {time.monotonic() - t0:5.0f} s  {self.step}  {self.detail}"[:99]
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
 
