@@ -73,13 +73,29 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: Re
     walk or one object listing); a file still being written (or an upload in progress)
     waits until it holds still; non-video files are skipped with a reason, logged and kept
     in `inbox_skipped` for `reid status`. The cursor keeps files seen but not yet settled."""
+    found = scan_tick(context, inbox.source, inbox.endpoint_url, inbox.settle_seconds, database)
+    if isinstance(found, dg.SensorResult):
+        return found
+    if not found:
+        return dg.SensorResult(skip_reason=f"no new settled video ({len(json.loads(context.cursor)['pending'])} pending)")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in found],
+        dynamic_partitions_requests=[videos.build_add_request(found)],
+    )
+
+
+def scan_tick(context: dg.SensorEvaluationContext, source: str, endpoint_url: str | None, settle_seconds: float,
+              database: ReidDatabase) -> list[str] | dg.SensorResult:
+    """One tick of a watched location: register the new settled videos (their partition
+    keys are returned; the caller asks for the partitions), keep files still arriving in the
+    cursor, record the files skipped with their reasons. A location that cannot be listed
+    gives the SensorResult that says so."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     known = set(context.instance.get_dynamic_partitions(videos.name))
     try:
-        result = scan_source(inbox.source, known, cursor.get("pending"), set(cursor.get("ignored", [])),
-                             inbox.settle_seconds, inbox.endpoint_url)
+        result = scan_source(source, known, cursor.get("pending"), set(cursor.get("ignored", [])), settle_seconds, endpoint_url)
     except BucketError as exc:
-        return dg.SensorResult(skip_reason=f"cannot list {inbox.source}: {exc}")
+        return dg.SensorResult(skip_reason=f"cannot list {source}: {exc}")
     for where, reason in result.skipped:
         context.log.info(f"skipped {where}: {reason}")
     if result.skipped:  # kept for `reid status`: a tick's log is not where a user looks
@@ -90,10 +106,4 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: Re
             store.register_video(key, uri)
             context.log.info(f"new video {uri} -> partition {key}")
     context.update_cursor(json.dumps({"pending": result.pending, "ignored": sorted(result.ignored)}))
-    keys = [key for key, _ in result.ready]
-    if not keys:
-        return dg.SensorResult(skip_reason=f"no new settled video ({len(result.pending)} pending)")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in keys],
-        dynamic_partitions_requests=[videos.build_add_request(keys)],
-    )
+    return [key for key, _ in result.ready]

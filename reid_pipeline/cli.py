@@ -555,12 +555,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     stays in every asset's counts until it is removed."""
     import dagster as dg
 
+    from reid_pipeline.catalog import stray_partitions
+
     settings = Settings()
     prepare(settings)
     store = _store(settings)
     instance = dg.DagsterInstance.get()
-    registered = {r["partition_key"] for r in store.rows("SELECT partition_key FROM videos")}
-    stray = [k for k in instance.get_dynamic_partitions("videos") if k not in registered]
+    stray = stray_partitions(store, instance.get_dynamic_partitions("videos"))
     for key in stray:
         instance.delete_dynamic_partition("videos", key)
         print(f"removed partition {key!r}: no registered video")
@@ -572,36 +573,32 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
     the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
     shows and controls it (Overview > Backfills)."""
-    from reid_pipeline.buckets import is_s3_uri
-    from reid_pipeline.inbox import scan_source
+    from reid_pipeline.catalog import check_source, register_archive
 
     settings = Settings()
     prepare(settings)
     store = _store(settings)
     import dagster as dg
 
-    if not is_s3_uri(args.source) and not Path(args.source).is_dir():
-        print(f"reid: {args.source}: not a folder or s3:// location", file=sys.stderr)
+    try:
+        check_source(args.source)
+    except ValueError as exc:
+        print(f"reid: {exc}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
     known = set(instance.get_dynamic_partitions("videos")) if args.new_only else set()
-    # every video there now: two listings, the second seeing each one unchanged
-    listing = scan_source(args.source, known, settle_s=0, endpoint_url=settings.s3_endpoint_url)
-    result = scan_source(args.source, known, listing.pending, listing.ignored, 0, settings.s3_endpoint_url)
-    for where, reason in listing.skipped:
+    registration = register_archive(store, args.source, known, settings.s3_endpoint_url)
+    for where, reason in registration.skipped:
         print(f"skipped {where}: {reason}")
-    keys = []
-    for key, uri in result.ready:
-        store.register_video(key, uri)
-        keys.append(key)
+    keys = registration.keys
     if not keys:
         print("reid: no video to backfill")
         return 0
     instance.add_dynamic_partitions("videos", keys)
     print(f"{len(keys)} videos registered as partitions of `videos`")
     if args.register_only:
-        print("nothing launched: materialise them from the UI (Assets > raw_video > Materialize, pick the "
-              "partitions), or run `reid backfill` again without --register-only")
+        print("nothing launched: process them from the UI (Assets > select the per-video assets > Materialize, pick "
+              "the partitions > Launch backfill), or run `reid backfill` again without --register-only")
         return 0
     batch = settings.backfill_batch if args.batch is None else args.batch
     if batch > 1:
@@ -736,7 +733,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("(the 20 newest; --all lists every video)")
     skipped = store.skipped_files()
     if skipped:
-        print(f"\nnot taken from the inbox ({len(skipped)}):")
+        print(f"\nnot taken from the inbox or the archive ({len(skipped)}):")
         for s in skipped:
             print(f"  {s['location']}: {s['reason']}")
     return 0

@@ -6,6 +6,7 @@
 | data root (parquet, previews) | `REID_DATA_ROOT` | `$REID_HOME/data` |
 | watched folder | `REID_INBOX` | `<project>/inbox` |
 | watched bucket instead (`s3://bucket/prefix`) and its endpoint | `REID_INBOX_BUCKET`, `REID_S3_ENDPOINT_URL` | unset |
+| an archive folder (or `s3://bucket/prefix`) that the `archive_sensor` registers, when turned on | `REID_ARCHIVE` | unset |
 | external Postgres URL | `REID_DATABASE_URL` | unset: embedded server in `$REID_HOME/pgdata` |
 | face backend | `REID_FACE_BACKEND` | `auto` (insightface when its pack is present, else dlib) |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     inbox: Path = PROJECT_ROOT / "inbox"
     inbox_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    archive: str | None = None
     database_url: str | None = None
     face_backend: str = "auto"
     insightface_root: str | None = None
