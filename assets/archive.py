@@ -113,9 +113,10 @@ archive_status = dg.AssetSpec(
     "archive_status",
     group_name="video",
     kinds={"postgres"},
-    description="What `reid status` shows, kept up to date by the `archive_status_sensor`: videos per status, a row "
-                "per video (partition key, file, status, faces, sequences, identities, and why it failed), failures "
-                "first; and the files the inbox did not take, with the reason. See its latest observation.",
+    description="What `reid status` shows, kept up to date by the `archive_status_sensor`: videos per status, the "
+                "videos that failed with the reason, a row per video (partition key, status, reason, file, faces, "
+                "sequences, identities), failures first; and the files not taken, with the reason. See its latest "
+                "observation.",
 )
 
 
@@ -128,11 +129,13 @@ def archive_status_sensor(context: dg.SensorEvaluationContext, database: ReidDat
         return dg.SensorResult(skip_reason="no change")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(snapshot.counts.items())) or "no videos yet"
     metadata = {
-        "summary": f"{snapshot.total} videos: {counts}",
+        "summary": f"{snapshot.total} video{'' if snapshot.total == 1 else 's'}: {counts}",
         **{f"videos_{status}": n for status, n in sorted(snapshot.counts.items())},
-        "failed": snapshot.counts.get("failed", 0),
-        "videos": _table(snapshot.videos, ["key", "file", "status", "faces", "sequences", "identities", "reason"]),
-        "not_taken": _table(snapshot.skipped, ["location", "reason"]),
+        "failures": dg.MetadataValue.md("\n".join(f"- `{v['key']}` ({v['file']}, {v['status']}): {v['reason']}"
+                                                  for v in snapshot.videos if v["status"] in ("failed", "partial"))
+                                        or "no video failed"),
+        "videos": _table(snapshot.videos, ["key", "status", "reason", "file", "faces", "sequences", "identities"]),
+        "not_taken": _table(snapshot.skipped, ["reason", "location"]),
     }
     if snapshot.total > len(snapshot.videos):
         metadata["note"] = f"the {len(snapshot.videos)} shown: failures, then the newest; `reid status --all` lists all"

@@ -19,7 +19,11 @@ from resources import Inbox, ReidDatabase
 @dg.failure_hook(required_resource_keys={"database"})
 def record_video_failure(context: dg.HookContext) -> None:
     """A step failed for good (bad input fails at once, anything else after its retries):
-    the video's row says `failed` with the reason, for `reid status` and the UI."""
+    the video's row says `failed` with the reason, for `reid status` and `archive_status`; and
+    the failed asset's partition gets an observation that says why. Dagster's open-source
+    event storage keeps no asset failure events (`can_store_asset_failure_events` is False),
+    so its partition view says only "Run ... failed"; the observation is in that partition's
+    events ("View all historical events") and in the asset's *Events* tab, with the run."""
     run = context.instance.get_run_by_id(context.run_id)
     key = run.tags.get("dagster/partition") if run else None
     if key:
@@ -32,11 +36,18 @@ def record_video_failure(context: dg.HookContext) -> None:
             context.resources.database.store().mark_failed(key, reason[:2000])
         except Exception as exc:  # the database may be what failed; the run's own log has the reason
             context.log.warning(f"could not record the failure of {key}: {exc}")
+        if context.op.name in FAILURE_OBSERVED:
+            context.instance.report_runless_asset_event(dg.AssetObservation(
+                asset_key=context.op.name, partition=key,
+                metadata={"status": "failed", "reason": reason[:2000], "run": dg.MetadataValue.dagster_run(context.run_id)}))
 
+
+PER_VIDEO = [raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches]
+FAILURE_OBSERVED = {a.key.to_user_string() for a in PER_VIDEO}  # each one's op is named after it
 
 process_video = dg.define_asset_job(
     "process_video",
-    selection=[raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches],
+    selection=PER_VIDEO,
     partitions_def=videos,
     description="Everything per video: register, detect, embed, link into sequences, report, match the archive.",
     # A failure of the machine (database, disk, object store unavailable) is retried with

@@ -87,6 +87,11 @@ def test_a_partition_typed_by_hand_fails_with_a_message_and_prune_removes_it(def
     message = failure_message(run)
     assert "'typo' names no registered video" in message
     assert "`register_archive` job" in message and "`prune_partitions` job" in message
+    # the reason also goes to the failed asset's partition, as an observation the UI shows with the run
+    [record] = instance.fetch_observations(dg.AssetRecordsFilter(dg.AssetKey("raw_video"), asset_partitions=["typo"]), limit=5).records
+    observed = record.asset_observation.metadata
+    assert observed["status"].value == "failed" and "'typo' names no registered video" in observed["reason"].value
+    assert observed["run"].value == run.run_id
 
     pruned = defs.resolve_job_def("prune_partitions").execute_in_process(instance=instance, raise_on_error=False)
     assert pruned.success, failure_message(pruned)
@@ -138,12 +143,13 @@ def test_archive_status_is_observed_when_it_changes(defs, instance, store, tmp_p
     [observation] = result.asset_events
     assert observation.asset_key == dg.AssetKey("archive_status")
     md = {k: v.value for k, v in observation.metadata.items()}
-    assert md["summary"] == "2 videos: 1 failed, 1 ready" and md["failed"] == 1
+    assert md["summary"] == "2 videos: 1 failed, 1 ready" and md["videos_failed"] == 1
     rows = [r.data for r in md["videos"].records]
     assert rows[0]["status"] == "failed" and rows[0]["file"] == "broken.mp4"  # failures first
     assert rows[0]["key"] == partition_key_for(str(bad)) and "not a readable video" in rows[0]["reason"]
     assert rows[1]["status"] == "ready" and rows[1]["faces"] == 0
-    assert [r.data for r in md["not_taken"].records] == [{"location": "/inbox/notes.txt", "reason": "not a video file (suffix '.txt')"}]
+    assert md["failures"].startswith(f"- `{rows[0]['key']}` (broken.mp4, failed): raw_video: broken.mp4: not a readable")
+    assert [r.data for r in md["not_taken"].records] == [{"reason": "not a video file (suffix '.txt')", "location": "/inbox/notes.txt"}]
 
     result, _ = _tick(defs, instance, "archive_status_sensor", result.cursor)  # the cursor the daemon keeps
     assert not result.asset_events and result.skip_reason.skip_message == "no change"
