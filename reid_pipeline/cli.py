@@ -572,7 +572,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
     the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
-    shows and controls it (Overview > Backfills)."""
+    shows and controls it (Runs > Backfills)."""
     from reid_pipeline.catalog import check_source, register_archive
 
     settings = Settings()
@@ -619,7 +619,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         backfill_id = next(line.split("`")[1] for line in launched.stdout.splitlines() if "Launched backfill" in line)
         backfill_ids.append(backfill_id)
         print(f"backfill {backfill_id} launched: {len(chunk)} runs queued; the daemon runs them "
-              f"(UI: Overview > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
+              f"(UI: Runs > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
     if args.wait:
         return _wait_for_backfills(instance, [{"dagster/backfill": b} for b in backfill_ids], len(keys), args.wait)
     return 0

@@ -126,16 +126,21 @@ def test_a_failed_partition_and_the_archive_status_in_the_dagster_ui(failed_arch
         expect(page.get_by_text(REASON).first).to_be_visible(timeout=30_000)
         page.screenshot(path=shots / "2-partition-events.png")
 
-        # the run: the step's failure, in the user's words
+        # the run list (where the README sends people for backfills: Runs > Backfills), then the run:
+        # the step's failure, in the user's words
+        _open(page, f"{webserver}/runs")
+        expect(page.get_by_text(run_id[:8]).first).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("tab", name="Backfills").or_(page.get_by_role("link", name="Backfills")).first).to_be_visible()
+        page.screenshot(path=shots / "3-runs.png")
         _open(page, f"{webserver}/runs/{run_id}")
         expect(page.get_by_text(REASON).first).to_be_visible(timeout=30_000)
-        page.screenshot(path=shots / "3-run.png")
+        page.screenshot(path=shots / "4-run.png")
 
         # reid status in the UI: the archive_status asset's latest observation
         page.set_viewport_size({"width": 1400, "height": 1500})  # the whole metadata table in one picture
         _open(page, f"{webserver}/assets/archive_status")
         expect(page.get_by_text(f"{key} (broken.mp4, failed): raw_video: {REASON}")).to_be_visible(timeout=30_000)
-        page.screenshot(path=shots / "4-archive-status.png")
+        page.screenshot(path=shots / "5-archive-status.png")
         text = page.inner_text("body")
         assert REASON in text and "notes.txt" in text and "1 video: 1 failed" in text
         browser.close()
