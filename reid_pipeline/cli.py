@@ -99,6 +99,12 @@ def _run_dagster(settings: Settings, home: Path, args: argparse.Namespace, own_p
         f"reid: Dagster UI   http://{args.host}:{args.port}  (Ctrl-C stops everything)",
         flush=True,
     )
+    import dagster as dg
+
+    # the instance's storage made here, once: two services creating a fresh SQLite instance at
+    # the same moment race on its schema (two alembic heads, and the loser exits)
+    with dg.DagsterInstance.get():
+        pass
     workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
     bin_dir = Path(sys.executable).parent
     daemon = str(bin_dir / "dagster-daemon") if (bin_dir / "dagster-daemon").exists() else shutil.which("dagster-daemon")
