@@ -47,7 +47,7 @@ def plan_batches(context: dg.OpExecutionContext, config: BackfillConfig):
     unknown = [k for k in keys if k not in known]
     if unknown:
         raise dg.Failure(description=f"not partitions of `videos`: {', '.join(unknown[:10])}; register them with "
-                         "`reid backfill` (or the inbox) first", allow_retries=False)
+                         "the `register_archive` job, `reid backfill` or the inbox first", allow_retries=False)
     size = max(1, config.batch_size)
     for i in range(0, len(keys), size):
         batch = {"partition_keys": keys[i : i + size], "sample_fps": config.sample_fps}

@@ -28,9 +28,10 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase, s3: Obj
     store = database.store()
     row = store.get_video(key)
     if row is None:
-        raise dg.Failure(description=f"partition {key!r} names no registered video: register files with the inbox, "
-                         "`reid process` or `reid backfill FOLDER --register-only`; remove stray partitions with "
-                         "`reid prune`", allow_retries=False)
+        raise dg.Failure(description=f"partition {key!r} names no registered video (a partition is made for a file, not "
+                         "typed in): register files with the inbox, the `register_archive` job (a folder in its config), "
+                         "`reid process` or `reid backfill FOLDER --register-only`; remove stray partitions with the "
+                         "`prune_partitions` job or `reid prune`", metadata={"partition": key}, allow_retries=False)
     t0 = time.perf_counter()
     try:
         path = s3.local_path(row["source_uri"])

@@ -19,7 +19,11 @@ from resources import Inbox, ReidDatabase
 @dg.failure_hook(required_resource_keys={"database"})
 def record_video_failure(context: dg.HookContext) -> None:
     """A step failed for good (bad input fails at once, anything else after its retries):
-    the video's row says `failed` with the reason, for `reid status` and the UI."""
+    the video's row says `failed` with the reason, for `reid status` and `archive_status`; and
+    the failed asset's partition gets an observation that says why. Dagster's open-source
+    event storage keeps no asset failure events (`can_store_asset_failure_events` is False),
+    so its partition view says only "Run ... failed"; the observation is in that partition's
+    events ("View all historical events") and in the asset's *Events* tab, with the run."""
     run = context.instance.get_run_by_id(context.run_id)
     key = run.tags.get("dagster/partition") if run else None
     if key:
@@ -32,11 +36,18 @@ def record_video_failure(context: dg.HookContext) -> None:
             context.resources.database.store().mark_failed(key, reason[:2000])
         except Exception as exc:  # the database may be what failed; the run's own log has the reason
             context.log.warning(f"could not record the failure of {key}: {exc}")
+        if context.op.name in FAILURE_OBSERVED:
+            context.instance.report_runless_asset_event(dg.AssetObservation(
+                asset_key=context.op.name, partition=key,
+                metadata={"status": "failed", "reason": reason[:2000], "run": dg.MetadataValue.dagster_run(context.run_id)}))
 
+
+PER_VIDEO = [raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches]
+FAILURE_OBSERVED = {a.key.to_user_string() for a in PER_VIDEO}  # each one's op is named after it
 
 process_video = dg.define_asset_job(
     "process_video",
-    selection=[raw_video, frame_detections, face_embeddings, face_sequences, silhouette_report, cross_video_matches],
+    selection=PER_VIDEO,
     partitions_def=videos,
     description="Everything per video: register, detect, embed, link into sequences, report, match the archive.",
     # A failure of the machine (database, disk, object store unavailable) is retried with
@@ -73,13 +84,29 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: Re
     walk or one object listing); a file still being written (or an upload in progress)
     waits until it holds still; non-video files are skipped with a reason, logged and kept
     in `inbox_skipped` for `reid status`. The cursor keeps files seen but not yet settled."""
+    found = scan_tick(context, inbox.source, inbox.endpoint_url, inbox.settle_seconds, database)
+    if isinstance(found, dg.SensorResult):
+        return found
+    if not found:
+        return dg.SensorResult(skip_reason=f"no new settled video ({len(json.loads(context.cursor)['pending'])} pending)")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in found],
+        dynamic_partitions_requests=[videos.build_add_request(found)],
+    )
+
+
+def scan_tick(context: dg.SensorEvaluationContext, source: str, endpoint_url: str | None, settle_seconds: float,
+              database: ReidDatabase) -> list[str] | dg.SensorResult:
+    """One tick of a watched location: register the new settled videos (their partition
+    keys are returned; the caller asks for the partitions), keep files still arriving in the
+    cursor, record the files skipped with their reasons. A location that cannot be listed
+    gives the SensorResult that says so."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     known = set(context.instance.get_dynamic_partitions(videos.name))
     try:
-        result = scan_source(inbox.source, known, cursor.get("pending"), set(cursor.get("ignored", [])),
-                             inbox.settle_seconds, inbox.endpoint_url)
+        result = scan_source(source, known, cursor.get("pending"), set(cursor.get("ignored", [])), settle_seconds, endpoint_url)
     except BucketError as exc:
-        return dg.SensorResult(skip_reason=f"cannot list {inbox.source}: {exc}")
+        return dg.SensorResult(skip_reason=f"cannot list {source}: {exc}")
     for where, reason in result.skipped:
         context.log.info(f"skipped {where}: {reason}")
     if result.skipped:  # kept for `reid status`: a tick's log is not where a user looks
@@ -90,10 +117,4 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: Re
             store.register_video(key, uri)
             context.log.info(f"new video {uri} -> partition {key}")
     context.update_cursor(json.dumps({"pending": result.pending, "ignored": sorted(result.ignored)}))
-    keys = [key for key, _ in result.ready]
-    if not keys:
-        return dg.SensorResult(skip_reason=f"no new settled video ({len(result.pending)} pending)")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in keys],
-        dynamic_partitions_requests=[videos.build_add_request(keys)],
-    )
+    return [key for key, _ in result.ready]

@@ -79,12 +79,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     # the embedded Postgres this command starts is stopped by its reaper, however it ends
     started = not settings.database_url and not embedded_running(settings.pgdata)
     Store(_database_url(settings, keep_running=True)).migrate()
-    code = _run_dagster_dev(settings, home, args, settings.pgdata if started else None)
+    code = _run_dagster(settings, home, args, settings.pgdata if started else None)
     lock.release()
     return code
 
 
-def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, own_pgdata: Path | None = None) -> int:
+def _run_dagster(settings: Settings, home: Path, args: argparse.Namespace, own_pgdata: Path | None = None) -> int:
+    """Dagster's two services, as a deployment runs them (`dagster dev`, which did this before,
+    is superseded by `dg dev`, which wants a `dg` project layout): `dagster-webserver` and
+    `dagster-daemon run`, both on the checkout's workspace.yaml, in one process group of
+    their own. Returns when either ends (then the other is stopped too)."""
     from reid_pipeline.supervise import end_group, start_reaper
 
     db = redact(settings.database_url) if settings.database_url else f"embedded Postgres + pgvector in {settings.pgdata}"
@@ -96,33 +100,54 @@ def _run_dagster_dev(settings: Settings, home: Path, args: argparse.Namespace, o
         f"reid: Dagster UI   http://{args.host}:{args.port}  (Ctrl-C stops everything)",
         flush=True,
     )
+    import dagster as dg
 
-    def restore_signals() -> None:
+    # the instance's storage made here, once: two services creating a fresh SQLite instance at
+    # the same moment race on its schema (two alembic heads, and the loser exits)
+    with dg.DagsterInstance.get():
+        pass
+    workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
+    bin_dir = Path(sys.executable).parent
+    daemon = str(bin_dir / "dagster-daemon") if (bin_dir / "dagster-daemon").exists() else shutil.which("dagster-daemon")
+    commands = [
+        [sys.executable, "-m", "dagster_webserver", "-h", args.host, "-p", str(args.port), *workspace],
+        [daemon or "dagster-daemon", "run", *workspace],
+    ]
+
+    def restore_signals() -> None:  # started from a script in the background, SIGINT/SIGTERM may be ignored
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-         "-h", args.host, "-p", str(args.port)],
-        cwd=home,  # not the checkout: its dagster.yaml (the template) would be reported as unused
-        start_new_session=True,
-        preexec_fn=restore_signals,
-    )
-    # dagster dev runs in its own session (so its group can be ended as one); a watchdog ends
-    # that group, and stops our Postgres, when this process is gone, even after a SIGKILL
-    start_reaper(os.getpid(), proc.pid, own_pgdata)
+    procs: list[subprocess.Popen] = []
+    for command in commands:
+        # one process group of their own (the first one's): ended as one, and a Ctrl-C in the
+        # terminal reaches only this process, which stops them in order
+        procs.append(subprocess.Popen(command, cwd=home, preexec_fn=restore_signals,
+                                      process_group=procs[0].pid if procs else 0))
+        if len(procs) == 1:
+            # a watchdog ends that group, and stops our Postgres, when this process is gone, even after a SIGKILL
+            start_reaper(os.getpid(), procs[0].pid, own_pgdata)
+    stopping = threading.Event()
 
     def forward(signum, _frame) -> None:
+        stopping.set()
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(procs[0].pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    code = proc.wait()
-    end_group(proc.pid)  # dagster dev's children (code server, gRPC) may outlive it
-    return code
+    while all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    ended = next(p for p in procs if p.poll() is not None)
+    if not stopping.is_set():
+        name = "dagster-webserver" if ended is procs[0] else "dagster-daemon"
+        print(f"reid: {name} stopped (exit code {ended.returncode}); stopping the rest", file=sys.stderr, flush=True)
+    end_group(procs[0].pid)  # the other service and the code servers they started
+    for p in procs:
+        p.wait()
+    return 0 if stopping.is_set() else (ended.returncode or 1)
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -229,12 +254,14 @@ def _run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], sam
 
 class _RunProgress(threading.Thread):
     """On a terminal, one line that follows a run: the step it is in and the frames
-    analysed so far, read from the run's own event log once a second."""
+    analysed so far, read once a second from the run's event log after a cursor (each read
+    fetches only the events that are new, so its cost does not grow with the run)."""
 
     def __init__(self, instance, run_id: str):
         super().__init__(daemon=True)
         self.instance, self.run_id, self.halt = instance, run_id, threading.Event()
         self.step, self.detail = "starting", ""
+        self.cursor: str | None = None
 
     def __enter__(self):
         if sys.stderr.isatty():
@@ -247,19 +274,29 @@ class _RunProgress(threading.Thread):
             self.join()
             print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
 
-    def run(self) -> None:
-        t0 = time.monotonic()
-        while not self.halt.wait(1.0):
-            try:
-                entries = self.instance.all_logs(self.run_id)
-            except Exception:  # noqa: BLE001 (progress is best effort; the run reports its own errors)
-                continue
-            for entry in entries:
+    def poll(self) -> int:
+        """Read the events after the cursor, follow the step and the progress message;
+        returns how many were read."""
+        read, more = 0, True
+        while more:
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=500)
+            for record in page.records:
+                entry = record.event_log_entry
                 event = entry.dagster_event
                 if event is not None and event.event_type_value == "STEP_START":
                     self.step, self.detail = event.step_key, ""
                 elif "frames analysed" in (entry.user_message or ""):
                     self.detail = entry.user_message
+            self.cursor, more, read = page.cursor, page.has_more, read + len(page.records)
+        return read
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self.halt.wait(1.0):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 (progress is best effort; the run reports its own errors)
+                continue
             line = f"      {time.monotonic() - t0:5.0f} s  {self.step}  {self.detail}"[:99]
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
 
@@ -525,12 +562,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     stays in every asset's counts until it is removed."""
     import dagster as dg
 
+    from reid_pipeline.catalog import stray_partitions
+
     settings = Settings()
     prepare(settings)
     store = _store(settings)
     instance = dg.DagsterInstance.get()
-    registered = {r["partition_key"] for r in store.rows("SELECT partition_key FROM videos")}
-    stray = [k for k in instance.get_dynamic_partitions("videos") if k not in registered]
+    stray = stray_partitions(store, instance.get_dynamic_partitions("videos"))
     for key in stray:
         instance.delete_dynamic_partition("videos", key)
         print(f"removed partition {key!r}: no registered video")
@@ -541,37 +579,33 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
     the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
-    shows and controls it (Overview > Backfills)."""
-    from reid_pipeline.buckets import is_s3_uri
-    from reid_pipeline.inbox import scan_source
+    shows and controls it (Runs > Backfills)."""
+    from reid_pipeline.catalog import check_source, register_archive
 
     settings = Settings()
     prepare(settings)
     store = _store(settings)
     import dagster as dg
 
-    if not is_s3_uri(args.source) and not Path(args.source).is_dir():
-        print(f"reid: {args.source}: not a folder or s3:// location", file=sys.stderr)
+    try:
+        check_source(args.source)
+    except ValueError as exc:
+        print(f"reid: {exc}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
     known = set(instance.get_dynamic_partitions("videos")) if args.new_only else set()
-    # every video there now: two listings, the second seeing each one unchanged
-    listing = scan_source(args.source, known, settle_s=0, endpoint_url=settings.s3_endpoint_url)
-    result = scan_source(args.source, known, listing.pending, listing.ignored, 0, settings.s3_endpoint_url)
-    for where, reason in listing.skipped:
+    registration = register_archive(store, args.source, known, settings.s3_endpoint_url)
+    for where, reason in registration.skipped:
         print(f"skipped {where}: {reason}")
-    keys = []
-    for key, uri in result.ready:
-        store.register_video(key, uri)
-        keys.append(key)
+    keys = registration.keys
     if not keys:
         print("reid: no video to backfill")
         return 0
     instance.add_dynamic_partitions("videos", keys)
     print(f"{len(keys)} videos registered as partitions of `videos`")
     if args.register_only:
-        print("nothing launched: materialise them from the UI (Assets > raw_video > Materialize, pick the "
-              "partitions), or run `reid backfill` again without --register-only")
+        print("nothing launched: process them from the UI (Assets > select the per-video assets > Materialize, pick "
+              "the partitions > Launch backfill), or run `reid backfill` again without --register-only")
         return 0
     batch = settings.backfill_batch if args.batch is None else args.batch
     if batch > 1:
@@ -592,7 +626,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         backfill_id = next(line.split("`")[1] for line in launched.stdout.splitlines() if "Launched backfill" in line)
         backfill_ids.append(backfill_id)
         print(f"backfill {backfill_id} launched: {len(chunk)} runs queued; the daemon runs them "
-              f"(UI: Overview > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
+              f"(UI: Runs > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
     if args.wait:
         return _wait_for_backfills(instance, [{"dagster/backfill": b} for b in backfill_ids], len(keys), args.wait)
     return 0
@@ -706,7 +740,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("(the 20 newest; --all lists every video)")
     skipped = store.skipped_files()
     if skipped:
-        print(f"\nnot taken from the inbox ({len(skipped)}):")
+        print(f"\nnot taken from the inbox or the archive ({len(skipped)}):")
         for s in skipped:
             print(f"  {s['location']}: {s['reason']}")
     return 0

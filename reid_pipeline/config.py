@@ -7,6 +7,7 @@
 | watched folder | `REID_INBOX` | `<project>/inbox` |
 | watched bucket instead (`s3://bucket/prefix`) | `REID_INBOX_BUCKET` | unset |
 | S3 endpoint of the buckets (watched and data root; credentials: boto's chain, `AWS_*`) | `REID_S3_ENDPOINT_URL` | unset: AWS |
+| an archive folder (or `s3://bucket/prefix`) that the `archive_sensor` registers, when turned on | `REID_ARCHIVE` | unset |
 | external Postgres URL | `REID_DATABASE_URL` | unset: embedded server in `$REID_HOME/pgdata` |
 | face backend | `REID_FACE_BACKEND` | `auto` (insightface when its pack is present, else dlib) |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     inbox: Path = PROJECT_ROOT / "inbox"
     inbox_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    archive: str | None = None
     database_url: str | None = None
     face_backend: str = "auto"
     insightface_root: str | None = None

@@ -5,7 +5,7 @@
   drops the lock when its process dies, SIGKILL included, so a killed `reid up` never
   blocks the next one.
 - `start_reaper`: a small watchdog in its own session. When the `reid up` process is gone
-  (a normal exit, Ctrl-C or SIGKILL), it ends the `dagster dev` process group (SIGTERM, then
+  (a normal exit, Ctrl-C or SIGKILL), it ends the process group of Dagster's services (SIGTERM, then
   SIGKILL after a grace period) and stops the embedded Postgres that `reid up` started.
   Run as `python -m reid_pipeline.supervise WATCH_PID GROUP_ID [PGDATA]`.
 """

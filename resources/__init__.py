@@ -110,6 +110,16 @@ class Inbox(dg.ConfigurableResource):
         return self.bucket or self.folder
 
 
+class Archive(dg.ConfigurableResource):
+    """An existing archive to register (every video becomes a partition; nothing is
+    launched): a folder or `s3://bucket/prefix` (with its endpoint) that the `archive_sensor`
+    watches once turned on; the `register_archive` job takes any location as its config."""
+
+    source: str | None = None
+    endpoint_url: str | None = None
+    settle_seconds: float = 5.0
+
+
 def build_resources(settings: Settings | None = None) -> dict:
     """Resources from `settings`, or from the environment (`Settings()`). From the
     environment, the database URL goes in as `dg.EnvVar`: Dagster resolves it in the run,
@@ -124,6 +134,7 @@ def build_resources(settings: Settings | None = None) -> dict:
         ),
         "s3": s3,
         "storage": DataStorage(data_root=str(s.data_root), s3=s3),
+        "archive": Archive(source=s.archive, endpoint_url=s.s3_endpoint_url, settle_seconds=s.settle_seconds),
         "inbox": Inbox(
             folder=str(s.inbox), bucket=s.inbox_bucket, endpoint_url=s.s3_endpoint_url, settle_seconds=s.settle_seconds
         ),

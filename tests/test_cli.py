@@ -173,3 +173,29 @@ def test_process_on_a_terminal_shows_the_step_it_is_in(tmp_path, two_people_vide
     assert done.returncode == 0, done.stdout
     lines = done.stdout.replace("\r", "\n")
     assert "frame_detections" in lines and "1 processed, 0 failed" in lines
+
+
+def test_run_progress_reads_only_the_events_after_its_cursor():
+    """`reid process`'s progress line follows a run from its event log after a cursor: each
+    read returns only the new events, not the whole log again."""
+    import dagster as dg
+
+    from reid_pipeline.cli import _RunProgress
+
+    @dg.op
+    def frame_detections(context: dg.OpExecutionContext) -> None:
+        context.log.info("30/60 frames analysed (3.0 s into the video)")
+
+    @dg.job
+    def one_step():
+        frame_detections()
+
+    with dg.instance_for_test() as instance:
+        result = one_step.execute_in_process(instance=instance)
+        progress = _RunProgress(instance, result.run_id)
+        first = progress.poll()
+        assert first == len(instance.all_logs(result.run_id)) > 5
+        assert progress.step == "frame_detections" and progress.detail.startswith("30/60 frames analysed")
+        assert progress.poll() == 0  # nothing new: nothing read
+        instance.report_engine_event("one more", instance.get_run_by_id(result.run_id))
+        assert progress.poll() == 1
