@@ -102,8 +102,8 @@ def test_a_partition_typed_by_hand_fails_with_a_message_and_prune_removes_it(def
 
 
 def _tick(defs, instance, name, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
-    return defs.resolve_sensor_def(name)(context), context.cursor
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs) as context:
+        return defs.resolve_sensor_def(name)(context), context.cursor
 
 
 def test_archive_sensor_registers_without_launching_and_is_off_until_turned_on(

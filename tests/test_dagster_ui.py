@@ -65,9 +65,9 @@ def failed_archive(reid_env, store, tmp_path):
                                                                           raise_on_error=False)
         assert not result.success and REASON in failure_message(result)
         store.record_skipped([(str(reid_env / "inbox" / "notes.txt"), "not a video file (suffix '.txt')")])
-        context = dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
-        for event in defs.resolve_sensor_def("archive_status_sensor")(context).asset_events:
-            instance.report_runless_asset_event(event)
+        with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
+            for event in defs.resolve_sensor_def("archive_status_sensor")(context).asset_events:
+                instance.report_runless_asset_event(event)
     return key, result.run_id
 
 
