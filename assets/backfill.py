@@ -27,6 +27,7 @@ import os
 import time
 
 import dagster as dg
+from dagster._serdes import ConfigurableClassData
 
 from reid_pipeline.config import Settings
 
@@ -76,6 +77,18 @@ def _process_video_job(context: dg.OpExecutionContext) -> dg.JobDefinition:
         return build_definitions().resolve_job_def("process_video")
 
 
+def _without_log_capture(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """The same instance (storage, run records, event log) without compute-log capture, for
+    the per-video runs of a batch: this step already captures the process's stdout and stderr,
+    and capturing them again per video (a file pair and a `tail` process per run) cost more
+    than the rest of Dagster's work per video (BENCHMARKS.md, "Backfills in batches")."""
+    if instance.is_ephemeral:
+        return instance
+    ref = instance.get_ref()._replace(compute_logs_data=ConfigurableClassData(
+        "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"))
+    return dg.DagsterInstance.from_ref(ref)
+
+
 @dg.op
 def process_batch(context: dg.OpExecutionContext, batch: dict) -> dict:
     """Runs `process_video` for each video of the batch, one run per video, in this process."""
@@ -91,18 +104,23 @@ def process_batch(context: dg.OpExecutionContext, batch: dict) -> dict:
     tags = {BACKFILL_TAG: backfill_id, "reid/batch_step": f"{context.run_id}:{context.op_handle}"}
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
-    for i, key in enumerate(partition_keys, 1):
-        if key in done:
-            context.log.info(f"[{i}/{len(partition_keys)}] {key}: already done in this backfill")
-            continue
-        result = job.execute_in_process(partition_key=key, instance=context.instance, run_config=run_config,
-                                        tags=tags, raise_on_error=False)
-        if result.success:
-            context.log.info(f"[{i}/{len(partition_keys)}] {key}: done (run {result.run_id})")
-        else:
-            failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-            failed[key] = failures[0].step_failure_data.error.message.strip().splitlines()[-1] if failures else "run failed"
-            context.log.warning(f"[{i}/{len(partition_keys)}] {key}: failed (run {result.run_id}): {failed[key]}")
+    instance = _without_log_capture(context.instance)
+    try:
+        for i, key in enumerate(partition_keys, 1):
+            if key in done:
+                context.log.info(f"[{i}/{len(partition_keys)}] {key}: already done in this backfill")
+                continue
+            result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config,
+                                            tags=tags, raise_on_error=False)
+            if result.success:
+                context.log.info(f"[{i}/{len(partition_keys)}] {key}: done (run {result.run_id})")
+            else:
+                failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+                failed[key] = failures[0].step_failure_data.error.message.strip().splitlines()[-1] if failures else "run failed"
+                context.log.warning(f"[{i}/{len(partition_keys)}] {key}: failed (run {result.run_id}): {failed[key]}")
+    finally:
+        if instance is not context.instance:
+            instance.dispose()
     seconds = time.perf_counter() - t0
     context.add_output_metadata({"videos": len(partition_keys), "failed": len(failed), "seconds": round(seconds, 2),
                                  "s_per_video": round(seconds / max(1, len(partition_keys)), 3)})
