@@ -55,7 +55,7 @@ def gallery(defs, instance, store, two_videos, reid_env):
     assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
     assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
     ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=DagsterRecompute(defs, instance),
-                         backend=lambda: load_backend("dlib"))
+                         backend=lambda: load_backend("dlib"), video_cache=Settings().video_cache)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reid_pipeline.config import Settings
 from reid_pipeline.store import Store, close_pools, hnsw_index_name, migrate
 
 
@@ -11,8 +12,9 @@ def _rows(n):
 
 
 def test_migrations_are_idempotent(pg_url):
-    assert migrate(pg_url) == []  # the session fixture applied them already
-    assert migrate(pg_url) == []
+    sql = Settings().sql_dir
+    assert migrate(pg_url, sql) == []  # the session fixture applied them already
+    assert migrate(pg_url, sql) == []
 
 
 def test_the_sequence_number_migration_keeps_every_row(pg_url, tmp_path):
@@ -21,8 +23,6 @@ def test_the_sequence_number_migration_keeps_every_row(pg_url, tmp_path):
     import shutil
 
     import psycopg
-
-    from reid_pipeline.config import Settings
 
     sql = Path(Settings().sql_dir)
     old = tmp_path / "sql"

@@ -50,5 +50,5 @@ def database_url(settings: Settings, keep_running: bool = False) -> str:
 def open_store(settings: Settings) -> Store:
     """The store, its schema brought up to date."""
     store = Store(database_url(settings))
-    store.migrate()
+    store.migrate(settings.sql_dir)
     return store

@@ -27,7 +27,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     try:
         if args.video:
             key = args.video if store.get_video(args.video) else partition_key_for(str(Path(args.video).resolve()))
-            plan = plan_video(store, settings.data_path(), key)
+            plan = plan_video(store, settings.data_path(), key, settings.video_cache)
         else:
             identity = args.identity or identity_of_photo(store, settings, args.photo)
             if identity is None:

@@ -29,7 +29,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     # the embedded Postgres this command starts is stopped by its reaper, however it ends
     started = not settings.database_url and not embedded_running(settings.pgdata)
-    Store(database_url(settings, keep_running=True)).migrate()
+    Store(database_url(settings, keep_running=True)).migrate(settings.sql_dir)
     db = redact(settings.database_url) if settings.database_url else f"embedded Postgres + pgvector in {settings.pgdata}"
     print(
         f"reid: database     {db}\n"
@@ -85,7 +85,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "url":
         print(url)
     elif args.action == "migrate":
-        applied = Store(url).migrate()
+        applied = Store(url).migrate(settings.sql_dir)
         print(f"applied {', '.join(applied)}" if applied else "schema up to date")
     elif args.action == "psql":
         psql = shutil.which("psql")
@@ -113,6 +113,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     defs, instance = code_location()
     ctx = GalleryContext(
         store=store, data_root=settings.data_path(), recompute=DagsterRecompute(defs, instance),
+        video_cache=settings.video_cache,
         backend=lambda: load_backend(settings.face_backend, insightface_root=settings.insightface_root,
                                      insightface_pack=settings.insightface_pack),
         dagster_ui=lambda: running_ui(settings.home),
