@@ -9,12 +9,12 @@ import os
 import dagster as dg
 
 from assets import all_assets, all_jobs, all_sensors
-from reid_pipeline.config import Settings
+from assets.settings import settings
 from resources import build_resources
 
 # Face chips, vectors and previews are biometric data: every process that loads this code
 # location (code server, run workers) writes them for its owner only (REID_UMASK widens it).
-os.umask(int(Settings().umask, 8))
+os.umask(int(settings.umask, 8))
 
 
 def build_definitions() -> dg.Definitions:

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from assets.partitions import videos
 from assets.sensors import scan_tick
+from assets.settings import settings
 from reid_pipeline import catalog
-from reid_pipeline.config import Settings
 from resources import Archive, ReidDatabase
 
 BACKFILL_HINT = ("then process them: Assets > select the per-video assets (or the `process_video` job) > "
@@ -88,7 +88,7 @@ def prune_partitions():
     remove_stray_partitions()
 
 
-@dg.sensor(minimum_interval_seconds=Settings().sensor_interval, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(minimum_interval_seconds=settings.sensor_interval, default_status=dg.DefaultSensorStatus.STOPPED)
 def archive_sensor(context: dg.SensorEvaluationContext, archive: Archive, database: ReidDatabase) -> dg.SensorResult:
     """Registers the videos of the archive at REID_ARCHIVE (a folder or s3://bucket/prefix) as
     partitions of `videos`, and new ones as they settle there, launching nothing: the UI's
@@ -120,7 +120,7 @@ archive_status = dg.AssetSpec(
 )
 
 
-@dg.sensor(minimum_interval_seconds=Settings().sensor_interval, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(minimum_interval_seconds=settings.sensor_interval, default_status=dg.DefaultSensorStatus.RUNNING)
 def archive_status_sensor(context: dg.SensorEvaluationContext, database: ReidDatabase) -> dg.SensorResult:
     """Observes `archive_status` whenever the status of the videos changed (one query per tick)."""
     snapshot = catalog.status_snapshot(database.store())

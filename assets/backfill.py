@@ -29,14 +29,14 @@ import time
 import dagster as dg
 from dagster._serdes import ConfigurableClassData
 
-from reid_pipeline.config import Settings
+from assets.settings import settings
 
 BACKFILL_TAG = "reid/backfill"  # on the backfill's run and on every per-video run it makes
 
 
 class BackfillConfig(dg.Config):
     partition_keys: list[str]  # registered partitions of `videos` (`reid backfill` registers them)
-    batch_size: int = Settings().backfill_batch  # videos per step (per process)
+    batch_size: int = settings.backfill_batch  # videos per step (per process)
     sample_fps: float | None = None  # None: the default of `frame_detections`
 
 

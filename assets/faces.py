@@ -8,7 +8,7 @@ import polars as pl
 
 from assets.ingest import raw_video, video_failure
 from assets.partitions import videos
-from reid_pipeline.config import Settings
+from assets.settings import settings
 from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.pipeline import (
     DETECTION_SCHEMA,
@@ -28,19 +28,16 @@ from reid_pipeline.storage import write_parquet
 from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
-_DEFAULTS = Settings()
-
-
 # Embedding worker processes take about 0.7 s of CPU each to start; below this many
 # analysed frames one embedding thread (overlapping the detector) is cheaper.
 PROCESSES_FROM_FRAMES = 40
 
 
 class DetectionConfig(dg.Config):
-    sample_fps: float = _DEFAULTS.sample_fps  # frames analysed per second; 0 = every frame
-    detect_threads: int = _DEFAULTS.detect_threads  # frames detected at once (whole-frame searches)
-    full_detect_s: float = _DEFAULTS.full_detect_s  # whole-frame search every N s of video; 0 = every sampled frame
-    embed_workers: int = _DEFAULTS.embed_workers  # processes embedding faces during detection; 0 = one thread
+    sample_fps: float = settings.sample_fps  # frames analysed per second; 0 = every frame
+    detect_threads: int = settings.detect_threads  # frames detected at once (whole-frame searches)
+    full_detect_s: float = settings.full_detect_s  # whole-frame search every N s of video; 0 = every sampled frame
+    embed_workers: int = settings.embed_workers  # processes embedding faces during detection; 0 = one thread
 
 
 def _preview(df: pl.DataFrame, path, n: int = 24) -> dg.MetadataValue:

@@ -10,8 +10,8 @@ from assets.ingest import raw_video
 from assets.partitions import videos
 from assets.reid import cross_video_matches
 from assets.sequences import face_sequences, silhouette_report
+from assets.settings import settings
 from reid_pipeline.buckets import BucketError
-from reid_pipeline.config import Settings
 from reid_pipeline.inbox import scan_source
 from resources import Inbox, ReidDatabase
 
@@ -69,13 +69,13 @@ identities_automation = dg.AutomationConditionSensorDefinition(
     "identities_automation",
     target=dg.AssetSelection.assets("identities"),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=Settings().sensor_interval,
+    minimum_interval_seconds=settings.sensor_interval,
 )
 
 
 @dg.sensor(
     job=process_video,
-    minimum_interval_seconds=Settings().sensor_interval,
+    minimum_interval_seconds=settings.sensor_interval,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: Inbox, database: ReidDatabase) -> dg.SensorResult:

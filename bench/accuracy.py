@@ -88,6 +88,8 @@ def run_set(videos: Path, home: Path, stage: str) -> dict:
     os.environ.pop("REID_DATA_ROOT", None)
     os.environ.pop("DAGSTER_HOME", None)
     from reid_pipeline import cli
+    from reid_pipeline.cli.environment import open_store
+    from reid_pipeline.config import Settings
 
     if not (videos / "truth.json").exists():  # the real dev clips: one different person per clip
         return run_clips(sorted(videos.glob("*.mp4")), stage)
@@ -99,8 +101,7 @@ def run_set(videos: Path, home: Path, stage: str) -> dict:
     elif stage == "sequences":
         rerun_from_sequences(files)
     seconds = time.perf_counter() - t0
-    settings = cli.Settings()
-    store = cli._store(settings)
+    store = open_store(Settings())
     result = score(store, truth, files)
     result["seconds"] = round(seconds, 1)
     return result
@@ -110,13 +111,15 @@ def run_clips(files: list[Path], stage: str) -> dict:
     """The dev clips show one person each, five different people: every link between two
     clips is false; each clip should end as one identity."""
     from reid_pipeline import cli
+    from reid_pipeline.cli.environment import open_store
+    from reid_pipeline.config import Settings
     from reid_pipeline.inbox import partition_key_for
 
     if stage == "all":
         cli.main(["process", *map(str, files)])
     elif stage == "sequences":
         rerun_from_sequences(files)
-    store = cli._store(cli.Settings())
+    store = open_store(Settings())
     keys = [partition_key_for(str(f.resolve())) for f in files]
     links = store.rows("SELECT partition_a, partition_b, score FROM matches WHERE linked AND partition_a <> partition_b"
                        " AND partition_a = ANY(%s) AND partition_b = ANY(%s)", (keys, keys))
@@ -137,12 +140,13 @@ def rerun_from_sequences(files: list[Path]) -> None:
     identities: the stages after detection and embedding, on the stored parquet files."""
     import dagster as dg
 
-    from reid_pipeline import cli
+    from reid_pipeline.cli.environment import open_store, prepare
+    from reid_pipeline.config import Settings
     from reid_pipeline.inbox import partition_key_for
 
-    settings = cli.Settings()
-    cli.prepare(settings)
-    cli._store(settings)
+    settings = Settings()
+    prepare(settings)
+    open_store(settings)
     sys.path.insert(0, str(REPO))
     from definitions import build_definitions
 

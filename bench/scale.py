@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reid_pipeline.archive import match_partition  # noqa: E402
+from reid_pipeline.config import Settings  # noqa: E402
 from reid_pipeline.database import embedded_server  # noqa: E402
 from reid_pipeline.matching import MatchSettings, robust_hausdorff_similarity  # noqa: E402
 from reid_pipeline.store import Store, connect, hnsw_index_name  # noqa: E402
@@ -492,7 +493,7 @@ def main(argv=None) -> int:
         server = embedded_server(tmp / "pgdata")
         url = server.get_uri()
         store = Store(url)
-        store.migrate()
+        store.migrate(Settings().sql_dir)
         store.ensure_model(MODEL, BACKEND, dim)
         start_s = time.perf_counter() - t0
         with connect(url, autocommit=True) as conn:

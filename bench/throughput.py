@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             with Timer() as t:
                 url = embedded_url(pgdata)
                 pg_started = True
-                Store(url).migrate()
+                Store(url).migrate(settings.sql_dir)
             report["timings"]["postgres_start_and_migrate_s"] = t.wall
             with Timer() as t:
                 from definitions import defs

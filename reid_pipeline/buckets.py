@@ -20,9 +20,9 @@ Source URIs are `s3://<bucket>/<key>` with the key as stored (not percent-encode
 AWS CLI writes them); parse them with `parse_s3_uri`, not `urllib.parse`.
 
 Credentials and region come from boto3's usual chain (AWS_ACCESS_KEY_ID /
-AWS_SECRET_ACCESS_KEY / AWS_PROFILE / instance roles...). The endpoint is an argument;
-callers read `REID_S3_ENDPOINT_URL` (see `default_endpoint_url`); boto3 itself also honours
-`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` when none is given.
+AWS_SECRET_ACCESS_KEY / AWS_PROFILE / instance roles...). The endpoint is an argument:
+callers hand on `REID_S3_ENDPOINT_URL` from the settings (the resources, the CLI); boto3
+itself also honours `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` when none is given.
 """
 
 from __future__ import annotations
@@ -36,13 +36,6 @@ from reid_pipeline.inbox import ScanResult, consider
 
 class BucketError(Exception):
     """The bucket cannot be listed (unreachable endpoint, no such bucket, no credentials)."""
-
-
-def default_endpoint_url() -> str | None:
-    """`REID_S3_ENDPOINT_URL` when set (MinIO, Ceph, R2, moto...), else None (AWS itself)."""
-    from reid_pipeline.config import Settings
-
-    return Settings().s3_endpoint_url
 
 
 def is_s3_uri(value: str) -> bool:

@@ -36,7 +36,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Every setting of the project, read from `REID_*` variables (typed: a bad value is an
     error that names the variable). The one place that reads the environment for them; the
-    CLI and `resources.build_resources` read it, nothing else does."""
+    CLI, `resources.build_resources` and the code location (`definitions.py`,
+    `assets/settings.py`) read it and hand the values on; the core never does."""
 
     model_config = SettingsConfigDict(env_prefix="REID_", env_ignore_empty=True, extra="ignore")
 
@@ -98,6 +99,11 @@ class Settings(BaseSettings):
         from reid_pipeline.storage import is_remote_uri
 
         return not is_remote_uri(self.data_root)
+
+    @property
+    def video_cache(self) -> Path:
+        """Where videos in a bucket are copied to be decoded (OpenCV reads files)."""
+        return self.home / "cache" / "s3"
 
     @property
     def pgdata(self) -> Path:

@@ -69,8 +69,9 @@ def _report_folder(root: StoragePath, key: str) -> StoragePath:
     return data_root(root) / "silhouette_report" / key
 
 
-def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: Path | None = None) -> ForgetPlan:
-    """What forgetting a video removes. `root`: the data root (`storage.data_root`)."""
+def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: Path | None) -> ForgetPlan:
+    """What forgetting a video removes. `root`: the data root (`storage.data_root`);
+    `cache_dir`: where videos in a bucket are copied (the settings' `video_cache`)."""
     from reid_pipeline.sources import cached_copy, source_file
 
     video = store.get_video(partition_key)

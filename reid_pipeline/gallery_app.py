@@ -66,6 +66,7 @@ class GalleryContext:
     data_root: StoragePath  # a folder or a bucket prefix (reid_pipeline.storage.data_root)
     recompute: Recompute
     backend: Callable[[], object]  # -> a FaceBackend (loaded on the first search)
+    video_cache: Path | None = None  # where videos in a bucket were copied (settings' video_cache)
     dagster_ui: Callable[[], str | None] = lambda: None  # the Dagster UI's URL when it runs
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
@@ -303,7 +304,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         s = rows[0]
         faces = store.rows("SELECT detection_id, timestamp_s FROM faces WHERE partition_key = %s AND model = %s"
                            " AND sequence_number = %s ORDER BY timestamp_s", (s["partition_key"], s["model"], s["sequence_number"]))
-        video = _video_file(s["source_uri"])
+        video = _video_file(s["source_uri"], ctx.video_cache)
         suffix = Path(file_name(s["source_uri"])).suffix.lower()
         playable = video is not None and suffix in PLAYABLE
         reason = ("the video file is not on this machine" if video is None
@@ -314,7 +315,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     async def video(request: Request):
         row = store.get_video(request.path_params["partition_key"])
-        path = _video_file(row["source_uri"]) if row else None
+        path = _video_file(row["source_uri"], ctx.video_cache) if row else None
         if path is None:
             return Response("no such video here", status_code=404)
         # FileResponse answers Range requests (206 Partial Content): the player seeks without downloading it all
@@ -383,9 +384,9 @@ def create_app(ctx: GalleryContext) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])])
 
 
-def _video_file(source_uri: str) -> Path | None:
+def _video_file(source_uri: str, video_cache: Path | None) -> Path | None:
     """The video's bytes on this machine: the user's file, or the cached copy of a bucket object."""
-    path = source_file(source_uri) or cached_copy(source_uri)
+    path = source_file(source_uri) or cached_copy(source_uri, video_cache)
     return path if path is not None and path.is_file() else None
 
 

@@ -1,10 +1,10 @@
 """Where a registered video's bytes are: source URIs and the local path to read them from.
 
 - `file://...`: the file itself.
-- `s3://bucket/key`: the object, downloaded once into a cache folder (default
-  `<REID_HOME>/cache/s3/<bucket>/<key>`) and reused while its size and LastModified match
-  the object's. The endpoint comes from `REID_S3_ENDPOINT_URL` (or boto3's own
-  `AWS_ENDPOINT_URL_S3`), credentials from boto3's usual chain.
+- `s3://bucket/key`: the object, downloaded once into a cache folder (`<cache_dir>/<bucket>/<key>`;
+  the settings' `video_cache`, `<REID_HOME>/cache/s3`) and reused while its size and
+  LastModified match the object's. The caller hands in the cache folder and the S3 client
+  (the `s3` resource's, or one for `REID_S3_ENDPOINT_URL`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ def uri_for(path: str | Path) -> str:
 
 def local_path(source_uri: str, cache_dir: str | os.PathLike | None = None, client=None) -> Path:
     """The local file behind `source_uri`: file:// URIs as they are, s3:// objects through
-    the cache (`cache_dir`, default `<REID_HOME>/cache/s3`; `client`, default a boto3 client
-    for `REID_S3_ENDPOINT_URL`). Raises `VideoError` saying why when the file or object is
-    missing or cannot be reached."""
+    the cache in `cache_dir`, fetched with `client` (a boto3 S3 client; both needed for an
+    s3:// URI). Raises `VideoError` saying why when the file or object is missing or cannot
+    be reached."""
     if source_uri.startswith("s3://"):
-        return _cached_object(source_uri, cache_dir, client)
+        if cache_dir is None or client is None:
+            raise ValueError(f"{source_uri}: a bucket object needs a cache folder and an S3 client")
+        return _cached_object(source_uri, Path(cache_dir), client)
     parsed = urlparse(source_uri)
     if parsed.scheme != "file":
         raise VideoError(f"unsupported source {source_uri!r} (file:// and s3:// are supported)")
@@ -49,9 +51,10 @@ def source_file(source_uri: str) -> Path | None:
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
 
 
-def cached_copy(source_uri: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """Where the cache keeps a bucket object's copy (None for a file:// URI)."""
-    if not source_uri.startswith("s3://"):
+def cached_copy(source_uri: str, cache_dir: str | os.PathLike | None) -> Path | None:
+    """Where the cache in `cache_dir` keeps a bucket object's copy (None for a file:// URI,
+    or when there is no cache)."""
+    if not source_uri.startswith("s3://") or cache_dir is None:
         return None
     from reid_pipeline.buckets import parse_s3_uri
 
@@ -59,10 +62,6 @@ def cached_copy(source_uri: str, cache_dir: str | os.PathLike | None = None) -> 
         bucket, key = parse_s3_uri(source_uri)
     except ValueError:
         return None
-    if cache_dir is None:
-        from reid_pipeline.config import Settings
-
-        cache_dir = Settings().home / "cache" / "s3"
     return _cache_file(Path(cache_dir), bucket, key) if key else None
 
 
@@ -75,10 +74,10 @@ def _cache_file(cache_dir: Path, bucket: str, key: str) -> Path:
     return cache_dir.joinpath(bucket, *parts)
 
 
-def _cached_object(source_uri: str, cache_dir, client) -> Path:
+def _cached_object(source_uri: str, cache_dir: Path, client) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from reid_pipeline.buckets import default_endpoint_url, make_client, parse_s3_uri
+    from reid_pipeline.buckets import parse_s3_uri
 
     try:
         bucket, key = parse_s3_uri(source_uri)
@@ -87,10 +86,8 @@ def _cached_object(source_uri: str, cache_dir, client) -> Path:
     if not key:
         raise VideoError(f"{source_uri}: no object key in the URI")
     dest = cached_copy(source_uri, cache_dir)
-    endpoint = default_endpoint_url()
-    where = f" at {endpoint}" if endpoint and client is None else ""
+    where = f" at {client.meta.endpoint_url}"
     try:
-        client = client or make_client(endpoint)
         head = client.head_object(Bucket=bucket, Key=key)
         size, modified = int(head["ContentLength"]), head["LastModified"].timestamp()
         try:

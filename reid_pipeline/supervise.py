@@ -8,6 +8,9 @@
   (a normal exit, Ctrl-C or SIGKILL), it ends the process group of Dagster's services (SIGTERM, then
   SIGKILL after a grace period) and stops the embedded Postgres that `reid up` started.
   Run as `python -m reid_pipeline.supervise WATCH_PID GROUP_ID [PGDATA]`.
+- `run_group`: commands started in one process group of their own (Dagster's webserver and
+  daemon), with the reaper behind them, until one of them ends or this process is told to
+  stop; then the whole group is ended.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -80,6 +85,49 @@ def start_reaper(watch_pid: int, group: int, pgdata: str | os.PathLike | None = 
     if pgdata is not None:
         command.append(str(pgdata))
     return subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+
+
+def run_group(commands: list[list[str]], cwd: str | os.PathLike, own_pgdata: str | os.PathLike | None = None,
+              on_end: Callable[[int, int], None] | None = None, poll_s: float = 0.5) -> tuple[int | None, int]:
+    """Run `commands` in one process group of their own (the first one's), with default
+    signal handlers, and a reaper that ends the group (and stops the Postgres in
+    `own_pgdata`) when this process is gone, even after a SIGKILL. SIGINT or SIGTERM to this
+    process stops the group. When one command ends by itself, `on_end(index, exit code)` is
+    called before the others are stopped. Returns once the whole group has ended: (the index
+    of the command that ended by itself, or None when this process was told to stop; its
+    exit code)."""
+    def restore_signals() -> None:  # started from a script in the background, SIGINT/SIGTERM may be ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    procs: list[subprocess.Popen] = []
+    for command in commands:
+        # one process group of their own (the first one's): ended as one, and a Ctrl-C in the
+        # terminal reaches only this process, which stops them in order
+        procs.append(subprocess.Popen(command, cwd=cwd, preexec_fn=restore_signals,
+                                      process_group=procs[0].pid if procs else 0))
+        if len(procs) == 1:
+            start_reaper(os.getpid(), procs[0].pid, own_pgdata)
+    stopping = threading.Event()
+
+    def forward(signum, _frame) -> None:
+        stopping.set()
+        try:
+            os.killpg(procs[0].pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    while all(p.poll() is None for p in procs):
+        time.sleep(poll_s)
+    ended = next(i for i, p in enumerate(procs) if p.poll() is not None)
+    if on_end is not None and not stopping.is_set():
+        on_end(ended, procs[ended].returncode)
+    end_group(procs[0].pid)  # the others and whatever they started (code servers)
+    for p in procs:
+        p.wait()
+    return (None if stopping.is_set() else ended), procs[ended].returncode
 
 
 def _alive(pid: int) -> bool:

@@ -21,20 +21,22 @@ from reid_pipeline.store import Store
 
 
 @functools.cache
-def _migrated_store(url: str) -> Store:
+def _migrated_store(url: str, sql_dir: str) -> Store:
     store = Store(url)
-    store.migrate()  # idempotent, under an advisory lock; once per process
+    store.migrate(sql_dir)  # idempotent, under an advisory lock; once per process
     return store
 
 
 class ReidDatabase(dg.ConfigurableResource):
-    """Postgres + pgvector: `database_url` when set, else the embedded server in `pgdata`."""
+    """Postgres + pgvector: `database_url` when set, else the embedded server in `pgdata`;
+    its schema brought up to date from the migrations in `sql_dir`."""
 
     database_url: str | None = None
     pgdata: str
+    sql_dir: str
 
     def store(self) -> Store:
-        return _migrated_store(resolve_url(self.database_url, self.pgdata))
+        return _migrated_store(resolve_url(self.database_url, self.pgdata), self.sql_dir)
 
 
 @functools.cache
@@ -59,7 +61,10 @@ class ObjectStore(S3Resource):
     """dagster-aws's `S3Resource` (endpoint, region, profile, keys): `get_client()` gives
     the core a boto3 client (short timeouts, path-style addressing on a custom endpoint) and
     `options()` the same settings for the fsspec paths of a data root in a bucket. Unset
-    keys leave credentials to boto's chain (AWS_* variables, profile, instance role)."""
+    keys leave credentials to boto's chain (AWS_* variables, profile, instance role).
+    `video_cache`: where videos in a bucket are copied to be decoded."""
+
+    video_cache: str
 
     def options(self) -> S3Options:
         return S3Options(
@@ -75,7 +80,9 @@ class ObjectStore(S3Resource):
     def local_path(self, source_uri: str) -> Path:
         """The local file of a registered video: itself, or a bucket object's cached copy
         fetched with this resource's client (`reid_pipeline.sources.local_path`)."""
-        return local_path(source_uri, client=self.get_client() if is_s3_uri(source_uri) else None)
+        if not is_s3_uri(source_uri):
+            return local_path(source_uri)
+        return local_path(source_uri, self.video_cache, self.get_client())
 
 
 class DataStorage(dg.ConfigurableResource):
@@ -126,9 +133,9 @@ def build_resources(settings: Settings | None = None) -> dict:
     and its UI shows the variable's name, never the value (a URL may hold a password)."""
     s = settings or Settings()
     url = dg.EnvVar("REID_DATABASE_URL") if settings is None and s.database_url else s.database_url
-    s3 = ObjectStore(endpoint_url=s.s3_endpoint_url)
+    s3 = ObjectStore(endpoint_url=s.s3_endpoint_url, video_cache=str(s.video_cache))
     return {
-        "database": ReidDatabase(database_url=url, pgdata=str(s.pgdata)),
+        "database": ReidDatabase(database_url=url, pgdata=str(s.pgdata), sql_dir=str(s.sql_dir)),
         "face_model": FaceModel(
             backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
         ),

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from reid_pipeline.config import Settings
 from reid_pipeline.database import embedded_server
 from reid_pipeline.store import Store
 from reid_pipeline.testing import synthetic
@@ -25,7 +26,7 @@ def pg_url():
     folder = Path(tempfile.mkdtemp(prefix="reid-pg-", dir="/tmp"))
     server = embedded_server(folder / "pgdata")
     url = server.get_uri()
-    Store(url).migrate()
+    Store(url).migrate(Settings().sql_dir)
     yield url
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from reid_pipeline.buckets import BucketError, BucketLocation, make_client, parse_s3_uri, scan_bucket
+from reid_pipeline.config import Settings
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import local_path
 from reid_pipeline.testing import synthetic
@@ -72,32 +73,35 @@ def test_bucket_scan_takes_only_settled_complete_videos_and_local_path_fetches_t
     )
     assert fourth.skipped == [] and fourth.pending == {}
 
-    # local_path downloads into <REID_HOME>/cache/s3/<bucket>/<key> and probe reads it
-    path = local_path(upload_uri)
+    # local_path downloads into the settings' video cache, <REID_HOME>/cache/s3/<bucket>/<key>,
+    # and probe reads it
+    cache = Settings().video_cache
+    path = local_path(upload_uri, cache, client)
     assert path == tmp_path / "home" / "cache" / "s3" / BUCKET / "in" / "later" / "upload.mp4"
     assert path.read_bytes() == data
     info = probe(path)
     assert info.frame_count == 10 and (info.width, info.height) == (640, 480)
     inode = path.stat().st_ino
-    assert local_path(upload_uri) == path and path.stat().st_ino == inode  # reused, not fetched again
+    assert local_path(upload_uri, cache, client) == path and path.stat().st_ino == inode  # reused, not fetched again
     assert [p.name for p in path.parent.iterdir()] == ["upload.mp4"]  # no temp files left
 
     with pytest.raises(VideoError, match="object not found"):
-        local_path(f"s3://{BUCKET}/in/gone.mp4", cache_dir=tmp_path / "cache")
+        local_path(f"s3://{BUCKET}/in/gone.mp4", tmp_path / "cache", client)
     with pytest.raises(BucketError, match="cannot list"):
         scan_bucket(client, BucketLocation.parse("s3://no-such-bucket/in", endpoint), set())
     assert time.monotonic() - t0 < 20
 
 
-def test_unreachable_store_is_a_clear_video_error(endpoint, monkeypatch, tmp_path):
+def test_unreachable_store_is_a_clear_video_error(endpoint, tmp_path):
     import socket
 
     with socket.socket() as s:  # a port with nobody listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("REID_S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    with pytest.raises(VideoError, match="cannot reach the object store"):
-        local_path(f"s3://{BUCKET}/in/walk.avi", cache_dir=tmp_path / "cache")
+    with pytest.raises(VideoError, match=f"cannot reach the object store at http://127.0.0.1:{port}"):
+        local_path(f"s3://{BUCKET}/in/walk.avi", tmp_path / "cache", make_client(f"http://127.0.0.1:{port}"))
+    with pytest.raises(ValueError, match="needs a cache folder and an S3 client"):
+        local_path(f"s3://{BUCKET}/in/walk.avi")
 
 
 def test_inbox_sensor_watches_a_bucket(endpoint, reid_env, store, monkeypatch, tmp_path):
@@ -157,6 +161,6 @@ def test_an_object_key_with_dot_dot_stays_inside_the_cache(endpoint, tmp_path):
     second = scan_bucket(client, location, set(), first.pending, first.ignored, settle_s=0, now=time.time() + 60)
     assert first.pending == {} and second.ready == []
     cache = tmp_path / "cache"
-    path = local_path("s3://dots/in/../../escape.avi", cache_dir=cache)
+    path = local_path("s3://dots/in/../../escape.avi", cache, client)
     assert path.resolve().is_relative_to(cache.resolve()) and path.read_bytes() == video.read_bytes()
     assert not (tmp_path / "escape.avi").exists()

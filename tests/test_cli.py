@@ -180,7 +180,7 @@ def test_run_progress_reads_only_the_events_after_its_cursor():
     read returns only the new events, not the whole log again."""
     import dagster as dg
 
-    from reid_pipeline.cli import _RunProgress
+    from reid_pipeline.cli.execution import RunProgress
 
     @dg.op
     def frame_detections(context: dg.OpExecutionContext) -> None:
@@ -192,7 +192,7 @@ def test_run_progress_reads_only_the_events_after_its_cursor():
 
     with dg.instance_for_test() as instance:
         result = one_step.execute_in_process(instance=instance)
-        progress = _RunProgress(instance, result.run_id)
+        progress = RunProgress(instance, result.run_id)
         first = progress.poll()
         assert first == len(instance.all_logs(result.run_id)) > 5
         assert progress.step == "frame_detections" and progress.detail.startswith("30/60 frames analysed")

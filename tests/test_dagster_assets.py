@@ -307,7 +307,7 @@ def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_en
     try:
         from resources import ReidDatabase
 
-        store = ReidDatabase(pgdata=str(settings.pgdata)).store()
+        store = ReidDatabase(pgdata=str(settings.pgdata), sql_dir=str(settings.sql_dir)).store()
         results = {}
         for name, kill in (("killed.avi", True), ("clean.avi", False)):
             key = partition_key_for(name)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from reid_pipeline import corrections
-from reid_pipeline.cli import _DagsterRecompute
+from reid_pipeline.cli.execution import DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
 from reid_pipeline.gallery_app import GalleryContext, create_app
@@ -54,8 +54,8 @@ def gallery(defs, instance, store, two_videos, reid_env):
     _matcher_errs(store)
     assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
     assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
-    ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=_DagsterRecompute(defs, instance),
-                         backend=lambda: load_backend("dlib"))
+    ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=DagsterRecompute(defs, instance),
+                         backend=lambda: load_backend("dlib"), video_cache=Settings().video_cache)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -52,6 +52,27 @@ def test_only_the_settings_module_reads_the_projects_variables():
     assert found == []
 
 
+def test_settings_reach_the_core_from_its_callers():
+    """The core never builds `Settings()` itself: the CLI, `resources.build_resources` and
+    the code location's load-time settings (`assets/settings.py`) read them and hand the
+    values on (an S3 endpoint, a cache folder, the migrations' folder)."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    allowed = {"reid_pipeline/config.py", "assets/settings.py", "resources/__init__.py"}
+    built = re.compile(r"\bSettings\(\s*\)")
+    found = []
+    for folder in ("reid_pipeline", "assets", "resources"):
+        for path in (root / folder).rglob("*.py"):
+            name = path.relative_to(root).as_posix()
+            if name in allowed or name.startswith("reid_pipeline/cli/"):
+                continue
+            lines = enumerate(path.read_text().splitlines(), 1)
+            found += [f"{name}:{n}" for n, line in lines if built.search(line)]
+    assert found == []
+    assert "Settings()" not in (root / "definitions.py").read_text()
+
+
 def test_a_wrong_setting_names_the_variable(monkeypatch, capsys):
     from reid_pipeline.cli import main
 

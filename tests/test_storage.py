@@ -148,6 +148,7 @@ def test_the_whole_pipeline_with_its_data_root_in_a_bucket(endpoint, reid_env, i
     object in the bucket (nothing under the local data root), and forgetting a video
     removes its objects."""
     from reid_pipeline.cli import main
+    from reid_pipeline.config import Settings
     from reid_pipeline.forget import carry_out, plan_video
     from tests.conftest import build_defs
 
@@ -190,7 +191,7 @@ def test_the_whole_pipeline_with_its_data_root_in_a_bucket(endpoint, reid_env, i
     assert (reid_env / "ev.png").read_bytes()[:4] == b"\x89PNG"
 
     # forgetting a video removes its objects (and nothing of the other video)
-    counts = carry_out(store, root, plan_video(store, root, keys[0]))
+    counts = carry_out(store, root, plan_video(store, root, keys[0], Settings().video_cache))
     assert counts["files"] == 8  # seven parquet files and the report folder
     left = objects(client, "archive/")
     assert not [k for k in left if keys[0] in k and not k.startswith("archive/gallery/")]

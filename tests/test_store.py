@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reid_pipeline.config import Settings
 from reid_pipeline.store import Store, close_pools, hnsw_index_name, migrate
 
 
@@ -11,8 +12,9 @@ def _rows(n):
 
 
 def test_migrations_are_idempotent(pg_url):
-    assert migrate(pg_url) == []  # the session fixture applied them already
-    assert migrate(pg_url) == []
+    sql = Settings().sql_dir
+    assert migrate(pg_url, sql) == []  # the session fixture applied them already
+    assert migrate(pg_url, sql) == []
 
 
 def test_the_sequence_number_migration_keeps_every_row(pg_url, tmp_path):
@@ -21,8 +23,6 @@ def test_the_sequence_number_migration_keeps_every_row(pg_url, tmp_path):
     import shutil
 
     import psycopg
-
-    from reid_pipeline.config import Settings
 
     sql = Path(Settings().sql_dir)
     old = tmp_path / "sql"
@@ -102,3 +102,83 @@ def test_same_content_is_a_duplicate_of_the_first(store):
     assert store.record_probe("second", info, "abc") == "first"
     assert store.get_video("second")["status"] == "duplicate"
     assert store.record_probe("first", info, "abc") is None  # re-materialising the original
+
+
+def _add_video(store, key: str, model: str, centres: np.ndarray, rng, faces_per_sequence: int = 3) -> None:
+    """A video of one sequence per row of `centres` (one after the other), each of
+    `faces_per_sequence` faces near its centre, as `face_embeddings` and `face_sequences`
+    store them."""
+    import polars as pl
+
+    n, dim = centres.shape
+    vectors = centres.repeat(faces_per_sequence, axis=0) + rng.normal(scale=0.05, size=(n * faces_per_sequence, dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    store.register_video(key, f"file:///{key}.mp4")
+    store.replace_faces(key, model, _rows(len(vectors)), vectors)
+    templates = np.stack([vectors[i * faces_per_sequence:(i + 1) * faces_per_sequence].mean(axis=0) for i in range(n)])
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    first = [i * faces_per_sequence for i in range(n)]
+    sequences = pl.DataFrame({
+        "sequence_number": list(range(n)), "shot": [0] * n, "start_frame": [f * 2 for f in first],
+        "end_frame": [(f + faces_per_sequence - 1) * 2 for f in first], "start_s": [f * 0.2 for f in first],
+        "end_s": [(f + faces_per_sequence - 1) * 0.2 for f in first], "face_count": [faces_per_sequence] * n,
+        "mean_face_px": [50.0] * n, "mean_blur": [10.0] * n, "mean_abs_yaw": [0.0] * n, "mean_quality": [1.0] * n,
+        "best_detection_id": first,
+    })
+    faces = pl.DataFrame({
+        "detection_id": list(range(len(vectors))), "sequence_number": [i // faces_per_sequence for i in range(len(vectors))],
+        "reject_reason": pl.Series([None] * len(vectors), dtype=pl.String), "quality_weight": [1.0] * len(vectors),
+    })
+    store.replace_sequences(key, model, sequences, templates, faces)
+
+
+def test_matching_a_video_reads_its_own_rows_and_candidates_never_the_archive(store, pg_url, tmp_path, monkeypatch):
+    """`cross_video_matches` (per video) on an archive of 600 sequences and 1,800 faces: no
+    query returns more rows than this video's sequences, their nearest candidates and those
+    candidates' faces (the link sheet once read every sequence of the archive); the HNSW
+    search settings end with their transaction, so pooled connections go back unchanged."""
+    import dagster as dg
+    import polars as pl
+    import psycopg
+
+    from assets.reid import MatchConfig, cross_video_matches
+    from reid_pipeline.storage import write_parquet
+    from resources import DataStorage, ObjectStore, ReidDatabase
+
+    model, dim, rng = "test-m8", 8, np.random.default_rng(7)
+    store.ensure_model(model, "test", dim)
+    archive = rng.normal(size=(600, dim))
+    for v in range(60):
+        _add_video(store, f"archive-{v:02d}", model, archive[v * 10:(v + 1) * 10], rng)
+    # the new video: the person of one archive sequence, and two people nobody has seen
+    _add_video(store, "new", model, np.vstack([archive[123], rng.normal(size=(2, dim))]), rng)
+    storage = DataStorage(data_root=str(tmp_path / "data"), s3=ObjectStore(video_cache=str(tmp_path / "cache")))
+    write_parquet(pl.DataFrame({"model": [model] * 9}), storage.path("face_embeddings", "new"))
+    database = ReidDatabase(database_url=pg_url, pgdata=str(tmp_path / "unused"), sql_dir=str(Settings().sql_dir))
+
+    queries = []  # (SQL, rows it returned, connection)
+    execute = psycopg.Cursor.execute
+
+    def counted(cursor, query, params=None, **kwargs):
+        out = execute(cursor, query, params, **kwargs)
+        queries.append((str(query), cursor.rowcount if cursor.description else 0, cursor.connection))
+        return out
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    candidates = 5
+    result = cross_video_matches(dg.build_asset_context(partition_key="new"), config=MatchConfig(threshold=0.9, candidates=candidates),
+                                 database=database, storage=storage)
+    monkeypatch.undo()
+
+    metadata = result.metadata
+    assert metadata["sequences_queried"] == 3 and metadata["links"] >= 1 and "best_links" in metadata
+    # 3 sequences, (candidates + 1) nearest each, 3 faces per sequence: never the archive's 600 or 1,800
+    most = max(queries, key=lambda q: q[1])
+    assert most[1] <= 3 * (candidates + 1) * 3, most[0]
+    assert sum(rows for _, rows, _ in queries) < 200
+    searches = {id(conn): conn for sql, _, conn in queries if sql.startswith("SET") and "hnsw." in sql}
+    assert searches
+    for conn in searches.values():  # back in the pool: the server's default again
+        assert conn.execute("SHOW hnsw.ef_search").fetchone()["hnsw.ef_search"] == "40"
+        assert conn.execute("SHOW hnsw.iterative_scan").fetchone()["hnsw.iterative_scan"] == "off"
+        conn.rollback()

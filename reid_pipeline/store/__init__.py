@@ -10,6 +10,7 @@ so they end with its transaction and never leak to the pool's next user.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from reid_pipeline.store.connection import as_array, close_pools, connect, lock, pool
 from reid_pipeline.store.faces import FACE_COLUMNS, Faces, hnsw_index_name
@@ -24,8 +25,9 @@ from reid_pipeline.store.videos import Videos
 class Store(Videos, Faces, Sequences, Matches, Identities):
     """All database access of the pipeline (see the area modules for the methods)."""
 
-    def migrate(self) -> list[str]:
-        return migrate(self.url)
+    def migrate(self, sql_dir: str | Path) -> list[str]:
+        """Bring the schema up to date with the migrations in `sql_dir` (the settings' `sql_dir`)."""
+        return migrate(self.url, sql_dir)
 
 
 __all__ = ["FACE_COLUMNS", "Store", "as_array", "close_pools", "connect", "hnsw_index_name", "lock", "migrate", "migrations", "pool"]

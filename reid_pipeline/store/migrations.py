@@ -7,16 +7,15 @@ from pathlib import Path
 
 import psycopg
 
-from reid_pipeline.config import Settings
 from reid_pipeline.store.connection import close_pools
 
 _MIGRATION_LOCK = 0x5E1D  # pg advisory lock key: one migrator at a time across processes
 
 
-def migrations(sql_dir: Path | None = None) -> list[tuple[str, Path]]:
-    """Numbered `NNN_name.sql` files in order (default: `Settings().sql_dir`; the checkout's
-    sql/, or where a container installed them)."""
-    sql_dir = Path(sql_dir or Settings().sql_dir)
+def migrations(sql_dir: str | Path) -> list[tuple[str, Path]]:
+    """Numbered `NNN_name.sql` files in order, in `sql_dir` (the settings' `sql_dir`: the
+    checkout's sql/, or where a container installed them)."""
+    sql_dir = Path(sql_dir)
     found = []
     for path in sorted(sql_dir.glob("*.sql")):
         match = re.match(r"^(\d+)_", path.name)
@@ -25,11 +24,11 @@ def migrations(sql_dir: Path | None = None) -> list[tuple[str, Path]]:
     return found
 
 
-def migrate(url: str, sql_dir: Path | None = None) -> list[str]:
-    """Apply the migrations not yet applied, each in its own transaction, under an advisory
-    lock so concurrent processes (webserver, daemon, runs) never race. Returns the applied
-    versions; idempotent."""
-    sql_dir = Path(sql_dir or Settings().sql_dir)
+def migrate(url: str, sql_dir: str | Path) -> list[str]:
+    """Apply the migrations in `sql_dir` not yet applied, each in its own transaction, under
+    an advisory lock so concurrent processes (webserver, daemon, runs) never race. Returns
+    the applied versions; idempotent."""
+    sql_dir = Path(sql_dir)
     if not migrations(sql_dir):
         raise RuntimeError(f"no migrations found in {sql_dir}; set REID_SQL_DIR to the project's sql/ folder")
     applied_now = []

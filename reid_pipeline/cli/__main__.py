@@ -1,0 +1,8 @@
+"""`python -m reid_pipeline.cli`: the `reid` command (as `python -m reid_pipeline`)."""
+
+import sys
+
+from reid_pipeline.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
