@@ -23,7 +23,9 @@ ready = Path("/tmp/s3-ready")
 ready.unlink(missing_ok=True)
 server = ThreadedMotoServer(ip_address="0.0.0.0", port=args.port, verbose=True)
 server.start()
-client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{args.port}", region_name="us-east-1")
+# moto takes any credentials; these are only for making the buckets here
+client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{args.port}", region_name="us-east-1",
+                      aws_access_key_id="moto", aws_secret_access_key="moto")
 for bucket in os.environ.get("REID_S3_BUCKETS", "").split():
     client.create_bucket(Bucket=bucket)
     print(f"bucket {bucket} made", flush=True)

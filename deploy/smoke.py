@@ -297,6 +297,9 @@ class Stack:
         deadline = time.monotonic() + 300
         while True:
             pg = sh("docker", "inspect", "-f", "{{.State.Health.Status}}", self.container("postgres"), check=False).stdout.strip()
+            if self.profile == "s3":  # the S3 service (its buckets made) too
+                s3 = sh("docker", "inspect", "-f", "{{.State.Health.Status}}", self.container("s3"), check=False).stdout.strip()
+                pg = pg if s3 == "healthy" else f"{pg}, s3: {s3 or 'none'}"
             loaded = False
             if pg == "healthy":
                 with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
