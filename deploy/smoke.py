@@ -1,7 +1,12 @@
 """The compose deployment, run for real on this machine, end to end, and left as found.
 
-    .venv/bin/python deploy/smoke.py            # or deploy/smoke.sh; as root on Debian
+    .venv/bin/python deploy/smoke.py [--profile s3]   # or deploy/smoke.sh; as root on Debian
     REID_DOCKER_SMOKE=1 ./reid test tests/test_deploy_smoke.py
+
+Two profiles: `shared` (default; docker-compose.yml: the inbox and the data root are the
+volumes reid_inbox and reid_data, which every run container mounts) and `s3`
+(+ docker-compose.s3.yml: both are buckets of a moto server in a container, and the run
+containers mount no volume at all, only the environment).
 
 What it does, in order (each step prints one line with its numbers):
 
@@ -10,16 +15,21 @@ What it does, in order (each step prints one line with its numbers):
 2. base images: the official ones when present or pullable, else local ones: Debian
    bookworm and trixie by `debootstrap --variant=minbase` from the mirror apt uses, `docker
    import`, then deploy/python-base.Dockerfile and deploy/postgres.Dockerfile;
-3. the wheelhouse (deploy/wheelhouse.sh, on the host) and the project image from it;
-4. clean run: `docker-compose up -d`, waits for health, copies two generated clips into the
-   inbox volume, waits until the DockerRunLauncher has run one container per video and
-   the identities are built; counts rows (videos, faces, sequences, identities), Dagster's
-   runs and events, times each run, and screenshots the UI (127.0.0.1 only);
+3. the wheelhouse (deploy/wheelhouse.sh, on the host) and the project image from it (and,
+   for `s3`, the S3 service's image, deploy/s3.Dockerfile, from the same base and wheelhouse);
+4. clean run: `docker-compose up -d`, waits for health, puts two generated clips in the
+   inbox (`shared`: copied into the inbox volume; `s3`: uploaded to the inbox bucket), waits
+   until the DockerRunLauncher has run one container per video and the identities are
+   built; checks the run containers' mounts (`shared`: the two volumes; `s3`: none), the
+   data root's files (a parquet file per asset per video, in the volume or the bucket),
+   counts rows (videos, faces, sequences, identities), Dagster's runs and events, times each
+   run, and screenshots the UI (127.0.0.1 only);
 5. fault run: a fresh stack, the same clips, one run container killed (SIGKILL) mid-run:
    run monitoring marks the run failed, run retries launch it again; the rows must equal
    the clean run's;
 6. `docker-compose down -v` and the run containers: no container, volume or network of
-   the smoke run stays, nor a dockerd it started. Images stay (the next build is warm);
+   the smoke run stays (nor any the engine did not have before the run), nor a dockerd it
+   started. Images stay (the next build is warm);
    `--remove-images` removes them too.
 
 Exit status 0 when every check held. `--json PATH` writes the numbers.
@@ -53,6 +63,13 @@ LOCAL_DEBIAN = "reid-local/debian:{suite}"
 LOCAL_PYTHON = "reid-local/python:3.11-bookworm"
 LOCAL_POSTGRES = "reid-local/pgvector:pg17"
 IMAGE = "reid-pipeline:smoke"
+S3_IMAGE = "reid-s3:smoke"
+PROFILES = ("shared", "s3")
+# the s3 profile's buckets (made by the S3 service at start) and its endpoint in the network
+INBOX_BUCKET, INBOX_PREFIX = "reid-inbox", "incoming"
+DATA_BUCKET, DATA_PREFIX = "reid-data", "archive"
+# the per-video assets that write one parquet file per partition under the data root
+PARQUET_ASSETS = ("frame_detections", "face_embeddings", "face_sequences")
 PROJECT = "reidsmoke"
 # named in docker-compose.yml and deploy/dagster.yaml (run containers mount them by name)
 SHARED_VOLUMES = ("reid_data", "reid_inbox")
@@ -227,10 +244,20 @@ def image_size_mb(name: str) -> float:
 
 
 class Stack:
-    def __init__(self, workdir: Path, python_image: str, postgres_image: str, port: int):
+    def __init__(self, workdir: Path, python_image: str, postgres_image: str, port: int, profile: str = "shared"):
         self.port = port
+        self.profile = profile
         self.base = f"http://127.0.0.1:{port}"
         self.env_file = workdir / "smoke.env"
+        s3 = [
+            f"REID_S3_IMAGE={S3_IMAGE}",
+            f"REID_S3_BUCKETS={INBOX_BUCKET} {DATA_BUCKET}",
+            f"REID_INBOX_BUCKET=s3://{INBOX_BUCKET}/{INBOX_PREFIX}",
+            f"REID_DATA_ROOT=s3://{DATA_BUCKET}/{DATA_PREFIX}",
+            "REID_S3_ENDPOINT_URL=http://s3:5000",
+            "AWS_ACCESS_KEY_ID=smoke",
+            f"AWS_SECRET_ACCESS_KEY={secrets.token_urlsafe(18)}",  # moto takes any; a real store checks them
+        ] if profile == "s3" else []
         self.env_file.write_text("\n".join([
             "POSTGRES_USER=reid",
             f"POSTGRES_PASSWORD={secrets.token_urlsafe(18)}",
@@ -242,11 +269,14 @@ class Stack:
             "REID_FACE_BACKEND=dlib",
             "REID_SETTLE_SECONDS=2",
             "REID_SENSOR_INTERVAL=5",
+            *s3,
         ]) + "\n")
         self.env_file.chmod(0o600)
         v1 = shutil.which("docker-compose")
         self.compose = ["docker-compose"] if v1 else ["docker", "compose"]
         self.compose += ["-p", PROJECT, "--env-file", str(self.env_file), "-f", str(ROOT / "docker-compose.yml")]
+        if profile == "s3":
+            self.compose += ["-f", str(ROOT / "docker-compose.s3.yml")]
 
     def run(self, *args: str, **kw) -> subprocess.CompletedProcess:
         return sh(*self.compose, *args, cwd=ROOT, **kw)
@@ -267,6 +297,9 @@ class Stack:
         deadline = time.monotonic() + 300
         while True:
             pg = sh("docker", "inspect", "-f", "{{.State.Health.Status}}", self.container("postgres"), check=False).stdout.strip()
+            if self.profile == "s3":  # the S3 service (its buckets made) too
+                s3 = sh("docker", "inspect", "-f", "{{.State.Health.Status}}", self.container("s3"), check=False).stdout.strip()
+                pg = pg if s3 == "healthy" else f"{pg}, s3: {s3 or 'none'}"
             loaded = False
             if pg == "healthy":
                 with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -298,11 +331,23 @@ class Stack:
     def logs(self, tail: int = 40) -> str:
         return self.run("logs", "--no-color", f"--tail={tail}", check=False).stdout
 
-    def db_url(self) -> str:
-        env = dict(line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
+    def env(self) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
+
+    def ip(self, service: str) -> str:
         fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
-        ip = sh("docker", "inspect", "-f", fmt, self.container("postgres")).stdout.strip()
-        return f"postgresql://reid:{env['POSTGRES_PASSWORD']}@{ip}:5432/reid"
+        return sh("docker", "inspect", "-f", fmt, self.container(service)).stdout.strip()
+
+    def db_url(self) -> str:
+        return f"postgresql://reid:{self.env()['POSTGRES_PASSWORD']}@{self.ip('postgres')}:5432/reid"
+
+    def s3_client(self):
+        """A boto3 client for the S3 service, from this host (its address in the network)."""
+        from reid_pipeline.storage import S3Options
+
+        env = self.env()
+        return S3Options(endpoint_url=f"http://{self.ip('s3')}:5000", region_name="us-east-1", use_ssl=False,
+                         access_key_id=env["AWS_ACCESS_KEY_ID"], secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).client()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         import psycopg
@@ -311,12 +356,30 @@ class Stack:
             return conn.execute(sql, params).fetchall()
 
     def drop(self, clips: list[Path]) -> float:
-        """Copy the clips into the inbox volume (through the user code container, which mounts it)."""
+        """Put the clips in the inbox: copied into the inbox volume (through the user code
+        container, which mounts it), or uploaded to the inbox bucket."""
+        if self.profile == "s3":
+            client = self.s3_client()
+            t0 = time.time()
+            for clip in clips:
+                client.upload_file(str(clip), INBOX_BUCKET, f"{INBOX_PREFIX}/{clip.name}")
+            return t0
         container = self.container("user_code")
         t0 = time.time()
         for clip in clips:
             sh("docker", "cp", str(clip), f"{container}:/inbox/{clip.name}")
         return t0
+
+    def data_files(self) -> dict[str, int]:
+        """Every file under the data root, relative to it, with its size: in the reid_data
+        volume (through the user code container) or in the data-root bucket."""
+        if self.profile == "s3":
+            client, files = self.s3_client(), {}
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=DATA_BUCKET, Prefix=f"{DATA_PREFIX}/"):
+                files.update({o["Key"][len(DATA_PREFIX) + 1:]: o["Size"] for o in page.get("Contents", [])})
+            return files
+        out = sh("docker", "exec", self.container("user_code"), "find", "/data", "-type", "f", "-printf", "%P\t%s\n").stdout
+        return {path: int(size) for path, size in (line.split("\t") for line in out.splitlines())}
 
     def run_containers(self) -> list[dict]:
         ids = sh("docker", "ps", "-aq", "--filter", "label=dagster/run_id", "--filter", f"network={NETWORK}").stdout.split()
@@ -325,7 +388,8 @@ class Stack:
         return json.loads(sh("docker", "inspect", *ids).stdout)
 
     def down(self) -> None:
-        """Run containers first (Dagster's, not compose's: `down` does not know them; they hold the volumes)."""
+        """Run containers first (Dagster's, not compose's: `down` does not know them; in the
+        shared profile they hold the volumes)."""
         for c in self.run_containers():
             sh("docker", "rm", "-f", c["Id"], check=False)
         self.run("down", "-v", "--remove-orphans", check=False, timeout=300)
@@ -439,6 +503,63 @@ def engine_messages(stack: Stack, run_id: str) -> list[str]:
     return out
 
 
+def check_mounts(stack: Stack, containers: list[dict]) -> dict:
+    """What the run containers and the services mount. `shared`: every run container mounts
+    reid_data and reid_inbox. `s3`: no run container mounts anything, and no service mounts
+    reid_data or reid_inbox (only Postgres keeps a volume, its own)."""
+    def mounts(c: dict) -> list[str]:
+        return sorted(f"{m['Type']}:{m.get('Name') or m.get('Source') or ''}:{m['Destination']}" for m in c["Mounts"])
+
+    runs_ = {c["Config"]["Labels"]["dagster/run_id"]: mounts(c) for c in containers}
+    services = {svc: mounts(json.loads(sh("docker", "inspect", stack.container(svc)).stdout)[0])
+                for svc in ("postgres", "user_code", "webserver", "daemon", *(("s3",) if stack.profile == "s3" else ()))}
+    if stack.profile == "s3":
+        if any(runs_.values()):
+            raise SmokeFailure(f"s3 profile: run containers mount something: {runs_}")
+        sharing = {svc: m for svc, m in services.items() if any(f"volume:{v}:" in x for v in SHARED_VOLUMES for x in m)}
+        if sharing:
+            raise SmokeFailure(f"s3 profile: services mount the shared volumes: {sharing}")
+    else:
+        lacking = {r: m for r, m in runs_.items() if not all(any(f"volume:{v}:" in x for x in m) for v in SHARED_VOLUMES)}
+        if lacking:
+            raise SmokeFailure(f"shared profile: run containers without the data and inbox volumes: {lacking}")
+    return {"run_containers": runs_, "services": services}
+
+
+def check_data_root(stack: Stack, label: str) -> dict:
+    """A parquet file per per-video asset per video under the data root (the volume or the
+    bucket); the number of files and bytes per top folder."""
+    keys = [k for (k,) in stack.query("SELECT partition_key FROM videos ORDER BY 1")]
+    files = stack.data_files()
+    missing = [f"{a}/{k}.parquet" for a in PARQUET_ASSETS for k in keys if f"{a}/{k}.parquet" not in files]
+    if missing:
+        raise SmokeFailure(f"{label}: missing under the data root: {missing}; there: {sorted(files)}")
+    folders: dict[str, list[int]] = {}
+    for path, size in files.items():
+        if "/" in path:
+            entry = folders.setdefault(path.split("/", 1)[0], [0, 0])
+            entry[0] += 1
+            entry[1] += size
+    where = f"s3://{DATA_BUCKET}/{DATA_PREFIX}/" if stack.profile == "s3" else "the reid_data volume"
+    log(f"{label}: data root ({where}): {len(files)} files, {sum(p.endswith('.parquet') for p in files)} parquet; "
+        f"a parquet file for each of {', '.join(PARQUET_ASSETS)} x {len(keys)} videos; "
+        + ", ".join(f"{f}/ {n} files {b // 1000} kB" for f, (n, b) in sorted(folders.items())))
+    return {"files": len(files), "parquet": sum(p.endswith(".parquet") for p in files), "folders": folders}
+
+
+def run_container_caches(containers: list[dict]) -> dict:
+    """s3 profile: the files each process_video run container downloaded into its own
+    $REID_HOME/cache/s3 (its writable layer: `docker diff` of the stopped container)."""
+    out = {}
+    for c in containers:
+        if c["Config"]["Labels"].get("dagster/job_name", "process_video") != "process_video":
+            continue
+        changed = sh("docker", "diff", c["Id"]).stdout.split("\n")
+        out[c["Config"]["Labels"]["dagster/run_id"]] = [line[2:] for line in changed
+                                                        if line.startswith("A /data/cache/s3/") and line.endswith(".avi")]
+    return out
+
+
 def screenshot(stack: Stack, path: Path) -> int:
     with contextlib.suppress(OSError, ValueError):
         stack.graphql("mutation { setNuxSeen }")  # the one-time "join the community" dialog, as "Skip" does
@@ -481,6 +602,17 @@ def clean_run(stack: Stack, clips: list[Path], workdir: Path, report: dict) -> N
         raise SmokeFailure(f"a run did not succeed: {[(r['run_id'], r['status']) for r in all_runs]}")
     timings = {r["run_id"]: {"job": r["job"], "partition": r["tags"].get("dagster/partition"), **run_timings(stack, r["run_id"])}
                for r in all_runs}
+    report["mounts"] = check_mounts(stack, containers)
+    for run_id, mounts in report["mounts"]["run_containers"].items():
+        log(f"clean run: run container of {run_id} mounts {mounts or 'nothing'}")
+    if stack.profile == "s3":
+        caches = run_container_caches([by_run[r["run_id"]] for r in video_runs])
+        if any(not files for files in caches.values()):
+            raise SmokeFailure(f"a process_video run container did not download its video into its own cache: {caches}")
+        for run_id, files in caches.items():
+            log(f"clean run: run container of {run_id} downloaded {files} (its own layer)")
+        report["run_container_caches"] = caches
+    report["clean_data_root"] = check_data_root(stack, "clean run")
     events = stack.query("SELECT count(*) FROM event_logs")[0][0]
     enqueued = stack.query("SELECT min(timestamp) FROM event_logs WHERE dagster_event_type = 'PIPELINE_ENQUEUED'")[0][0]
     report.update(clean_counts=counts, clean_runs=timings, clean_events=events,
@@ -537,6 +669,7 @@ def fault_run(stack: Stack, clips: list[Path], report: dict) -> None:
     for r in retries:
         log(f"fault run: retry {r['run_id']} (retry number {r['tags'].get('dagster/retry_number')}): {r['status']}")
     counts = row_counts(stack)
+    report["fault_data_root"] = check_data_root(stack, "fault run")
     report.update(fault_counts=counts, fault_killed_run=run["run_id"], fault_killed_step=step, fault_killed_status=killed["status"],
                   fault_retries=[(r["run_id"], r["status"]) for r in retries], fault_messages=messages,
                   fault_detect_s=round(_utc_epoch(failure_at) - t_kill, 1) if failure_at else None,
@@ -554,14 +687,26 @@ def fault_run(stack: Stack, clips: list[Path], report: dict) -> None:
     log("fault run: rows equal the clean run's (videos, faces, sequences, identities, per video)")
 
 
-def leftovers() -> dict:
+def engine_objects() -> dict[str, set[str]]:
     return {
-        "containers": sh("docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.split()
-        + sh("docker", "ps", "-aq", "--filter", f"ancestor={IMAGE}").stdout.split(),
-        "volumes": [v for v in sh("docker", "volume", "ls", "-q").stdout.split() if v in SHARED_VOLUMES or v.startswith(PROJECT)],
-        "networks": [n for n in sh("docker", "network", "ls", "--format", "{{.Name}}").stdout.split()
-                     if n == NETWORK or n.startswith(PROJECT)],
+        "containers": set(sh("docker", "ps", "-aq", "--no-trunc").stdout.split()),
+        "volumes": set(sh("docker", "volume", "ls", "-q").stdout.split()),
+        "networks": set(sh("docker", "network", "ls", "--format", "{{.Name}}").stdout.split()),
     }
+
+
+def leftovers(before: dict[str, set[str]]) -> dict:
+    """What the smoke run left: its own (by project, image and name), and anything else the
+    engine did not hold before it started."""
+    now = engine_objects()
+    own = {
+        "containers": set(sh("docker", "ps", "-aq", "--no-trunc", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.split()
+                          + sh("docker", "ps", "-aq", "--no-trunc", "--filter", f"ancestor={IMAGE}").stdout.split()
+                          + sh("docker", "ps", "-aq", "--no-trunc", "--filter", f"ancestor={S3_IMAGE}").stdout.split()),
+        "volumes": {v for v in now["volumes"] if v in SHARED_VOLUMES or v.startswith(PROJECT)},
+        "networks": {n for n in now["networks"] if n == NETWORK or n.startswith(PROJECT)},
+    }
+    return {kind: sorted(own[kind] | (now[kind] - before[kind])) for kind in now}
 
 
 # ------------------------------------------------------------------ main
@@ -569,6 +714,9 @@ def leftovers() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, default="shared",
+                        help="shared: inbox and data root in volumes every run container mounts (docker-compose.yml); "
+                             "s3: both in buckets of an S3 service, run containers mount nothing (+ docker-compose.s3.yml)")
     parser.add_argument("--base", choices=("auto", "official", "local"), default="auto",
                         help="base images: official when present or pullable (auto), or always local")
     parser.add_argument("--cold", action="store_true", help="also time a project image build without the layer cache")
@@ -584,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="reid-smoke-", dir="/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
-    report: dict = {"date": time.strftime("%Y-%m-%d"), "workdir": str(workdir)}
+    report: dict = {"date": time.strftime("%Y-%m-%d"), "profile": args.profile, "workdir": str(workdir)}
     t_all = time.monotonic()
     ensure_tools(need_debootstrap=args.base != "official")
     dockerd = Dockerd(workdir)
@@ -592,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     rc = 1
     try:
         dockerd.ensure()
+        before = engine_objects()
+        log(f"profile {args.profile}; the engine holds {', '.join(f'{len(v)} {k}' for k, v in before.items())} before the run")
         python_image, postgres_image = base_images(args.base, workdir)
         report.update(python_image=python_image, postgres_image=postgres_image)
 
@@ -607,10 +757,14 @@ def main(argv: list[str] | None = None) -> int:
         report["build_s"] = round(docker_build(IMAGE, str(ROOT / "Dockerfile"), ROOT, build_args), 1)
         report["image_mb"] = round(image_size_mb(IMAGE))
         log(f"project image {IMAGE}: {report['image_mb']} MB, build {report['build_s']} s (with the layer cache)")
+        if args.profile == "s3":
+            report["s3_build_s"] = round(docker_build(S3_IMAGE, str(ROOT / "deploy/s3.Dockerfile"), ROOT, build_args), 1)
+            report["s3_image_mb"] = round(image_size_mb(S3_IMAGE))
+            log(f"S3 service image {S3_IMAGE} (moto server): {report['s3_image_mb']} MB, build {report['s3_build_s']} s")
 
         clips = make_clips(workdir / "clips")
         log(f"clips: {', '.join(f'{c.name} ({c.stat().st_size // 1000} kB)' for c in clips)} in {clips[0].parent}")
-        stack = Stack(workdir, python_image, postgres_image, args.port)
+        stack = Stack(workdir, python_image, postgres_image, args.port, args.profile)
         clean_run(stack, clips, workdir, report)
         stack.down()
         if not args.skip_fault:
@@ -623,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             stack.down()
-            left = leftovers()
+            left = leftovers(before)
             report["leftovers"] = left
             if any(left.values()):
                 log(f"FAILED: left behind after down -v: {left}")
@@ -631,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 log("down -v: no container, volume or network of the smoke run left")
         if args.remove_images:
-            for name in (IMAGE, LOCAL_PYTHON, LOCAL_POSTGRES, *(LOCAL_DEBIAN.format(suite=s) for s in ("bookworm", "trixie"))):
+            for name in (IMAGE, S3_IMAGE, LOCAL_PYTHON, LOCAL_POSTGRES, *(LOCAL_DEBIAN.format(suite=s) for s in ("bookworm", "trixie"))):
                 sh("docker", "rmi", name, check=False)
         dockerd.stop()
         report["total_s"] = round(time.monotonic() - t_all, 1)

@@ -3,6 +3,8 @@
 # The image then installs with `pip install --no-index --find-links` (see Dockerfile): the build
 # needs neither PyPI nor the host's certificates, and nothing of them enters a layer.
 #   deploy/wheelhouse.sh [VARIANT]      # VARIANT: insightface (default) or gpu
+# It also holds moto[server]'s wheels, for the S3 service of the compose `s3` profile
+# (deploy/s3.Dockerfile); the project image installs only what it needs from it.
 # The wheels must fit the image's Python (CPython 3.11, glibc x86_64): the default builder is
 # the project's .venv (REID_WHEEL_PYTHON to choose another 3.11 interpreter).
 set -euo pipefail
@@ -18,7 +20,7 @@ had_build=0; [ -e "$root/build" ] && had_build=1
 # setuptools >= 70.1 (builds wheels without the `wheel` package): the image installs the project
 # itself from source with --no-build-isolation, offline
 "$python" -m pip wheel --quiet --wheel-dir "$out" -c "$root/constraints.txt" \
-  "$root[$variant]" "dagster-docker>=0.29" "setuptools>=70.1,<81"
+  "$root[$variant]" "dagster-docker>=0.29" "setuptools>=70.1,<81" "moto[server]>=5.0"
 # the project is installed from the build context, never from a stale wheel
 rm -f "$out"/reid_pipeline-*.whl
 [ "$had_build" = 1 ] || rm -rf "$root/build"  # setuptools' leftovers from building it

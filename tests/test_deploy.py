@@ -79,6 +79,42 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
         capture_output=True, text=True, cwd=PROJECT_ROOT,
     )
     assert result.returncode == 0, result.stderr
+    # the s3 profile over it: Compose merges volume lists by the path in the container, so the
+    # override's tmpfs mounts replace the shared volumes in every service
+    result = subprocess.run(
+        [*available[0], "--env-file", str(env_file), "-f", str(PROJECT_ROOT / "docker-compose.yml"),
+         "-f", str(PROJECT_ROOT / "docker-compose.s3.yml"), "config"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert "s3" in services and services["user_code"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    for name in ("user_code", "webserver", "daemon"):
+        mounts = [m if isinstance(m, str) else f"{m.get('source', '')}:{m['target']}" for m in services[name]["volumes"]]
+        assert not [m for m in mounts if m.startswith(("reid_data:", "reid_inbox:"))], (name, mounts)
+        assert services[name]["environment"]["REID_DATA_ROOT"].startswith("s3://"), name
+
+
+def test_the_s3_profile_gives_run_containers_no_volume_and_every_bucket_setting():
+    """The run launcher's context (deploy/dagster.yaml) merged with the code location's
+    (DAGSTER_CONTAINER_CONTEXT of user_code in docker-compose.s3.yml), as Dagster merges them
+    for each run: the shared profile mounts both volumes, the s3 one none; and every setting
+    the s3 profile gives the services reaches the run containers."""
+    import json
+
+    from dagster_docker.container_context import DockerContainerContext
+
+    launcher = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())["run_launcher"]["config"]
+    base = DockerContainerContext(env_vars=launcher["env_vars"], container_kwargs=launcher["container_kwargs"])
+    assert {v.split(":")[0] for v in base.container_kwargs["volumes"]} == {"reid_data", "reid_inbox"}
+
+    s3 = yaml.safe_load((PROJECT_ROOT / "docker-compose.s3.yml").read_text())
+    location = json.loads(s3["services"]["user_code"]["environment"]["DAGSTER_CONTAINER_CONTEXT"])
+    merged = base.merge(DockerContainerContext.create_from_config(location))
+    assert merged.container_kwargs["volumes"] == []
+    settings = set(s3["x-s3-env"])
+    assert {"REID_DATA_ROOT", "REID_INBOX_BUCKET", "REID_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"} <= settings
+    assert settings <= set(merged.env_vars), settings - set(merged.env_vars)
 
 
 def test_a_run_with_postgres_instance_storage(tmp_path, monkeypatch, defs, store, dagster_db, two_people_video):
@@ -125,12 +161,20 @@ def test_dockerfile_copies_what_exists_and_installs_the_project():
     assert default_variant in optional and "gpu" in optional
 
 
+def test_the_s3_service_image_copies_what_exists():
+    lines = (PROJECT_ROOT / "deploy" / "s3.Dockerfile").read_text().splitlines()
+    sources = [s for line in lines if line.startswith("COPY ") and "--from=" not in line for s in line.split()[1:-1]]
+    assert sources and all((PROJECT_ROOT / s).exists() for s in sources), sources
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in lines
+    assert '--no-index --find-links /wheels -c /tmp/constraints.txt "moto[server]"' in "\n".join(lines)
+
+
 def test_no_certificate_or_secret_goes_into_the_build_context():
     """.dockerignore keeps the venv, the runtime home, secrets and git out; the wheelhouse is in."""
     lines = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
     ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert {".venv", ".reid", ".env", ".git", "inbox"} <= set(ignored)
     assert not any(i.startswith("deploy") for i in ignored)
-    for name in ("Dockerfile", "deploy/python-base.Dockerfile", "deploy/postgres.Dockerfile"):
+    for name in ("Dockerfile", "deploy/python-base.Dockerfile", "deploy/postgres.Dockerfile", "deploy/s3.Dockerfile"):
         text = (PROJECT_ROOT / name).read_text()
         assert "ca-certificates.crt" not in text and "PIP_CERT" not in text and "--trusted-host" not in text, name
