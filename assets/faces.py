@@ -9,8 +9,7 @@ import polars as pl
 from assets.ingest import raw_video, video_failure
 from assets.partitions import videos
 from assets.settings import settings
-from reid_pipeline.faces.chips import decode_jpeg
-from reid_pipeline.pipeline import (
+from reid_pipeline.detection import (
     DETECTION_SCHEMA,
     FRAME_SCHEMA,
     ChipEmbedder,
@@ -23,6 +22,7 @@ from reid_pipeline.pipeline import (
     read_detections,
     tracking_for,
 )
+from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.presentation.pictures import contact_sheet, markdown_image, spread
 from reid_pipeline.storage import write_parquet
 from reid_pipeline.video import VideoError, shortfall

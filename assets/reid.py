@@ -8,9 +8,9 @@ from assets.partitions import videos
 from assets.sequences import face_sequences
 from assets.tables import table
 from reid_pipeline.archive import match_partition, recompute_identities
+from reid_pipeline.detection import chip_reader
 from reid_pipeline.gallery import write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
-from reid_pipeline.pipeline import chip_reader
 from reid_pipeline.presentation.pictures import identities_sheet, links_sheet, markdown_image
 from reid_pipeline.storage import read_parquet
 from resources import DataStorage, ReidDatabase

@@ -8,7 +8,7 @@ import polars as pl
 from assets.faces import face_embeddings, frame_detections
 from assets.partitions import videos
 from assets.tables import table
-from reid_pipeline.pipeline import chips_from_file, load_partition_faces
+from reid_pipeline.detection import chips_from_file, load_partition_faces
 from reid_pipeline.presentation.pictures import markdown_image
 from reid_pipeline.report import write_silhouette_report
 from reid_pipeline.sequences import QualityGate, build_sequences, current_columns, link_settings_for

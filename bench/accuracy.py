@@ -273,9 +273,9 @@ def bcubed(predicted: dict, truth: dict) -> dict:
 def score(store, truth: dict, files: list[Path]) -> dict:
     import polars as pl
 
+    from reid_pipeline.detection import asset_path
     from reid_pipeline.inbox import partition_key_for
     from reid_pipeline.matching import spans_overlap
-    from reid_pipeline.pipeline import asset_path
 
     data_root = Path(os.environ["REID_HOME"]) / "data"
     videos = {partition_key_for(str(f.resolve())): v for f, v in zip(files, truth["videos"])}

@@ -12,8 +12,8 @@ Data (from <repo>/../shared/data/dev, never copied into the repository):
   cuts, a new photo of a person in every shot). People are split by a fixed rule: sorted
   names, even index = tune, odd index = held-out; the clips likewise by sorted file name.
 
-Every video is analysed once at the project's sample rate with `pipeline.detect_video` +
-`pipeline.embed_detections` (dlib), detections are labelled with the ground truth, and the
+Every video is analysed once at the project's sample rate with `detection.detect_video` +
+`detection.embed_detections` (dlib), detections are labelled with the ground truth, and the
 result is cached under bench/out/calibration/cache (reused while the video, the backend and
 this script's CACHE_VERSION stay the same). Then `sequences.build_sequences` is swept over
 LinkSettings, the cut threshold and the QualityGate, scored with
@@ -104,7 +104,7 @@ def analyse_cached(name: str, video_path: Path, key_obj: dict, label, backend, s
     import numpy as np
     import polars as pl
 
-    from reid_pipeline.pipeline import detect_video, embed_detections
+    from reid_pipeline.detection import detect_video, embed_detections
 
     key = _hash({**key_obj, "backend": backend.describe(), "sample_fps": sample_fps, "v": CACHE_VERSION})
     det_file, frm_file, emb_file, info_file = (cache / f"{name}{s}" for s in

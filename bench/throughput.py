@@ -6,7 +6,7 @@ One run, one process, one video; four measurements at each analysis rate:
 1. decode only   `video.iter_frames(path, sample_fps)`, frames counted and dropped
 2. model only    `backend.detect` on frames decoded beforehand (held in memory), then
                  `backend.embed` on all their chips (batches of 64, as the pipeline does)
-3. core pipeline `pipeline.detect_video` + `pipeline.embed_detections` (adds chip JPEG
+3. core pipeline `detection.detect_video` + `detection.embed_detections` (adds chip JPEG
                  encode/decode, blur measure, the polars frame)
 4. Dagster job   `process_video` from definitions.py via `execute_in_process`, ephemeral
                  instance, embedded Postgres + pgvector in a temp REID_HOME
@@ -123,7 +123,7 @@ def measure_model(path: Path, sample_fps: float, backend, repeats: int, batch: i
 
 
 def measure_core(path: Path, sample_fps: float, backend, repeats: int) -> dict:
-    from reid_pipeline.pipeline import detect_video, embed_detections
+    from reid_pipeline.detection import detect_video, embed_detections
 
     runs = []
     for _ in range(repeats):

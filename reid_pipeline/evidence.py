@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from reid_pipeline.pipeline import ChipSource, chips_in
+from reid_pipeline.detection import ChipSource, chips_in
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, sequence_label
 from reid_pipeline.sequences import active_at
 

@@ -33,7 +33,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from reid_pipeline import corrections
-from reid_pipeline.pipeline import chip_reader
+from reid_pipeline.detection import chip_reader
 from reid_pipeline.presentation.pages import plural
 from reid_pipeline.sources import cached_copy, file_name, source_file
 from reid_pipeline.storage import StoragePath

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import polars as pl
 
+from reid_pipeline.detection import ChipSource, chips_in
 from reid_pipeline.evidence import evidence_at
-from reid_pipeline.pipeline import ChipSource, chips_in
 from reid_pipeline.presentation.pages import render
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, projection_plot, sequence_label, silhouette_plot
 from reid_pipeline.silhouette import Silhouette, silhouette

@@ -4,9 +4,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from reid_pipeline.detection import detect_video, embed_detections
 from reid_pipeline.evidence import evidence_at
 from reid_pipeline.faces import load_backend
-from reid_pipeline.pipeline import detect_video, embed_detections
 from reid_pipeline.sequences import (
     LinkSettings,
     QualityGate,

@@ -11,8 +11,8 @@ import pytest
 from upath import UPath
 
 from reid_pipeline import storage
+from reid_pipeline.detection import DetectionSink, chip_reader, read_chips
 from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.pipeline import DetectionSink, chip_reader, read_chips
 from reid_pipeline.storage import S3Options
 from tests.helpers import people, process
 

@@ -144,8 +144,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_evidence(args: argparse.Namespace) -> int:
     """The sequences on screen at a moment of a video, with their face chips, as a PNG."""
 
+    from reid_pipeline.detection import chips_from_file, read_detections
     from reid_pipeline.evidence import evidence_at
-    from reid_pipeline.pipeline import chips_from_file, read_detections
     from reid_pipeline.sequences import current_columns
     from reid_pipeline.storage import asset_path, read_parquet
 
