@@ -131,9 +131,10 @@ def archive_status_sensor(context: dg.SensorEvaluationContext, database: ReidDat
     metadata = {
         "summary": f"{snapshot.total} video{'' if snapshot.total == 1 else 's'}: {counts}",
         **{f"videos_{status}": n for status, n in sorted(snapshot.counts.items())},
-        "failures": dg.MetadataValue.md("\n".join(f"- `{v['key']}` ({v['file']}, {v['status']}): {v['reason']}"
-                                                  for v in snapshot.videos if v["status"] in ("failed", "partial"))
-                                        or "no video failed"),
+        # plain text: reasons hold file names and colons that markdown would mangle
+        "failures": dg.MetadataValue.text("\n".join(f"{v['key']} ({v['file']}, {v['status']}): {v['reason']}"
+                                                    for v in snapshot.videos if v["status"] in ("failed", "partial"))
+                                          or "no video failed"),
         "videos": _table(snapshot.videos, ["key", "status", "reason", "file", "faces", "sequences", "identities"]),
         "not_taken": _table(snapshot.skipped, ["reason", "location"]),
     }
