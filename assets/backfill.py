@@ -108,7 +108,7 @@ def process_batch(context: dg.OpExecutionContext, batch: dict) -> dict:
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if sample_fps is not None:
         run_config["ops"] = {"frame_detections": {"config": {"sample_fps": sample_fps}}}
-    tags = {BACKFILL_TAG: backfill_id, "reid/batch_step": f"{context.run_id}:{context.op_handle}"}
+    tags = {BACKFILL_TAG: backfill_id, "reid/batch_step": f"{context.run_id}:{context.op_handle}[{context.get_mapping_key()}]"}
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
     instance = _batch_instance(context.instance)
