@@ -208,6 +208,7 @@ def batch_timeline(instance, tag: str, backfill_id: str, video_runs: list, t_lau
     last_video_end = max(r.end_time for r in video_runs)
     return {
         "launch_to_run_start_s": run.start_time - t_launch,
+        "launch_to_run_created_s": run.create_timestamp.timestamp() - t_launch,  # the CLI: imports, registering the videos
         "run_start_to_first_batch_step_s": min((t for k, t in starts.items() if k.startswith("process_batch")), default=0) - run.start_time,
         "batch_step_start_to_first_video_s": step_startup,
         "between_video_runs_s_mean": statistics.mean(gaps) if gaps else 0.0,
