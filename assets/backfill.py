@@ -77,16 +77,23 @@ def _process_video_job(context: dg.OpExecutionContext) -> dg.JobDefinition:
         return build_definitions().resolve_job_def("process_video")
 
 
-def _without_log_capture(instance: dg.DagsterInstance) -> dg.DagsterInstance:
-    """The same instance (storage, run records, event log) without compute-log capture, for
-    the per-video runs of a batch: this step already captures the process's stdout and stderr,
-    and capturing them again per video (a file pair and a `tail` process per run) cost more
-    than the rest of Dagster's work per video (BENCHMARKS.md, "Backfills in batches")."""
+def _batch_instance(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """The same instance (storage, run records, event log) for the per-video runs of a batch,
+    made cheaper per run:
+    - no compute-log capture: this step already captures the process's stdout and stderr, and
+      capturing them again per video (a file pair and a `tail` process per run) cost more than
+      the rest of Dagster's work per video (BENCHMARKS.md, "Backfills in batches");
+    - pooled database connections: Dagster's Postgres storage opens a new connection for every
+      query and event (about 200 a video run, a few ms each); this process lives for the
+      batch, so it holds them open like the webserver does (`optimize_for_webserver`, no
+      statement timeout). SQLite storage ignores it."""
     if instance.is_ephemeral:
         return instance
     ref = instance.get_ref()._replace(compute_logs_data=ConfigurableClassData(
         "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"))
-    return dg.DagsterInstance.from_ref(ref)
+    batch_instance = dg.DagsterInstance.from_ref(ref)
+    batch_instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+    return batch_instance
 
 
 @dg.op
@@ -101,10 +108,10 @@ def process_batch(context: dg.OpExecutionContext, batch: dict) -> dict:
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if sample_fps is not None:
         run_config["ops"] = {"frame_detections": {"config": {"sample_fps": sample_fps}}}
-    tags = {BACKFILL_TAG: backfill_id, "reid/batch_step": f"{context.run_id}:{context.op_handle}"}
+    tags = {BACKFILL_TAG: backfill_id, "reid/batch_step": f"{context.run_id}:{context.op_handle}[{context.get_mapping_key()}]"}
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
-    instance = _without_log_capture(context.instance)
+    instance = _batch_instance(context.instance)
     try:
         for i, key in enumerate(partition_keys, 1):
             if key in done:
@@ -141,8 +148,14 @@ def summarise_backfill(context: dg.OpExecutionContext, failures: list) -> dg.Out
 @dg.job(
     description="Backfill many videos: one `process_video` run per video, many videos per process "
     "(Dagster's start-up paid once per batch). Config: the partition keys (`reid backfill` fills them in).",
-    # each batch is a step in its own process; steps of one run at once = the instance's run slots
-    executor_def=dg.multiprocess_executor.configured({"max_concurrent": min(2, os.cpu_count() or 1)}),
+    # each batch is a step in its own process; steps of one run at once = the instance's run
+    # slots. The step processes fork from a server that has imported Dagster, the code
+    # location and its libraries once, instead of each importing them again (seconds a step
+    # on 2 busy cores, for plan_batches and summarise_backfill too).
+    executor_def=dg.multiprocess_executor.configured({
+        "max_concurrent": min(2, os.cpu_count() or 1),
+        "start_method": {"forkserver": {"preload_modules": ["dagster", "definitions"]}},
+    }),
 )
 def backfill_videos():
     summarise_backfill(plan_batches().map(process_batch).collect())

@@ -112,7 +112,8 @@ def measure(home_root: Path, archive: Path, batch: int, videos: int, concurrency
         t_launch = time.time()
         result = subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "backfill", str(archive), "--batch", str(batch),
                                  "--wait", "7200"], cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.time() - t_launch
+        t_return = time.time()
+        wall = t_return - t_launch
         print(result.stdout[-600:])
         if result.returncode != 0:
             print(result.stderr[-3000:], file=sys.stderr)
@@ -133,6 +134,9 @@ def measure(home_root: Path, archive: Path, batch: int, videos: int, concurrency
                     "step_s": step_s,
                     "overhead_s": rec.end_time - rec.start_time - step_s,
                 })
+            timeline = batch_timeline(instance, tag, backfill_id, records, t_launch) if batch > 1 else {}
+            if timeline:
+                timeline["run_end_to_cli_return_s"] += t_return - t_launch
             from assets.partitions import videos as videos_def
 
             status = instance.get_status_by_partition(dg.AssetKey("cross_video_matches"), keys, videos_def) or {}
@@ -172,10 +176,45 @@ def measure(home_root: Path, archive: Path, batch: int, videos: int, concurrency
         "extrapolated_1000_videos_min": 1000 * wall / videos / 60,
         "extrapolated_1000_overhead_min": 1000 * (slot_s - stats("step_s")["mean"]) / slots / 60,
         "partitions_materialized": materialized,
+        "timeline": timeline,
         "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"),
         "cores": os.cpu_count(),
     }
     return {"summary": summary, "runs": rows}
+
+
+def batch_timeline(instance, tag: str, backfill_id: str, video_runs: list, t_launch: float) -> dict:
+    """Where the wall time of a `backfill_videos` run goes, outside the video runs: from the
+    launch to the run's start (queue, daemon tick, run process), each batch step from its
+    start to its first video run (the step process: fork or start, imports, code location)
+    and the time between consecutive video runs of a step (creating the next run), and from
+    the last video run to the end of the backfill's run (summarise_backfill)."""
+    import dagster as dg
+
+    run = next(r for r in instance.get_run_records(filters=dg.RunsFilter(tags={tag: backfill_id}, job_name="backfill_videos")))
+    starts = {}
+    for rec in instance.get_records_for_run(run.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START).records:
+        starts[rec.event_log_entry.step_key] = rec.event_log_entry.timestamp
+    by_step: dict[str, list] = {}
+    for rec in video_runs:
+        step = rec.dagster_run.tags.get("reid/batch_step", ":").split(":", 1)[1]
+        by_step.setdefault(step, []).append(rec)
+    step_startup, gaps = [], []
+    for step, recs in by_step.items():
+        recs.sort(key=lambda r: r.start_time)
+        if step in starts:  # the tag names the step: process_batch[batch_0000]
+            step_startup.append(recs[0].start_time - starts[step])
+        gaps += [b.start_time - a.end_time for a, b in zip(recs, recs[1:])]
+    last_video_end = max(r.end_time for r in video_runs)
+    return {
+        "launch_to_run_start_s": run.start_time - t_launch,
+        "launch_to_run_created_s": run.create_timestamp.timestamp() - t_launch,  # the CLI: imports, registering the videos
+        "run_start_to_first_batch_step_s": min((t for k, t in starts.items() if k.startswith("process_batch")), default=0) - run.start_time,
+        "batch_step_start_to_first_video_s": step_startup,
+        "between_video_runs_s_mean": statistics.mean(gaps) if gaps else 0.0,
+        "last_video_to_run_end_s": run.end_time - last_video_end,
+        "run_end_to_cli_return_s": t_launch + 0 - run.end_time,  # filled in by the caller
+    }
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ defaults), so a laptop needs no configuration and a deployment sets variables.
 
 
 import functools
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -57,6 +58,11 @@ class FaceModel(dg.ConfigurableResource):
         return _backend(self.backend, self.insightface_root, self.insightface_pack, self.dlib_upsample, self.max_side)
 
 
+@functools.cache
+def _s3_client(options: S3Options, aws_env: tuple):
+    return options.client()
+
+
 class ObjectStore(S3Resource):
     """dagster-aws's `S3Resource` (endpoint, region, profile, keys): `get_client()` gives
     the core a boto3 client (short timeouts, path-style addressing on a custom endpoint) and
@@ -75,7 +81,12 @@ class ObjectStore(S3Resource):
         )
 
     def get_client(self):
-        return self.options().client()
+        # one client per process and settings, not one per run: building one parses botocore's
+        # service model (about 0.2 s, and Dagster builds this resource for every run, even with
+        # a local data root); boto3 clients are thread-safe. The AWS_* variables are part of
+        # the key: without keys in the settings, boto's chain reads its credentials from them.
+        aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        return _s3_client(self.options(), aws_env)
 
     def local_path(self, source_uri: str) -> Path:
         """The local file of a registered video: itself, or a bucket object's cached copy
