@@ -57,11 +57,10 @@ def main() -> int:
     for i in range(args.videos):
         scene = synthetic.two_people_walking(seconds=args.seconds) if i % 2 == 0 else synthetic.faceless(seconds=args.seconds)
         # each file distinct (so none is a duplicate): vary the background seed
-        if i % 2 == 0:
-            scene = synthetic.Scene(
-                [synthetic.Shot(s.frames, synthetic.background_for(i), s.actors, s.shapes) for s in scene],
-                size=scene.size, fps=scene.fps,
-            )
+        scene = synthetic.Scene(
+            [synthetic.Shot(s.frames, synthetic.background_for(i), s.actors, s.shapes) for s in scene],
+            size=scene.size, fps=scene.fps,
+        )
         synthetic.write_video(scene, archive / f"clip_{i:04d}.avi")
     print(f"{args.videos} videos of {args.seconds} s written in {time.perf_counter() - t0:.1f} s")
     concurrency = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]

@@ -327,7 +327,9 @@ def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_en
                 run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}})
             assert result.success, failure_message(result)
             retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-            assert retried == (["face_embeddings"] if kill else [])
+            # once, or more when the machine is so loaded that the server is not back within the
+            # pool's 10 s wait (the policy allows 3): only the step that lost its server
+            assert (1 <= len(retried) <= 3 and set(retried) == {"face_embeddings"}) if kill else not retried
             fresh = Store(store.url)
             results[name] = (fresh.get_video(key)["status"], fresh.count_faces(key),
                              fresh.rows("SELECT count(*) AS n FROM sequences WHERE partition_key = %s", (key,))[0]["n"])
