@@ -339,10 +339,11 @@ def detect_video(
 ) -> DetectionRun:
     """Detect every face in the frames sampled at `sample_fps` (None/0: every frame).
 
-    Frames are decoded in order here and detected by `threads` worker threads (dlib's HOG
-    and ONNX Runtime release the GIL); at most 2 x `threads` frames wait in memory. With
+    Frames are decoded in order here and searched whole by `threads` worker threads (dlib's
+    HOG and ONNX Runtime release the GIL), up to `max(2, full_every) x threads` sampled
+    frames ahead of the one being collected (that many frames wait in memory). With
     `tracking` (see `Tracking`) frames between whole searches are searched near the faces
-    of the frame before, so they wait for it. With an `embedder`, each frame's chips are
+    of the frame before, on this thread and in frame order. With an `embedder`, each frame's chips are
     embedded while later frames are detected (`run.embeddings`, in row order). With `out`,
     detections are written there as they come (`DetectionSink`) and `run.detections` lacks
     the chips. Results keep
@@ -358,8 +359,7 @@ def detect_video(
     if near is None:
         tracking.full_every = 1
 
-    def collect(frame, scores: tuple[float, float], full: bool, future) -> None:
-        found, seconds = future.result()
+    def collect(frame, scores: tuple[float, float], full: bool, found: list, seconds: float) -> None:
         found = sorted(found, key=lambda d: (d.box[0], d.box[1]))  # the same order however found
         tracking.update(found)
         run.detect_s += seconds
@@ -384,30 +384,32 @@ def detect_video(
         if progress:
             progress(run.frames_sampled, frame.timestamp_s)
 
+    # Whole searches need nothing but their frame, so they start as soon as the frame is
+    # decoded, up to `ahead` sampled frames before the one being collected; a near search
+    # needs the faces of the frame before, so it runs here, in frame order, while the
+    # pool's threads search later frames whole.
+    ahead = max(2, tracking.full_every) * max(1, threads)
     frames = iter_frames(path, sample_fps)
-    waiting: deque = deque()
+    waiting: deque = deque()  # (frame, scores, full, future of a whole search or None), in frame order
     change = FrameChange()
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            while True:
-                t0 = time.perf_counter()
-                frame = next(frames, None)
-                run.decode_s += time.perf_counter() - t0
-                if frame is None:
-                    break
-                scores = change(frame.image)  # cut scores in frame order, on this thread
-                full = tracking.plan(scores)
-                if full:
-                    future = pool.submit(_timed, backend.detect, frame.image)
-                else:
-                    while waiting:  # a near search needs the faces of the frame before
-                        collect(*waiting.popleft())
-                    future = pool.submit(_timed, near, frame.image, [b for b, _ in tracking.boxes])
-                waiting.append((frame, scores, full, future))
-                while len(waiting) > 2 * max(1, threads):
-                    collect(*waiting.popleft())
-            while waiting:
-                collect(*waiting.popleft())
+            decoding = True
+            while decoding or waiting:
+                while decoding and len(waiting) < ahead:
+                    t0 = time.perf_counter()
+                    frame = next(frames, None)
+                    run.decode_s += time.perf_counter() - t0
+                    if frame is None:
+                        decoding = False
+                        break
+                    scores = change(frame.image)  # cut scores in frame order, on this thread
+                    full = tracking.plan(scores)
+                    waiting.append((frame, scores, full, pool.submit(_timed, backend.detect, frame.image) if full else None))
+                if waiting:
+                    frame, scores, full, future = waiting.popleft()
+                    found, seconds = future.result() if full else _timed(near, frame.image, [b for b, _ in tracking.boxes])
+                    collect(frame, scores, full, found, seconds)
         run.detections = sink.close()
         run.embeddings = embedder.result() if embedder is not None else None
     except BaseException:
