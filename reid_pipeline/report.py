@@ -33,14 +33,16 @@ def write_silhouette_report(
     chips: ChipSource | None = None,
 ) -> tuple[Silhouette, dict[str, bytes]]:
     """Score the sequences and write the report's files into `folder`; returns the scores
-    and the pictures (PNG bytes by name) that were written. `folder` is local or in a bucket
+    and the pictures (PNG bytes by name) that were written: the silhouette and projection
+    plots only where there is a silhouette (two sequences of 2+ faces). `folder` is local or in a bucket
     (`reid_pipeline.storage`). Chips come from `chips`
     (default: the detections' `chip` column)."""
     chips = chips or chips_in(detections)
     ids = membership["sequence_number"].fill_null(-1).to_numpy()
     result = silhouette(vectors, ids)
-    pictures = {"silhouette_plot": silhouette_plot(result, ids)}
-    if len(vectors) >= 2:
+    pictures = {}
+    if result.mean is not None:  # with fewer than two sequences the plots would compare nothing (and cost ~1 s)
+        pictures["silhouette_plot"] = silhouette_plot(result, ids)
         pictures["projection"] = projection_plot(vectors, ids)
     shown = [(s, chip_ids_of(membership, s["sequence_number"])) for s in sequences.head(40).iter_rows(named=True)]
     found = chips([i for _, ids in shown for i in ids])

@@ -7,6 +7,7 @@ import pytest
 from reid_pipeline.detection import detect_video, embed_detections
 from reid_pipeline.evidence import evidence_at
 from reid_pipeline.faces import load_backend
+from reid_pipeline.report import write_silhouette_report
 from reid_pipeline.sequences import (
     LinkSettings,
     QualityGate,
@@ -119,6 +120,29 @@ def test_silhouette_handles_singletons_and_single_sequences():
     one = silhouette(vectors, np.array([0, 0, 0, 1, -1]))
     assert one.mean is None and one.singleton_sequences == 1 and "not scored" in one.note and "undefined" not in one.band
     assert np.isnan(one.per_face).all()
+
+
+def test_the_report_draws_plots_only_where_there_is_a_silhouette(cut_and_return, tmp_path):
+    gt, run, vectors = cut_and_return
+    result, _ = _sequenced(gt, run, vectors)
+    written = {}
+    for name, keep in (("whole", result.faces["sequence_number"].is_not_null()),
+                       ("one sequence", result.faces["sequence_number"] == result.sequences["sequence_number"][0])):
+        membership = result.faces.filter(keep)
+        detections = run.detections.join(membership.select("detection_id"), on="detection_id")
+        folder = tmp_path / name
+        folder.mkdir()
+        scores, pictures = write_silhouette_report(folder, name, detections, vectors[keep.to_numpy()], membership,
+                                                   result.sequences.filter(pl.col("sequence_number").is_in(membership["sequence_number"].unique().implode())))
+        written[name] = (scores, set(pictures), {p.name for p in folder.iterdir()})
+    scores, pictures, files = written["whole"]
+    assert scores.mean is not None and {"silhouette_plot", "projection", "contact_sheet"} <= pictures
+    assert {"silhouette_plot.png", "projection.png", "report.html"} <= files
+    scores, pictures, files = written["one sequence"]
+    # nothing to compare: no plots (they cost a second), the sheet and the page say why
+    assert scores.mean is None and "silhouette_plot" not in pictures and "projection" not in pictures
+    assert "contact_sheet" in pictures and "projection.png" not in files
+    assert "not scored" in (tmp_path / "one sequence" / "report.html").read_text()
 
 
 def test_evidence_lists_the_sequences_on_screen(cut_and_return):
