@@ -124,6 +124,18 @@ def instance(reid_env):
         yield instance
 
 
+@pytest.fixture
+def cli_instance(reid_env):
+    """The instance that `reid` commands open in this test (`prepare`: the repo's dagster.yaml,
+    storage in the session database's `dagster` schema): for tests that mix runs made here
+    with commands."""
+    from reid_pipeline.cli import prepare
+
+    prepare(Settings())
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
 # --------------------------------------------------------------------------- S3
 # A real S3-compatible server: moto's standalone server on a local port, spoken to by real
 # clients (boto3, s3fs) over HTTP; nothing is mocked.
