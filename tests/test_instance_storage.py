@@ -9,8 +9,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from reid_pipeline.cli import prepare
-from reid_pipeline.cli.instance import SCHEMA, storage_url
+from reid_pipeline.cli import main, prepare
+from reid_pipeline.cli.instance import SCHEMA, sqlite_instance, storage_url
 from reid_pipeline.config import Settings
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
@@ -119,3 +119,15 @@ def test_a_sqlite_home_is_imported_once(sqlite_home, capsys):
     assert "moved the Dagster history" not in capsys.readouterr().err
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_run_records()) == 2
+
+    # the SQLite files kept aside hold the same pictures: forgetting the video deletes its run there too
+    good_run = before["good"][0].dagster_run.run_id
+    with sqlite_instance(home / "sqlite-imported") as kept:
+        assert kept.has_run(good_run)
+    assert main(["forget", "--video", keys["good"], "--yes"]) == 0
+    assert "1 Dagster runs deleted" in capsys.readouterr().out
+    with sqlite_instance(home / "sqlite-imported") as kept:
+        assert not kept.has_run(good_run) and kept.has_run(before["bad"][0].dagster_run.run_id)
+        assert not kept.has_dynamic_partition("videos", keys["good"])
+    with dg.DagsterInstance.get() as instance:
+        assert not instance.has_run(good_run) and not instance.has_dynamic_partition("videos", keys["good"])

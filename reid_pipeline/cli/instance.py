@@ -13,6 +13,8 @@ workers, the forkserver of backfill batches, `dagster job launch`) inherits it.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +65,26 @@ def has_sqlite_history(dagster_home: Path) -> bool:
     return (Path(dagster_home) / "history" / "runs.db").exists()
 
 
+def imported_histories(dagster_home: str | Path) -> list[Path]:
+    """The SQLite histories imported earlier and kept aside under `dagster_home`: their
+    event logs hold the same pictures of people as the imported runs, so `reid forget`
+    deletes its runs there too (`execution.forget_runs`)."""
+    return sorted(p for p in Path(dagster_home).glob(f"{IMPORTED}*") if has_sqlite_history(p))
+
+
+@contextmanager
+def sqlite_instance(base_dir: Path) -> Iterator:
+    """A Dagster instance on the SQLite storage under `base_dir` (`history/`, `schedules/`)."""
+    import dagster as dg
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="reid-sqlite-instance-") as config_dir:
+        (Path(config_dir) / "dagster.yaml").write_text(yaml.safe_dump(
+            {"storage": {"sqlite": {"base_dir": str(base_dir)}}, "telemetry": {"enabled": False}}))
+        with dg.DagsterInstance.from_config(config_dir) as instance:
+            yield instance
+
+
 @dataclass
 class Imported:
     runs: int
@@ -82,9 +104,9 @@ def import_sqlite_history(database_url: str, dagster_home: Path) -> Imported | N
     """Copy a home's SQLite instance storage (if any) into the Postgres instance that
     `dagster_home`'s dagster.yaml names (its URL variable set), then move the SQLite files
     aside (`dagster_home/sqlite-imported/`, itself a base_dir that Dagster's SQLite storage
-    can open) so they are not imported again. What is copied, with Dagster's instance API
-    (as `dagster debug export` / `import` do for one run): every run with its job and
-    execution plan snapshots, its events (asset materialisations, observations, checks:
+    can open, and which `reid forget` keeps clean too) so they are not imported again. What
+    is copied, with Dagster's instance API (as `dagster debug export` / `import` do for one
+    run): every run with its job and execution plan snapshots, its events (asset materialisations, observations, checks:
     the partitions' status and history) and its start and end times; the events outside runs
     (the failure observations); the dynamic partitions of `videos`; sensor states (on/off
     and cursors); backfills. Not copied: ticks and daemon heartbeats. A run already in
@@ -106,33 +128,29 @@ def import_sqlite_history(database_url: str, dagster_home: Path) -> Imported | N
 
 def _copy(dagster_home: Path) -> tuple[int, int, int, int, int]:
     import dagster as dg
-    import yaml
 
-    with tempfile.TemporaryDirectory(prefix="reid-sqlite-instance-") as config_dir:
-        (Path(config_dir) / "dagster.yaml").write_text(yaml.safe_dump(
-            {"storage": {"sqlite": {"base_dir": str(dagster_home)}}, "telemetry": {"enabled": False}}))
-        with dg.DagsterInstance.from_config(config_dir) as old, dg.DagsterInstance.from_config(str(dagster_home)) as new:
-            # pooled connections: Postgres storage otherwise connects anew for every event
-            new.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
-            partitions = old.get_dynamic_partitions("videos")
-            new.add_dynamic_partitions("videos", partitions)
-            runs = events = 0
-            for record in reversed(old.get_run_records()):  # oldest first: the runs keep their order
-                copied = _copy_run(old, new, record)
-                runs, events = runs + (copied is not None), events + (copied or 0)
-            runless = old.all_logs("")  # events outside runs (Dagster's RUNLESS_RUN_ID)
-            for entry in runless:
-                new.store_event(entry)
-            sensors = 0
-            for state in old.all_instigator_state():
-                if new.get_instigator_state(state.instigator_origin_id, state.selector_id) is None:
-                    new.add_instigator_state(state)
-                    sensors += 1
-            backfills = 0
-            for backfill in old.get_backfills():
-                if new.get_backfill(backfill.backfill_id) is None:
-                    new.add_backfill(backfill)
-                    backfills += 1
+    with sqlite_instance(dagster_home) as old, dg.DagsterInstance.from_config(str(dagster_home)) as new:
+        # pooled connections: Postgres storage otherwise connects anew for every event
+        new.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+        partitions = old.get_dynamic_partitions("videos")
+        new.add_dynamic_partitions("videos", partitions)
+        runs = events = 0
+        for record in reversed(old.get_run_records()):  # oldest first: the runs keep their order
+            copied = _copy_run(old, new, record)
+            runs, events = runs + (copied is not None), events + (copied or 0)
+        runless = old.all_logs("")  # events outside runs (Dagster's RUNLESS_RUN_ID)
+        for entry in runless:
+            new.store_event(entry)
+        sensors = 0
+        for state in old.all_instigator_state():
+            if new.get_instigator_state(state.instigator_origin_id, state.selector_id) is None:
+                new.add_instigator_state(state)
+                sensors += 1
+        backfills = 0
+        for backfill in old.get_backfills():
+            if new.get_backfill(backfill.backfill_id) is None:
+                new.add_backfill(backfill)
+                backfills += 1
     return runs, events + len(runless), len(partitions), sensors, backfills
 
 
