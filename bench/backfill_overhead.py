@@ -1,7 +1,8 @@
 """What a backfill costs in Dagster overhead per video: one run per video against batches.
 
-For each `--batches` value it starts the real stack (`reid up`: embedded Postgres, dagster
-dev with webserver + daemon, SQLite instance storage) in a fresh temp home, launches one
+For each `--batches` value it starts the real stack (`reid up`: embedded Postgres, which
+also holds the Dagster instance's storage, schema `dagster`; webserver + daemon) in a fresh
+temp home, launches one
 backfill of the same N generated short videos with `reid backfill <folder> --batch B --wait`,
 then reads every video's run and step events from the instance:
 
@@ -120,6 +121,11 @@ def measure(home_root: Path, archive: Path, batch: int, videos: int, concurrency
         backfill_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("backfill ") and "launched" in line)
         tag = "dagster/backfill" if batch == 1 else "reid/backfill"
 
+        from reid_pipeline.cli.instance import URL_VARIABLE, storage_url
+        from reid_pipeline.database import embedded_url
+
+        # the stack's instance as `reid` opens it (its storage URL is what `reid` exports)
+        os.environ[URL_VARIABLE] = storage_url(embedded_url(home_root / "home" / "pgdata"))
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             records = [r for r in instance.get_run_records(filters=dg.RunsFilter(tags={tag: backfill_id}))
                        if "dagster/partition" in r.dagster_run.tags]

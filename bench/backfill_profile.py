@@ -1,7 +1,8 @@
 """A cProfile of `process_batch`'s per-video loop: N one-second generated videos through
 `backfill_videos` in this process (`execute_in_process`: one batch, no step processes), on
-an instance with the project's dagster.yaml (SQLite storage) or, with PG_INSTANCE=1, on the
-embedded Postgres; prints the events of one video run by type and the overhead per video
+an instance with the project's dagster.yaml (storage in the embedded Postgres, schema
+`dagster`, as `reid` sets it up) or, with SQLITE_INSTANCE=1, the SQLite storage that the
+laptop used before; prints the events of one video run by type and the overhead per video
 (wall - the steps' own durations), and writes the profile to PROF_OUT.
 Usage: PYTHONPATH=. .venv/bin/python bench/backfill_profile.py [N]
        .venv/bin/python -c "import pstats; pstats.Stats('/tmp/backfill.prof').sort_stats('cumulative').print_stats(60)"
@@ -34,17 +35,17 @@ from reid_pipeline.store import Store
 server = embedded_server(root / "pgdata")
 os.environ["REID_DATABASE_URL"] = server.get_uri()
 Store(server.get_uri()).migrate(Settings().sql_dir)
-if os.environ.get("PG_INSTANCE"):
-    import psycopg
+if os.environ.get("SQLITE_INSTANCE"):
     import yaml
-    with psycopg.connect(server.get_uri(), autocommit=True) as c:
-        c.execute("CREATE DATABASE dagster")
-    from sqlalchemy.engine import make_url
-    url = make_url(server.get_uri()).set(database="dagster", drivername="postgresql+psycopg2")
     cfg = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    cfg["storage"] = {"postgres": {"postgres_url": url.render_as_string(hide_password=False)}}
+    del cfg["storage"]  # Dagster's default: SQLite files under DAGSTER_HOME
     (home / "dagster_home" / "dagster.yaml").write_text(yaml.safe_dump(cfg))
-    print("instance on", url)
+    print("instance on SQLite")
+else:
+    from reid_pipeline.cli.instance import URL_VARIABLE, ensure_schema, storage_url
+    ensure_schema(server.get_uri())
+    os.environ[URL_VARIABLE] = storage_url(server.get_uri())
+    print("instance on", os.environ[URL_VARIABLE])
 import dagster as dg
 
 from assets.backfill import BACKFILL_TAG

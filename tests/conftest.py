@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from reid_pipeline.config import Settings
@@ -42,7 +43,15 @@ def store(pg_url) -> Store:
 
 @pytest.fixture
 def reid_env(tmp_path, monkeypatch, pg_url):
-    """Settings pointing at tmp folders and the session database."""
+    """Settings pointing at tmp folders and the session database. The Dagster instance that
+    `reid` commands open (the repo's dagster.yaml: storage in the database's `dagster`
+    schema) starts empty: the schema is dropped, and the storage URL that `prepare` exports
+    is taken back after the test."""
+    from reid_pipeline.cli.instance import SCHEMA, URL_VARIABLE
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    monkeypatch.delenv(URL_VARIABLE, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("REID_HOME", str(home))
     monkeypatch.setenv("REID_DATA_ROOT", str(home / "data"))  # also restored after `reid` commands set it
@@ -112,6 +121,18 @@ def defs(reid_env):
 @pytest.fixture
 def instance(reid_env):
     with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def cli_instance(reid_env):
+    """The instance that `reid` commands open in this test (`prepare`: the repo's dagster.yaml,
+    storage in the session database's `dagster` schema): for tests that mix runs made here
+    with commands."""
+    from reid_pipeline.cli import prepare
+
+    prepare(Settings())
+    with dg.DagsterInstance.get() as instance:
         yield instance
 
 

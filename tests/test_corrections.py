@@ -35,8 +35,8 @@ def test_a_merge_and_a_move_out_survive_rerunning_a_video_and_another_order(defs
     assert [s["status"] for s in corrections.status_of(store, merge) + corrections.status_of(store, split)] == ["applied"] * 2
 
 
-def test_a_correction_whose_video_is_forgotten_is_listed_as_stale(defs, instance, store, two_videos, capsys):
-    process(defs, instance, store, [two_videos["a"], two_videos["b"]])
+def test_a_correction_whose_video_is_forgotten_is_listed_as_stale(defs, cli_instance, store, two_videos, capsys):
+    process(defs, cli_instance, store, [two_videos["a"], two_videos["b"]])
     tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
     t1 = corrections.identity_holding(store, sequence(store, "fix_b.avi", 0))
     assert main(["identity", "merge", tom, t1, "--no-rebuild"]) == 0

@@ -12,12 +12,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from reid_pipeline.config import PROJECT_ROOT
+from reid_pipeline.cli import prepare
+from reid_pipeline.config import PROJECT_ROOT, Settings
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
 from tests.conftest import build_defs
@@ -50,9 +50,7 @@ def _answering(url: str) -> bool:
 def failed_archive(reid_env, store, tmp_path):
     """A Dagster home with one video that failed on its input, one that is fine, a file the
     inbox did not take, and the archive's status observed (as the daemon's sensor tick would)."""
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    prepare(Settings())  # the Dagster home with the repo's dagster.yaml, its storage URL exported
     defs = build_defs()
     bad = tmp_path / "videos" / "broken.mp4"
     bad.parent.mkdir()

@@ -279,7 +279,7 @@ def _run_failures(base: str, run_id: str) -> str:
 
 
 @pytest.mark.timeout(STARTUP_TIMEOUT_S + PROCESS_TIMEOUT_S + 480)
-def test_dropped_video_is_processed_by_the_running_stack():
+def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
     import psycopg
 
     from reid_pipeline.database import embedded_url
@@ -420,6 +420,10 @@ def test_dropped_video_is_processed_by_the_running_stack():
         # Declarative automation re-materialises the archive-wide identities after the matches.
         import dagster as dg
 
+        from reid_pipeline.cli.instance import URL_VARIABLE, storage_url
+
+        # the stack's instance, as `reid` opens it: its storage in the embedded Postgres (schema dagster)
+        monkeypatch.setenv(URL_VARIABLE, storage_url(embedded_url(home / "pgdata")))
         deadline = time.monotonic() + 120
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             while True:
@@ -544,10 +548,13 @@ def test_one_reid_up_per_home_and_a_killed_one_leaves_nothing_behind():
 
 
 RESOURCE_QUERY = """
-query { topLevelResourceDetailsOrError(resourceSelector: {repositoryLocationName: "reid_pipeline",
+query {
+  topLevelResourceDetailsOrError(resourceSelector: {repositoryLocationName: "reid_pipeline",
   repositoryName: "__repository__", resourceName: "database"}) {
     __typename ... on ResourceDetails { configuredValues { key value type } }
-    ... on PythonError { message } ... on ResourceNotFoundError { message } } }
+    ... on PythonError { message } ... on ResourceNotFoundError { message } }
+  instance { info }
+}
 """
 
 
@@ -568,10 +575,15 @@ def test_the_ui_never_shows_the_database_password():
         proc = _start_up(env, port, root / "up.log")
         base = f"http://127.0.0.1:{port}"
         _wait_until_answering(proc, base, root / "up.log")
-        data = _graphql(base, RESOURCE_QUERY)["topLevelResourceDetailsOrError"]
+        answer = _graphql(base, RESOURCE_QUERY)
+        data = answer["topLevelResourceDetailsOrError"]
         assert data["__typename"] == "ResourceDetails", data
         log = (root / "up.log").read_text(errors="replace")
         assert secret not in json.dumps(data) and secret not in log
+        # the instance's storage is the same database (its URL, password and all, in
+        # DAGSTER_POSTGRES_URL): the UI's Deployment > Configuration names its class only
+        info = answer["instance"]["info"]
+        assert "PostgresRunStorage" in info and secret not in info, info
         # no Python warning (a deprecation, a supersession like `dagster dev`'s) in what `reid up` prints
         assert not re.search(r"\w+Warning\b", log), log
         [value] = [v for v in data["configuredValues"] if v["key"] == "database_url"]

@@ -12,6 +12,7 @@ line (`build_parser`) and runs the command (`main`):
 | `forget` | `reid forget` |
 | `execution` | Dagster from the CLI: runs in this process with progress, backfills launched and followed |
 | `environment` | folders, the Dagster home and exported variables, the database |
+| `instance` | the Dagster instance's storage in the project's Postgres (schema `dagster`); the one-time import of a SQLite home |
 
 The commands that process videos drive Dagster (the same code location the UI shows), so
 this package is the one part of the core that may import it; it does so lazily, inside them.

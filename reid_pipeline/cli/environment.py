@@ -1,21 +1,31 @@
 """What every `reid` command sets up first: the folders, the Dagster home, the variables
-that the processes it starts inherit, and the database."""
+that the processes it starts inherit, and the database (the project's, which also holds the
+Dagster instance's storage: `cli.instance`)."""
 
 from __future__ import annotations
 
 import atexit
 import os
 import shutil
+import sys
 from pathlib import Path
 
+from reid_pipeline.cli import instance as instance_storage
 from reid_pipeline.config import PROJECT_ROOT, Settings
 from reid_pipeline.database import embedded_running, embedded_server, resolve_url
 from reid_pipeline.store import Store
 
 
-def prepare(settings: Settings) -> Path:
-    """Create the folders and the Dagster home (with the repo's dagster.yaml) and export
-    the variables that every process (webserver, daemon, runs) reads. Returns DAGSTER_HOME.
+def prepare(settings: Settings, keep_running: bool = False) -> Path:
+    """Create the folders and the Dagster home (with the repo's dagster.yaml), start (or
+    attach to) the database, and export the variables that every process (webserver, daemon,
+    runs) reads, the Dagster instance's storage URL among them; before anything opens the
+    instance. Returns DAGSTER_HOME.
+
+    The instance's storage is the project's database, schema `dagster` (`cli.instance`); a
+    home that an older version kept in SQLite has that history imported once, here. An
+    embedded server that this command had to start is stopped when it exits, unless
+    `keep_running` (`reid up`, whose reaper stops it).
 
     Face chips and vectors are biometric data: from here on this process and every process
     it starts create files for their owner only, and the folders that hold them are closed
@@ -36,6 +46,12 @@ def prepare(settings: Settings) -> Path:
     os.environ["REID_HOME"] = str(settings.home)
     os.environ["REID_INBOX"] = str(settings.inbox)
     os.environ["REID_DATA_ROOT"] = str(settings.data_root)
+    url = database_url(settings, keep_running)
+    instance_storage.ensure_schema(url)
+    os.environ[instance_storage.URL_VARIABLE] = instance_storage.storage_url(url)
+    imported = instance_storage.import_sqlite_history(url, home)
+    if imported is not None:
+        print(f"reid: {imported.line()}", file=sys.stderr, flush=True)
     return home
 
 

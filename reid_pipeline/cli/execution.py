@@ -139,7 +139,19 @@ def rebuild_identities(defs, instance, loggers: dict | None = None) -> str | Non
 def forget_runs(instance, plan) -> int:
     """What Dagster keeps of a forgotten video or person: the runs whose event logs hold
     pictures of them (the SQL event log cannot wipe partitions, and `wipe_assets` keeps the
-    events), and a video's dynamic partition. Returns how many runs were deleted."""
+    events), and a video's dynamic partition; in the instance, and in a SQLite history that
+    was imported into it and kept aside (`cli/instance.py`), which holds the same pictures.
+    Returns how many runs were deleted from the instance."""
+    from reid_pipeline.cli.instance import imported_histories, sqlite_instance
+
+    deleted = _forget_runs_in(instance, plan)
+    for folder in imported_histories(instance.root_directory):
+        with sqlite_instance(folder) as kept:
+            _forget_runs_in(kept, plan)
+    return deleted
+
+
+def _forget_runs_in(instance, plan) -> int:
     import dagster as dg
 
     runs = {r.run_id for key in plan.videos for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))}

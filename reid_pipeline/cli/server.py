@@ -20,15 +20,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     from reid_pipeline.supervise import UpLock
 
     settings = Settings()
-    home = prepare(settings)
+    # the embedded Postgres this command starts (prepare: it holds the instance's storage too)
+    # is stopped by its reaper, however it ends
+    started = not settings.database_url and not embedded_running(settings.pgdata)
+    home = prepare(settings, keep_running=True)
     lock = UpLock(settings.home)  # held (referenced) until this command ends
     holder = lock.acquire(f"http://{args.host}:{args.port}")
     if holder:
         print(f"reid: `reid up` is already running for {settings.home} (pid {holder['pid']}, UI at {holder['url']});"
               f" use that one, or stop it first (Ctrl-C in its terminal, or kill {holder['pid']})", file=sys.stderr)
+        if started:
+            stop_embedded(settings.pgdata)
         return 1
-    # the embedded Postgres this command starts is stopped by its reaper, however it ends
-    started = not settings.database_url and not embedded_running(settings.pgdata)
     Store(database_url(settings, keep_running=True)).migrate(settings.sql_dir)
     db = redact(settings.database_url) if settings.database_url else f"embedded Postgres + pgvector in {settings.pgdata}"
     print(
@@ -57,8 +60,7 @@ def run_dagster(home: Path, host: str, port: int, own_pgdata: Path | None = None
 
     from reid_pipeline.supervise import run_group
 
-    # the instance's storage made here, once: two services creating a fresh SQLite instance at
-    # the same moment race on its schema (two alembic heads, and the loser exits)
+    # the instance's tables made here, once, before two services race to create them
     with dg.DagsterInstance.get():
         pass
     workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
