@@ -49,6 +49,25 @@ def test_reid_puts_the_instance_in_the_dagster_schema(reid_env, store, pg_url):
         assert conn.execute("SELECT partition FROM dagster.dynamic_partitions").fetchall() == [("k",)]
 
 
+def test_in_an_image_the_deployments_instance_is_left_alone(reid_env, store, monkeypatch, tmp_path):
+    """The Dockerfile copies deploy/dagster.yaml into DAGSTER_HOME and no repo dagster.yaml:
+    `reid gallery` / `forget` in a container keep the deployment's config and storage URL."""
+    from reid_pipeline.cli import environment
+    from reid_pipeline.cli.instance import URL_VARIABLE
+
+    image_root = tmp_path / "app"
+    image_root.mkdir()
+    monkeypatch.setattr(environment, "PROJECT_ROOT", image_root)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True)
+    deployment = "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_POSTGRES_URL\n"
+    (home / "dagster.yaml").write_text(deployment)
+    monkeypatch.setenv(URL_VARIABLE, "postgresql+psycopg2://dagster@db/dagster")
+    assert prepare(Settings()) == home
+    assert (home / "dagster.yaml").read_text() == deployment
+    assert os.environ[URL_VARIABLE] == "postgresql+psycopg2://dagster@db/dagster"
+
+
 @pytest.fixture
 def sqlite_home(reid_env, store, two_people_video, tmp_path):
     """A home as an older version left it: the dagster.yaml of then (no storage: SQLite files

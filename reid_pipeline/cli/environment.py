@@ -20,7 +20,8 @@ def prepare(settings: Settings, keep_running: bool = False) -> Path:
     """Create the folders and the Dagster home (with the repo's dagster.yaml), start (or
     attach to) the database, and export the variables that every process (webserver, daemon,
     runs) reads, the Dagster instance's storage URL among them; before anything opens the
-    instance. Returns DAGSTER_HOME.
+    instance. Returns DAGSTER_HOME. In an image, which has no repo dagster.yaml, the
+    deployment's dagster.yaml and storage URL are left as they are.
 
     The instance's storage is the project's database, schema `dagster` (`cli.instance`); a
     home that an older version kept in SQLite has that history imported once, here. An
@@ -38,15 +39,20 @@ def prepare(settings: Settings, keep_running: bool = False) -> Path:
         Path(folder).chmod(0o700)
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    # the repo's dagster.yaml is the source of truth: keep the instance's copy in step
-    config, source = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
-    if not config.exists() or config.read_bytes() != source.read_bytes():
-        shutil.copyfile(source, config)
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["REID_HOME"] = str(settings.home)
     os.environ["REID_INBOX"] = str(settings.inbox)
     os.environ["REID_DATA_ROOT"] = str(settings.data_root)
     url = database_url(settings, keep_running)
+    source = PROJECT_ROOT / "dagster.yaml"
+    if not source.exists():
+        # an image (Dockerfile): its DAGSTER_HOME holds the deployment's dagster.yaml, and
+        # the deployment's environment names the instance's storage; leave both as they are
+        return home
+    # a checkout: the repo's dagster.yaml is the source of truth, keep the instance's copy in step
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_bytes() != source.read_bytes():
+        shutil.copyfile(source, config)
     instance_storage.ensure_schema(url)
     os.environ[instance_storage.URL_VARIABLE] = instance_storage.storage_url(url)
     imported = instance_storage.import_sqlite_history(url, home)
