@@ -88,6 +88,13 @@ class ObjectStore(S3Resource):
         aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
         return _s3_client(self.options(), aws_env)
 
+    def get_object_to_set_on_execution_context(self) -> "ObjectStore":
+        # S3Resource builds its client here, when a run starts, for every run that needs the
+        # resource: about 0.25 s, and boto's credential chain down to the instance-metadata
+        # endpoint, which on a laptop off AWS can wait for its timeouts. A local data root and
+        # local videos never need a client, so it is built on first use (`get_client`).
+        return self
+
     def local_path(self, source_uri: str) -> Path:
         """The local file of a registered video: itself, or a bucket object's cached copy
         fetched with this resource's client (`reid_pipeline.sources.local_path`)."""
