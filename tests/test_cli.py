@@ -152,6 +152,42 @@ def test_every_subcommand_helps_and_common_mistakes_get_one_plain_line(tmp_path)
     assert reid("backfill", "not-a-folder").returncode == 2
 
 
+def test_database_mistakes_get_one_plain_line(tmp_path, pg_url):
+    """REID_DATABASE_URL naming a server that is not there, or a user who may not create the
+    tables and Dagster's schema on first use: one line that says so, the password hidden."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS locked")
+        conn.execute("CREATE DATABASE locked")
+        conn.execute("DROP ROLE IF EXISTS viewer")
+        conn.execute("CREATE ROLE viewer LOGIN PASSWORD 'pw'")
+    with psycopg.connect(pg_url.replace("@/postgres?", "@/locked?", 1), autocommit=True) as conn:
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute("REVOKE CREATE ON DATABASE locked FROM PUBLIC")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free_port = s.getsockname()[1]
+
+    def reid(url):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REID_", "DAGSTER_"))}
+        env.update(REID_HOME=str(tmp_path / "home"), REID_DATABASE_URL=url)
+        done = subprocess.run([sys.executable, "-m", "reid_pipeline", "status"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        return done.stderr
+
+    gone = reid(f"postgresql://x:secret@127.0.0.1:{free_port}/nope")
+    assert "cannot reach the database at postgresql://x:***@127.0.0.1" in gone and "secret" not in gone
+    refused = reid(pg_url.replace("postgres:@/postgres?", "viewer:pw@/locked?", 1))
+    assert "the database refused: permission denied" in refused and "needs CREATE" in refused and ":pw@" not in refused
+
+
 def test_process_on_a_terminal_shows_the_step_it_is_in(tmp_path, two_people_video):
     """On a terminal (a pseudo-terminal from util-linux's `script`), `reid process` keeps one
     progress line per video: seconds, the step running, frames analysed."""

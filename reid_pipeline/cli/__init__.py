@@ -26,6 +26,8 @@ import os
 import sys
 from pathlib import Path
 
+import psycopg
+
 from reid_pipeline.cli.archive import cmd_evidence, cmd_prune, cmd_search, cmd_status
 from reid_pipeline.cli.environment import prepare
 from reid_pipeline.cli.forget import cmd_forget
@@ -33,6 +35,7 @@ from reid_pipeline.cli.identity import cmd_identity
 from reid_pipeline.cli.runs import cmd_backfill, cmd_process, cmd_retry
 from reid_pipeline.cli.server import cmd_db, cmd_gallery, cmd_up
 from reid_pipeline.config import Settings
+from reid_pipeline.database import redact
 
 __all__ = ["build_parser", "main", "prepare"]
 
@@ -142,4 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ValidationError as exc:
         print(f"reid: a setting is wrong: {Settings.explain(exc)}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        first, url = " ".join(str(exc).split()), Settings().database_url
+        where = f"at {redact(url)} (REID_DATABASE_URL; unset it to use the embedded Postgres)" if url else \
+            f"(the embedded Postgres in {Settings().pgdata}; `reid db stop`, then try again)"
+        print(f"reid: cannot reach the database {where}: {first}", file=sys.stderr)
+        return 2
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # REID_DATABASE_URL's user may read and write but not create: the project's tables
+        # and Dagster's schema are created on first use, which needs CREATE on the database
+        first = str(exc).strip().splitlines()[0]
+        print(f"reid: the database refused: {first}. The user of {redact(Settings().database_url or 'the database')}"
+              " needs CREATE on its database (and on schema public) the first time, to create the project's tables and"
+              " Dagster's schema `dagster`; or run `reid` once as a user who has it.", file=sys.stderr)
         return 2
