@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reid: a setting is wrong: {Settings.explain(exc)}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:
-        first, url = " ".join(str(exc).split()), Settings().database_url
+        first, settings = " ".join(str(exc).split()), Settings()
+        url = settings.database_url
         where = f"at {redact(url)} (REID_DATABASE_URL; unset it to use the embedded Postgres)" if url else \
-            f"(the embedded Postgres in {Settings().pgdata}; `reid db stop`, then try again)"
+            f"(the embedded Postgres in {settings.pgdata}; `reid db stop`, then try again)"
         print(f"reid: cannot reach the database {where}: {first}", file=sys.stderr)
         return 2
     except psycopg.errors.InsufficientPrivilege as exc:

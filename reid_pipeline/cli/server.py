@@ -32,7 +32,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if started:
             stop_embedded(settings.pgdata)
         return 1
-    Store(database_url(settings, keep_running=True)).migrate(settings.sql_dir)
+    open_store(settings)  # the server is up (prepare started it): nothing more to stop at exit
     db = redact(settings.database_url) if settings.database_url else f"embedded Postgres + pgvector in {settings.pgdata}"
     print(
         f"reid: database     {db}\n"
