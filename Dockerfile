@@ -25,6 +25,12 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies'][sys.argv[1]]))" "
     else \
       apt-get update && apt-get install -y --no-install-recommends build-essential \
       && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt "dagster-docker>=0.29" "setuptools>=70.1,<81"; \
+    fi \
+ # onnxruntime (CPU, a main dependency: dlib's descriptor runs on it) and onnxruntime-gpu
+ # share one package folder: the GPU build is laid over it last, so its files are the ones used
+ && if [ "${VARIANT}" = gpu ]; then \
+      /opt/venv/bin/pip install --no-deps --force-reinstall $(ls /wheels/*.whl >/dev/null 2>&1 && echo --no-index --find-links /wheels) \
+        -c constraints.txt "onnxruntime-gpu>=1.31"; \
     fi
 
 # --- runtime image ---------------------------------------------------------------------------

@@ -28,19 +28,11 @@ from reid_pipeline.storage import write_parquet
 from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
-# Embedding worker processes take about 0.7 s of CPU each to start; below this many
-# analysed frames one embedding thread (overlapping the detector) is cheaper. Measured on a
-# 720p clip with one face per frame, 2 cores: 11 and 18 frames are 0.1-0.3 s faster on a
-# thread, 28 frames 0.5 s faster with 2 processes (the look-ahead whole searches leave the
-# decoding thread as the critical path, and the descriptor on a thread holds its GIL).
-PROCESSES_FROM_FRAMES = 24
-
 
 class DetectionConfig(dg.Config):
     sample_fps: float = settings.sample_fps  # frames analysed per second; 0 = every frame
     detect_threads: int = settings.detect_threads  # frames detected at once (whole-frame searches)
     full_detect_s: float = settings.full_detect_s  # whole-frame search every N s of video; 0 = every sampled frame
-    embed_workers: int = settings.embed_workers  # processes embedding faces during detection; 0 = one thread
 
 
 def _preview(df: pl.DataFrame, path, n: int = 24) -> dg.MetadataValue:
@@ -95,7 +87,7 @@ def frame_detections(
             progress,
             config.detect_threads,
             tracking_for(config.sample_fps, video["fps"], config.full_detect_s),
-            ChipEmbedder(backend, config.embed_workers if expected >= PROCESSES_FROM_FRAMES else 0),
+            ChipEmbedder(backend),
             out,
         )
     except VideoError as exc:
@@ -121,7 +113,6 @@ def frame_detections(
         "detect_s": round(run.detect_s, 3),
         "detect_threads": config.detect_threads,
         "whole_frame_searches": run.extra.get("full_searches", 0),
-        "embed_workers": config.embed_workers if expected >= PROCESSES_FROM_FRAMES else 0,
         "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
         "decoded_s": round(decoded_s, 2),
         "path": str(out),

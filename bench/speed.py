@@ -8,8 +8,8 @@ most 1280 px, the 5-point landmarks and the 128-d descriptor of every face; noth
 The project: `python -m reid_pipeline process VIDEO` in its own process, against a warm
 Postgres (the embedded server, started once before timing; each run gets a new database on
 it, so every run analyses the video from scratch and pays its own migrations), with the
-project's defaults (whole-frame search every second, tracked faces between, embedding in
-worker processes).
+project's defaults (whole-frame search every second, tracked faces between, dlib's
+descriptor on ONNX Runtime, embedding on a thread while detection goes on).
 
 Each pair runs the two back to back (the order alternates); the machine is shared, so
 compare within a pair. Reported per video: wall and CPU seconds (the process and its

@@ -1,5 +1,4 @@
-"""`python -m reid_pipeline` runs the CLI (the same as the `reid` script). Started this
-way, worker processes (face embedding) do not import the CLI again when they start."""
+"""`python -m reid_pipeline` runs the CLI (the same as the `reid` script)."""
 
 import sys
 

@@ -14,7 +14,6 @@
 | analysis rate | `REID_SAMPLE_FPS` | `4` frames per second (`0` = every frame) |
 | threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
 | whole-frame face search every N s of video (between: near known faces; `0`: every frame) | `REID_FULL_DETECT_S` | `1` |
-| processes embedding faces while a video is detected (`0`: one thread) | `REID_EMBED_WORKERS` | `2` (at most the CPU count) |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
 | videos per run of a backfill (model loaded once per run) | `REID_BACKFILL_BATCH` | `25` |
@@ -54,7 +53,6 @@ class Settings(BaseSettings):
     sample_fps: float = 4.0
     detect_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1))
     full_detect_s: float = Field(1.0, ge=0)
-    embed_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=0)
     settle_seconds: float = 5.0
     sensor_interval: int = 10
     # a backfill runs this many videos per run: Dagster's start-up (about 5 s here) is paid

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from reid_pipeline.faces.base import FaceBackend, box_iou
-from reid_pipeline.faces.chips import embed_in_worker, embed_jpegs, encode_jpeg, init_worker, ready
+from reid_pipeline.faces.chips import embed_jpegs, encode_jpeg
 from reid_pipeline.quality import blur_score
 from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, FrameChange
 from reid_pipeline.storage import (
@@ -84,29 +83,13 @@ def _timed(fn: Callable, *args) -> tuple[list, float]:
 # --------------------------------------------------------------------------- embedding
 
 class ChipEmbedder:
-    """Embeds chips while the video is still being detected, off the detecting thread.
+    """Embeds chips on one thread while the video is still being detected (both face
+    models run on ONNX Runtime, which releases the GIL). At most 4 batches wait, so a slow
+    embedder holds the detector back instead of letting chips pile up in memory."""
 
-    dlib's descriptor holds the GIL, so with `workers` > 0 and a backend that can be
-    rebuilt elsewhere (`spec()`), chips go to that many worker processes (each loads the
-    model once); otherwise to one thread (ONNX Runtime releases the GIL). At most
-    `2 x workers + 2` batches wait, so a slow embedder holds the detector back instead of
-    letting chips pile up in memory."""
-
-    def __init__(self, backend: FaceBackend, workers: int = 0, batch: int = 16):
+    def __init__(self, backend: FaceBackend, batch: int = 16):
         self.backend, self.batch = backend, batch
-        spec = getattr(backend, "spec", None)
-        if workers > 0 and spec is not None:
-            self._pool: Executor = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(spec(),)
-            )
-            for _ in range(workers):  # start them now, while the first frames are detected
-                self._pool.submit(ready)
-            self._embed: Callable = embed_in_worker
-        else:
-            workers = 1
-            self._pool = ThreadPoolExecutor(1)
-            self._embed = functools.partial(embed_jpegs, backend)
-        self.workers = workers
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="embed")
         self._pending: list[bytes] = []
         self._futures: deque = deque()
         self._done: list[np.ndarray] = [np.zeros((0, backend.dim), dtype=np.float32)]
@@ -118,13 +101,13 @@ class ChipEmbedder:
 
     def _flush(self) -> None:
         if self._pending:
-            self._futures.append(self._pool.submit(self._embed, self._pending))
+            self._futures.append(self._pool.submit(embed_jpegs, self.backend, self._pending))
             self._pending = []
-        while len(self._futures) > 2 * self.workers + 2:
+        while len(self._futures) > 4:
             self._done.append(self._futures.popleft().result())
 
     def result(self) -> np.ndarray:
-        """Every vector, in the order the chips were added; shuts the workers down."""
+        """Every vector, in the order the chips were added; shuts the thread down."""
         try:
             self._flush()
             while self._futures:

@@ -55,3 +55,39 @@ def test_auto_falls_back_to_dlib_without_an_insightface_pack(tmp_path):
         load_backend("insightface", insightface_root=str(tmp_path))
     with pytest.raises(ValueError, match="unknown face backend"):
         load_backend("opencv")
+
+
+def test_onnx_descriptor_gives_dlibs_own_vectors(backend):
+    """The descriptor on ONNX Runtime is dlib's network: same vectors as dlib's own build,
+    on real faces (at several scales), a flipped face and noise."""
+    import dlib
+
+    from reid_pipeline.faces.dlib_backend import _models_dir
+
+    chips = []
+    for name in ("astronaut", "tom_hanks"):
+        photo = synthetic.face_by_person(name)
+        for scale in (0.8, 1.0, 1.4):
+            chips += [d.chip for d in backend.detect(_frame_with(photo, 60, 40, scale=scale))]
+    chips.append(chips[0][:, ::-1])
+    chips.append(np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8))
+    assert len(chips) >= 8
+    rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
+    dlib_own = dlib.face_recognition_model_v1(str(_models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
+    expected = np.array(dlib_own.compute_face_descriptor(rgb), dtype=np.float32)
+    raw = backend._descriptor(np.stack(rgb))
+    assert np.abs(raw - expected).max() < 1e-4
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.abs(backend.embed(chips) - expected).max() < 1e-4
+
+
+def test_onnx_descriptor_refuses_another_model_file(tmp_path):
+    from reid_pipeline.faces.dlib_backend import _models_dir
+    from reid_pipeline.faces.dlib_onnx import read_network
+
+    with pytest.raises(ValueError, match="not dlib's face recognition ResNet"):
+        read_network(_models_dir() / "mmod_human_face_detector.dat")
+    truncated = tmp_path / "cut.dat"
+    truncated.write_bytes((_models_dir() / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()[:5_000_000])
+    with pytest.raises(ValueError, match="not dlib's face recognition ResNet"):
+        read_network(truncated)

@@ -51,8 +51,6 @@ class FaceBackend(Protocol):
     # Optional (the pipeline checks with getattr):
     # detect_near(image_bgr, boxes) -> list[Detection]: faces near the given boxes only, a
     #   cheaper search used between full detections while faces are tracked;
-    # spec() -> dict: `load_backend` keyword arguments that rebuild the backend in another
-    #   process, for embedding in worker processes (a backend whose embedder holds the GIL).
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -1,7 +1,4 @@
-"""Aligned face chips as JPEG, and embedding them in worker processes.
-
-Kept small on purpose: an embedding worker process imports only this module, the face
-backend and OpenCV, so it starts in well under a second."""
+"""Aligned face chips as JPEG (how `frame_detections` stores them), and embedding them."""
 
 from __future__ import annotations
 
@@ -31,26 +28,3 @@ def embed_jpegs(backend: FaceBackend, chips: Sequence[bytes]) -> np.ndarray:
     if not chips:
         return np.zeros((0, backend.dim), dtype=np.float32)
     return backend.embed([decode_jpeg(c) for c in chips])
-
-
-_worker_backend: FaceBackend | None = None
-
-
-def init_worker(spec: dict) -> None:
-    """Initializer of an embedding worker process: load the backend `spec` names, once."""
-    global _worker_backend
-    from reid_pipeline.faces import load_backend
-
-    _worker_backend = load_backend(**spec)
-
-
-def embed_in_worker(chips: list[bytes]) -> np.ndarray:
-    if _worker_backend is None:
-        raise RuntimeError("embed_in_worker runs in a process started with init_worker")
-    return embed_jpegs(_worker_backend, chips)
-
-
-def ready() -> bool:
-    """A no-op task: submitted once per worker so the workers start (and load the model)
-    while the first frames are still being detected."""
-    return _worker_backend is not None

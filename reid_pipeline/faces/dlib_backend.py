@@ -1,7 +1,9 @@
 """dlib backend: HOG detector, 5-point landmarks, 128-d ResNet descriptor.
 
 Its weights ship on PyPI in `face-recognition-models`, so it works offline on a fresh
-machine. It is the default where no insightface pack is available.
+machine. It is the default where no insightface pack is available. The descriptor runs on
+ONNX Runtime (`dlib_onnx`: the same network and weights, read from dlib's file), about 15
+times faster than dlib's own build, which has no BLAS.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 from reid_pipeline.faces.base import Detection, l2_normalise, suppress_overlaps
+from reid_pipeline.faces.dlib_onnx import DlibDescriptor
 from reid_pipeline.quality import pose_from_points
 
 MODEL_NAME = "dlib_resnet_v1"
@@ -51,7 +54,7 @@ class DlibBackend:
         # dlib's detector and shape predictor are not safe to share between threads
         # (concurrent `run` calls crash): one of each per thread that detects
         self._local = threading.local()
-        self._encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self._descriptor = DlibDescriptor(models / "dlib_face_recognition_resnet_model_v1.dat")
         self._dlib = dlib
         self.upsample = upsample
         self.min_score = min_score
@@ -64,6 +67,7 @@ class DlibBackend:
             "dim": self.dim,
             "detector": f"dlib HOG (upsample {self.upsample}, frames scaled to <= {self.max_side} px)",
             "providers": "CPU",
+            "descriptor_runtime": self._descriptor.runtime,
         }
 
     def _models(self):
@@ -72,10 +76,6 @@ class DlibBackend:
             local.detector = self._dlib.get_frontal_face_detector()
             local.shape = self._dlib.shape_predictor(self._shape_path)
         return local.detector, local.shape
-
-    def spec(self) -> dict:
-        """Keyword arguments of `load_backend` that rebuild this backend in another process."""
-        return {"name": "dlib", "upsample": self.upsample, "min_score": self.min_score, "max_side": self.max_side}
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         detector, _ = self._models()
@@ -147,6 +147,5 @@ class DlibBackend:
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
         # dlib's descriptors have a norm of about 1.4; normalise so cosine is a dot product.
-        return l2_normalise(np.array(self._encoder.compute_face_descriptor(rgb), dtype=np.float32))
+        return l2_normalise(self._descriptor(np.stack(chips)[:, :, :, ::-1]))

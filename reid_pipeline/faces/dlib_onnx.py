@@ -1,0 +1,185 @@
+"""dlib's 128-d face descriptor (`dlib_face_recognition_resnet_model_v1.dat`) run on ONNX Runtime.
+
+The dlib wheel on PyPI is built without BLAS: its descriptor costs about 75 ms per face on
+one core and holds the GIL. This module reads the network's weights from dlib's own model
+file (the one `face-recognition-models` ships), writes the same network as an ONNX graph in
+memory and runs it on ONNX Runtime: the same vectors (largest difference about 5e-7 per
+component, `tests/test_dlib_backend.py` compares them with dlib's), about 5 ms per face on
+one core, and the GIL released while it runs.
+
+The network (dlib's `dnn_face_recognition_ex.cpp`): a 7x7/2 convolution and a 3x3/2 max
+pool, 14 residual blocks of two 3x3 convolutions (32, 64, 128, 256, 256 filters; a block
+that halves the size averages its input 2x2 for the shortcut), a global average and a
+256x128 fully connected layer. Each convolution is followed by an `affine` layer (batch
+norm frozen to a scale and shift), folded here into the convolution's weights. Where dlib
+adds two tensors of different shapes (a strided block's output is smaller than its
+shortcut for even inputs, and has more channels), the missing elements count as zero: the
+graph pads both to the larger shape before adding.
+
+File format (dlib's `serialize`): integers are a length byte (low nibble: byte count, high
+bit: sign) then little-endian bytes; strings are a length then the bytes; a tensor is
+version 2, four dimensions, then little-endian float32s. The layers appear from the input
+outwards, each named by a version string (`con_4`, `affine_`, ...); the parser finds each
+one and checks the whole sequence against the architecture above before building anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+INPUT_SIZE = 150
+# input_rgb_image_sized: (pixel - mean) / 256 per channel, red plane first
+_LAYER = re.compile(rb"\x01[\x04-\x20](con_[45]|affine_|max_pool_2|avg_pool_2|fc_2|input_rgb_image_sized)")
+_BLOCKS = [(32, 1)] * 3 + [(64, 2)] + [(64, 1)] * 3 + [(128, 2)] + [(128, 1)] * 2 + [(256, 2)] + [(256, 1)] * 2 + [(256, 2)]
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int):
+        self.data, self.pos = data, pos
+
+    def int(self) -> int:
+        head = self.data[self.pos]
+        n = head & 0x0F
+        value = int.from_bytes(self.data[self.pos + 1 : self.pos + 1 + n], "little")
+        self.pos += 1 + n
+        return -value if head & 0x80 else value
+
+    def str(self) -> str:
+        n = self.int()
+        self.pos += n
+        return self.data[self.pos - n : self.pos].decode("ascii")
+
+    def float(self) -> float:
+        mantissa = self.int()
+        return mantissa * 2.0 ** self.int()
+
+    def tensor(self) -> np.ndarray:
+        if self.int() != 2:
+            raise ValueError("unknown tensor version")
+        shape = [self.int() for _ in range(4)]
+        n = int(np.prod(shape))
+        self.pos += 4 * n
+        return np.frombuffer(self.data[self.pos - 4 * n : self.pos], dtype="<f4")
+
+
+@dataclass
+class DlibNetwork:
+    """The descriptor's weights, in the order they are applied."""
+
+    mean_rgb: np.ndarray
+    convs: list[tuple[np.ndarray, np.ndarray, int, int]] = field(default_factory=list)  # weight OIHW, bias, stride, pad
+    fc: np.ndarray | None = None  # (256, 128)
+
+
+def read_network(path: Path) -> DlibNetwork:
+    """Parse dlib's model file; raises ValueError where it is not the expected network."""
+    data = path.read_bytes()
+    layers: list[tuple[str, _Reader]] = []
+    for m in _LAYER.finditer(data):
+        r = _Reader(data, m.start())
+        layers.append((r.str(), r))
+    kinds = [name.rstrip("_0123456789") for name, _ in layers]
+    residual = ["con", "affine", "con", "affine"]
+    expected = ["input_rgb_image_sized", "con", "affine", "max_pool"]
+    for _, stride in _BLOCKS:
+        expected += residual + (["avg_pool"] if stride == 2 else [])
+    expected += ["avg_pool", "fc"]
+    if kinds != expected:
+        raise ValueError(f"{path.name} is not dlib's face recognition ResNet v1 (layers: {' '.join(kinds[:12])} ...)")
+    net = DlibNetwork(mean_rgb=np.array([layers[0][1].float() for _ in range(3)], dtype=np.float32))
+    channels = 3
+    pending: tuple | None = None
+    for name, r in layers[1:]:
+        if name.startswith("con_"):
+            params = r.tensor()
+            filters, rows, cols, stride, _, pad, _ = (r.int() for _ in range(7))
+            size = filters * channels * rows * cols
+            pending = (params[:size].reshape(filters, channels, rows, cols), params[size:], stride, pad)
+            channels = filters
+        elif name == "affine_":
+            weight, bias, stride, pad = pending
+            gamma, beta = np.split(r.tensor(), 2)
+            folded = (weight * gamma[:, None, None, None]).astype(np.float32), (bias * gamma + beta).astype(np.float32)
+            net.convs.append((*folded, stride, pad))
+        elif name == "fc_2":
+            outputs, inputs = r.int(), r.int()
+            net.fc = r.tensor().reshape(inputs, outputs).astype(np.float32)
+    return net
+
+
+def build_onnx(net: DlibNetwork) -> bytes:
+    """The network as a serialised ONNX model: input `chips` (n, 3, 150, 150) float32,
+    already scaled by `preprocess`; output (n, 128), dlib's descriptor (not normalised)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, weights = [], []
+
+    def const(value: np.ndarray) -> str:
+        name = f"w{len(weights)}"
+        weights.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(kind: str, inputs: list[str], **attrs) -> str:
+        out = f"{kind.lower()}{len(nodes)}"
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    def conv(x: str, layer: tuple, size: int) -> tuple[str, int]:
+        weight, bias, stride, pad = layer
+        k = weight.shape[-1]
+        y = op("Conv", [x, const(weight), const(bias)], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4)
+        return y, 1 + (size + 2 * pad - k) // stride
+
+    def pad_to(x: str, channels: int, size: int, to_channels: int, to_size: int) -> str:
+        if (channels, size) == (to_channels, to_size):
+            return x
+        extra = np.array([0, 0, 0, 0, 0, to_channels - channels, to_size - size, to_size - size], dtype=np.int64)
+        return op("Pad", [x, const(extra)])
+
+    x, size = conv("chips", net.convs[0], INPUT_SIZE)
+    x = op("MaxPool", [op("Relu", [x])], kernel_shape=[3, 3], strides=[2, 2])
+    size, channels = 1 + (size - 3) // 2, net.convs[0][0].shape[0]
+    for i, (filters, stride) in enumerate(_BLOCKS):
+        y, block_size = conv(x, net.convs[1 + 2 * i], size)
+        y, block_size = conv(op("Relu", [y]), net.convs[2 + 2 * i], block_size)
+        shortcut, shortcut_size = x, size
+        if stride == 2:
+            shortcut = op("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2])
+            shortcut_size = 1 + (size - 2) // 2
+        out_size, out_channels = max(block_size, shortcut_size), max(filters, channels)
+        y = pad_to(y, filters, block_size, out_channels, out_size)
+        shortcut = pad_to(shortcut, channels, shortcut_size, out_channels, out_size)
+        x, size, channels = op("Relu", [op("Add", [y, shortcut])]), out_size, out_channels
+    x = op("MatMul", [op("Flatten", [op("GlobalAveragePool", [x])]), const(net.fc)])
+    graph = helper.make_graph(
+        nodes,
+        "dlib_face_recognition_resnet_model_v1",
+        [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["n", 3, INPUT_SIZE, INPUT_SIZE])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", net.fc.shape[1]])],
+        weights,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+class DlibDescriptor:
+    """dlib's face descriptor on ONNX Runtime (CPU), built from dlib's model file."""
+
+    def __init__(self, model_file: Path, threads: int = 1):
+        import onnxruntime
+
+        net = read_network(model_file)
+        self.mean_rgb = net.mean_rgb
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(build_onnx(net), options, providers=["CPUExecutionProvider"])
+        self.runtime = f"onnxruntime {onnxruntime.__version__} (CPU, {threads} thread{'s' if threads > 1 else ''})"
+
+    def __call__(self, chips_rgb: np.ndarray) -> np.ndarray:
+        """(n, 128) descriptors of (n, 150, 150, 3) uint8 RGB aligned chips."""
+        x = (np.asarray(chips_rgb, dtype=np.float32) - self.mean_rgb) / 256.0
+        return self.session.run(None, {"chips": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
