@@ -51,14 +51,13 @@ def test_tracking_interval_is_in_seconds_of_video():
     assert tracking_for(4, 25, 0).full_every == 1
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_chips_embedded_while_detecting_equal_those_embedded_afterwards(backend, two_people_video, workers):
+def test_chips_embedded_while_detecting_equal_those_embedded_afterwards(backend, two_people_video):
     path, _ = two_people_video
-    run = detect_video(path, backend, sample_fps=5, embedder=ChipEmbedder(backend, workers, batch=3))
+    run = detect_video(path, backend, sample_fps=5, embedder=ChipEmbedder(backend, batch=3))
     assert run.embeddings is not None and run.embeddings.shape == (run.detections.height, backend.dim)
     np.testing.assert_allclose(run.embeddings, embed_detections(run.detections, backend), atol=1e-6)
 
 
 def test_an_embedder_with_no_chips_gives_an_empty_matrix(backend):
-    assert ChipEmbedder(backend, 0).result().shape == (0, backend.dim)
+    assert ChipEmbedder(backend).result().shape == (0, backend.dim)
     assert embed_detections(pl.DataFrame({"chip": []}, schema={"chip": pl.Binary}), backend).shape == (0, backend.dim)

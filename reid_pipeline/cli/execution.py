@@ -31,7 +31,12 @@ def code_location():
 
     from definitions import build_definitions
 
-    return build_definitions(), dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    # Dagster's Postgres storages open a new connection for every read and write (NullPool),
+    # about 300 per video run; the webserver keeps one open per storage instead. A command
+    # does the same (no statement timeout: a run may write for as long as it needs).
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
+    return build_definitions(), instance
 
 
 @dataclass
