@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         return self.home / "cache" / "s3"
 
     @property
+    def model_cache(self) -> Path:
+        """Models derived once from the installed ones (dlib's descriptor as ONNX)."""
+        return self.home / "cache" / "models"
+
+    @property
     def pgdata(self) -> Path:
         return self.home / "pgdata"
 

@@ -41,8 +41,9 @@ class ReidDatabase(dg.ConfigurableResource):
 
 
 @functools.cache
-def _backend(name: str, root: str | None, pack: str, upsample: int, max_side: int) -> FaceBackend:
-    return load_backend(name, insightface_root=root, insightface_pack=pack, upsample=upsample, max_side=max_side)
+def _backend(name: str, root: str | None, pack: str, upsample: int, max_side: int, cache: str | None) -> FaceBackend:
+    return load_backend(name, insightface_root=root, insightface_pack=pack, upsample=upsample, max_side=max_side,
+                        cache_dir=Path(cache) if cache else None)
 
 
 class FaceModel(dg.ConfigurableResource):
@@ -53,9 +54,11 @@ class FaceModel(dg.ConfigurableResource):
     insightface_pack: str = "buffalo_l"
     dlib_upsample: int = 1
     max_side: int = 1280
+    model_cache: str | None = None  # models derived from the installed ones (dlib's as ONNX), made once
 
     def get(self) -> FaceBackend:
-        return _backend(self.backend, self.insightface_root, self.insightface_pack, self.dlib_upsample, self.max_side)
+        return _backend(self.backend, self.insightface_root, self.insightface_pack, self.dlib_upsample, self.max_side,
+                        self.model_cache)
 
 
 @functools.cache
@@ -155,7 +158,8 @@ def build_resources(settings: Settings | None = None) -> dict:
     return {
         "database": ReidDatabase(database_url=url, pgdata=str(s.pgdata), sql_dir=str(s.sql_dir)),
         "face_model": FaceModel(
-            backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack
+            backend=s.face_backend, insightface_root=s.insightface_root, insightface_pack=s.insightface_pack,
+            model_cache=str(s.model_cache),
         ),
         "s3": s3,
         "storage": DataStorage(data_root=str(s.data_root), s3=s3),

@@ -91,3 +91,24 @@ def test_onnx_descriptor_refuses_another_model_file(tmp_path):
     truncated.write_bytes((_models_dir() / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()[:5_000_000])
     with pytest.raises(ValueError, match="not dlib's face recognition ResNet"):
         read_network(truncated)
+
+
+def test_models_cached_once_and_reused(backend, tmp_path):
+    from reid_pipeline.faces.dlib_backend import DlibBackend
+
+    photo = synthetic.face_by_person("astronaut")
+    frame = _frame_with(photo, 100, 80)
+    cache = tmp_path / "models"
+    first = DlibBackend(cache_dir=cache)
+    made = sorted(p.name for p in cache.iterdir())
+    assert len(made) == 2 and made[0].startswith("dlib_face_recognition_resnet_model_v1-") and made[1].endswith(".svm")
+    stamps = [p.stat().st_mtime_ns for p in sorted(cache.iterdir())]
+    second = DlibBackend(cache_dir=cache)  # loads what the first one wrote
+    assert [p.stat().st_mtime_ns for p in sorted(cache.iterdir())] == stamps
+    for b in (first, second):
+        found = b.detect(frame)
+        assert [d.box for d in found] == [d.box for d in backend.detect(frame)]
+        np.testing.assert_allclose(b.embed([d.chip for d in found]), backend.embed([d.chip for d in found]), atol=1e-6)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    assert len(DlibBackend(cache_dir=blocked / "models").detect(frame)) == 1  # cannot write: built in memory

@@ -260,3 +260,14 @@ def test_detect_takes_pose_from_3d_landmarks(rec_pack):
     # pose_from_points: the nose moved towards +x in the image
     assert abs(det.yaw - 30.0) < 0.5
     assert abs(det.pitch) < 0.5 and abs(det.roll) < 0.5
+
+
+def test_the_face_model_resource_loads_an_insightface_pack(rec_pack, tmp_path):
+    """The pipeline's resource passes dlib's options (upsample, largest side, cache) too: an
+    insightface pack must load through it all the same."""
+    from resources import FaceModel
+
+    write_detection_model(rec_pack / "det_toy.onnx")
+    model = FaceModel(backend="auto", insightface_root=str(rec_pack.parent), insightface_pack=rec_pack.name,
+                      model_cache=str(tmp_path / "cache"))
+    assert model.get().name == "insightface"

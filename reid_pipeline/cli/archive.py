@@ -82,7 +82,7 @@ def photo_query(settings: Settings, photo: str):
     if image is None:
         raise Refused(f"{photo}: not an image", 2)
     backend = load_backend(settings.face_backend, insightface_root=settings.insightface_root,
-                           insightface_pack=settings.insightface_pack)
+                           insightface_pack=settings.insightface_pack, cache_dir=settings.model_cache)
     try:
         return backend, face_query(backend, image)
     except ValueError as exc:

@@ -117,7 +117,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         store=store, data_root=settings.data_path(), recompute=DagsterRecompute(defs, instance),
         video_cache=settings.video_cache,
         backend=lambda: load_backend(settings.face_backend, insightface_root=settings.insightface_root,
-                                     insightface_pack=settings.insightface_pack),
+                                     insightface_pack=settings.insightface_pack, cache_dir=settings.model_cache),
         dagster_ui=lambda: running_ui(settings.home),
     )
     print(f"reid: gallery at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)

@@ -9,6 +9,9 @@ from reid_pipeline.faces.base import Detection, FaceBackend, l2_normalise
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "dlib", "insightface")
+# each backend's own options; callers may pass both sets (the pipeline's resource does)
+DLIB_OPTIONS = ("upsample", "min_score", "max_side", "cache_dir")
+INSIGHTFACE_OPTIONS = ("det_size", "det_thresh", "providers", "detect_enabled")
 
 
 def load_backend(
@@ -33,7 +36,9 @@ def load_backend(
                 raise RuntimeError(f"insightface backend asked for but not installed: {exc}") from exc
             available = False
         if available:
-            backend = InsightFaceBackend(pack_path(insightface_root, insightface_pack), **options)
+            backend = InsightFaceBackend(
+                pack_path(insightface_root, insightface_pack), **{k: v for k, v in options.items() if k in INSIGHTFACE_OPTIONS}
+            )
             log.info("face backend: insightface (%s)", backend.describe())
             return backend
         if name == "insightface":
@@ -44,7 +49,7 @@ def load_backend(
         log.info("face backend: auto -> dlib (no insightface pack %r found)", insightface_pack)
     from reid_pipeline.faces.dlib_backend import DlibBackend
 
-    return DlibBackend(**{k: v for k, v in options.items() if k in ("upsample", "min_score", "max_side")})
+    return DlibBackend(**{k: v for k, v in options.items() if k in DLIB_OPTIONS})
 
 
 __all__ = ["BACKENDS", "Detection", "FaceBackend", "l2_normalise", "load_backend"]

@@ -25,13 +25,18 @@ one and checks the whole sequence against the architecture above before building
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 INPUT_SIZE = 150
+FORMAT = "v1"  # of the generated ONNX model: part of its cache file's name
 # input_rgb_image_sized: (pixel - mean) / 256 per channel, red plane first
 _LAYER = re.compile(rb"\x01[\x04-\x20](con_[45]|affine_|max_pool_2|avg_pool_2|fc_2|input_rgb_image_sized)")
 _BLOCKS = [(32, 1)] * 3 + [(64, 2)] + [(64, 1)] * 3 + [(128, 2)] + [(128, 1)] * 2 + [(256, 2)] + [(256, 1)] * 2 + [(256, 2)]
@@ -112,8 +117,9 @@ def read_network(path: Path) -> DlibNetwork:
 
 
 def build_onnx(net: DlibNetwork) -> bytes:
-    """The network as a serialised ONNX model: input `chips` (n, 3, 150, 150) float32,
-    already scaled by `preprocess`; output (n, 128), dlib's descriptor (not normalised)."""
+    """The network as a serialised ONNX model: input `chips` (n, 150, 150, 3) uint8 RGB
+    aligned faces, scaled as dlib's input layer does ((pixel - mean) / 256, channels first);
+    output (n, 128), dlib's descriptor (not normalised)."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, weights = [], []
@@ -140,7 +146,9 @@ def build_onnx(net: DlibNetwork) -> bytes:
         extra = np.array([0, 0, 0, 0, 0, to_channels - channels, to_size - size, to_size - size], dtype=np.int64)
         return op("Pad", [x, const(extra)])
 
-    x, size = conv("chips", net.convs[0], INPUT_SIZE)
+    pixels = op("Transpose", [op("Cast", ["chips"], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
+    x = op("Div", [op("Sub", [pixels, const(net.mean_rgb.reshape(1, 3, 1, 1))]), const(np.array(256.0, np.float32))])
+    x, size = conv(x, net.convs[0], INPUT_SIZE)
     x = op("MaxPool", [op("Relu", [x])], kernel_shape=[3, 3], strides=[2, 2])
     size, channels = 1 + (size - 3) // 2, net.convs[0][0].shape[0]
     for i, (filters, stride) in enumerate(_BLOCKS):
@@ -158,7 +166,7 @@ def build_onnx(net: DlibNetwork) -> bytes:
     graph = helper.make_graph(
         nodes,
         "dlib_face_recognition_resnet_model_v1",
-        [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["n", 3, INPUT_SIZE, INPUT_SIZE])],
+        [helper.make_tensor_value_info("chips", TensorProto.UINT8, ["n", INPUT_SIZE, INPUT_SIZE, 3])],
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", net.fc.shape[1]])],
         weights,
     )
@@ -166,20 +174,43 @@ def build_onnx(net: DlibNetwork) -> bytes:
 
 
 class DlibDescriptor:
-    """dlib's face descriptor on ONNX Runtime (CPU), built from dlib's model file."""
+    """dlib's face descriptor on ONNX Runtime (CPU), built from dlib's model file. With a
+    `cache_dir`, the ONNX model is written there once (0.2 s to build, 0.03 s to load)."""
 
-    def __init__(self, model_file: Path, threads: int = 1):
+    def __init__(self, model_file: Path, cache_dir: Path | None = None, threads: int = 1):
         import onnxruntime
 
-        net = read_network(model_file)
-        self.mean_rgb = net.mean_rgb
+        stat = model_file.stat()
+        cached = cached_file(cache_dir, f"{model_file.stem}-{stat.st_size}-{stat.st_mtime_ns}-{FORMAT}.onnx",
+                             lambda path: path.write_bytes(build_onnx(read_network(model_file))))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(build_onnx(net), options, providers=["CPUExecutionProvider"])
+        model = str(cached) if cached else build_onnx(read_network(model_file))
+        self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.runtime = f"onnxruntime {onnxruntime.__version__} (CPU, {threads} thread{'s' if threads > 1 else ''})"
 
     def __call__(self, chips_rgb: np.ndarray) -> np.ndarray:
         """(n, 128) descriptors of (n, 150, 150, 3) uint8 RGB aligned chips."""
-        x = (np.asarray(chips_rgb, dtype=np.float32) - self.mean_rgb) / 256.0
-        return self.session.run(None, {"chips": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+        return self.session.run(None, {"chips": np.ascontiguousarray(chips_rgb, dtype=np.uint8)})[0]
+
+
+def cached_file(cache_dir: Path | None, name: str, write: Callable[[Path], object]) -> Path | None:
+    """`cache_dir / name`, made by `write(path)` the first time (through a temporary file, so
+    a process never reads a half-written one); None without a cache dir or where it cannot
+    be written (the caller then builds in memory)."""
+    if cache_dir is None:
+        return None
+    path = cache_dir / name
+    if path.is_file():
+        return path
+    partial = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, path)
+    except (OSError, RuntimeError):  # RuntimeError: dlib's own writer
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        return None
+    return path
