@@ -22,6 +22,7 @@ It is also the one part, with `config`, that reads `Settings()`: it hands the va
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -161,3 +162,14 @@ def main(argv: list[str] | None = None) -> int:
               " needs CREATE on its database (and on schema public) the first time, to create the project's tables and"
               " Dagster's schema `dagster`; or run `reid` once as a user who has it.", file=sys.stderr)
         return 2
+
+
+def entry() -> int:
+    """The `reid` command (and `python -m reid_pipeline`): `main`, then a quick exit."""
+    try:
+        return main()
+    finally:
+        # The process ends here and frees what is left. Without this, the interpreter's last
+        # garbage collections walk every object of the ~2,600 modules Dagster brings in: 0.5-0.9 s
+        # at the end of every command. Exit handlers and file flushes still run.
+        gc.freeze()
