@@ -112,3 +112,14 @@ def test_models_cached_once_and_reused(backend, tmp_path):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     assert len(DlibBackend(cache_dir=blocked / "models").detect(frame)) == 1  # cannot write: built in memory
+
+
+def test_without_onnx_runtime_the_error_says_what_to_install(monkeypatch):
+    import sys
+
+    from reid_pipeline.faces.dlib_backend import _models_dir
+    from reid_pipeline.faces.dlib_onnx import DlibDescriptor
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(RuntimeError, match=r"reid-pipeline\[cpu\]"):
+        DlibDescriptor(_models_dir() / "dlib_face_recognition_resnet_model_v1.dat")

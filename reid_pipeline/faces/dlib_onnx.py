@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 INPUT_SIZE = 150
-FORMAT = "v1"  # of the generated ONNX model: part of its cache file's name
+FORMAT = "v2"  # of the generated ONNX model (v2: IR version 8): part of its cache file's name
 # input_rgb_image_sized: (pixel - mean) / 256 per channel, red plane first
 _LAYER = re.compile(rb"\x01[\x04-\x20](con_[45]|affine_|max_pool_2|avg_pool_2|fc_2|input_rgb_image_sized)")
 _BLOCKS = [(32, 1)] * 3 + [(64, 2)] + [(64, 1)] * 3 + [(128, 2)] + [(128, 1)] * 2 + [(256, 2)] + [(256, 1)] * 2 + [(256, 2)]
@@ -170,7 +170,10 @@ def build_onnx(net: DlibNetwork) -> bytes:
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", net.fc.shape[1]])],
         weights,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    # opset 17 and its IR version 8, not the onnx package's newest: ONNX Runtime refuses a model
+    # of a newer IR than it knows (1.31 reads up to 13, while onnx 1.23 writes 14)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return model.SerializeToString()
 
 
 class DlibDescriptor:
@@ -178,7 +181,13 @@ class DlibDescriptor:
     `cache_dir`, the ONNX model is written there once (0.2 s to build, 0.03 s to load)."""
 
     def __init__(self, model_file: Path, cache_dir: Path | None = None, threads: int = 1):
-        import onnxruntime
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise RuntimeError(
+                "the dlib backend runs its descriptor on ONNX Runtime, which is not installed: "
+                "pip install 'reid-pipeline[cpu]' (or [gpu], [insightface])"
+            ) from exc
 
         stat = model_file.stat()
         cached = cached_file(cache_dir, f"{model_file.stem}-{stat.st_size}-{stat.st_mtime_ns}-{FORMAT}.onnx",
