@@ -81,6 +81,19 @@ def test_onnx_descriptor_gives_dlibs_own_vectors(backend):
     assert np.abs(backend.embed(chips) - expected).max() < 1e-4
 
 
+def test_onnx_model_is_one_older_onnx_runtimes_read():
+    """onnx writes its newest IR version by default; ONNX Runtime 1.31 (the GPU build's
+    newest here) refuses IR 14. The model pins opset 17 and IR 8."""
+    import onnx
+
+    from reid_pipeline.faces.dlib_backend import _models_dir
+    from reid_pipeline.faces.dlib_onnx import build_onnx, read_network
+
+    model = onnx.load_from_string(build_onnx(read_network(_models_dir() / "dlib_face_recognition_resnet_model_v1.dat")))
+    onnx.checker.check_model(model)
+    assert model.ir_version == 8 and [o.version for o in model.opset_import] == [17]
+
+
 def test_onnx_descriptor_refuses_another_model_file(tmp_path):
     from reid_pipeline.faces.dlib_backend import _models_dir
     from reid_pipeline.faces.dlib_onnx import read_network
