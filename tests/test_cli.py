@@ -147,6 +147,7 @@ def test_every_subcommand_helps_and_common_mistakes_get_one_plain_line(tmp_path)
         assert reid(command, "--help").returncode == 0
     missing = reid("process", "nowhere.mp4")
     assert missing.returncode == 1 and "nowhere.mp4: no such file" in missing.stderr
+    assert "nothing to process" in missing.stderr and "summary" not in missing.stdout  # no empty table
     assert "no such file" in reid("search", "--photo", "nowhere.jpg").stderr
     assert reid("evidence", "no-such-key", "--time", "1").returncode == 1
     assert reid("backfill", "not-a-folder").returncode == 2

@@ -41,6 +41,9 @@ def cmd_process(args: argparse.Namespace) -> int:
     for f, reason in refused:
         print(f"reid: {f}: {reason}; not processed", file=sys.stderr)
     files = [f for f in files if f.is_file() and f not in {r for r, _ in refused}]
+    if not files:
+        print("reid: nothing to process", file=sys.stderr)
+        return 1
     defs, instance = code_location()
     videos = []
     for path in files:
