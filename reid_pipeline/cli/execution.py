@@ -30,12 +30,10 @@ def code_location():
     import dagster as dg
 
     from definitions import build_definitions
+    from reid_pipeline.cli.instance import pool_connections
 
     instance = dg.DagsterInstance.get()
-    # Dagster's Postgres storages open a new connection for every read and write (NullPool),
-    # about 300 per video run; the webserver keeps one open per storage instead. A command
-    # does the same (no statement timeout: a run may write for as long as it needs).
-    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
+    pool_connections(instance)
     return build_definitions(), instance
 
 

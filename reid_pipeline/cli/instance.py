@@ -51,6 +51,14 @@ def storage_url(database_url: str, schema: str = SCHEMA) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def pool_connections(instance, max_overflow: int = 8) -> None:
+    """Keep Dagster's Postgres storage connections open for this process, as its webserver
+    does (`optimize_for_webserver`), with no statement timeout: a run may write for as long as
+    it needs. By default each storage opens a new connection for every read and write
+    (SQLAlchemy's NullPool), about 300 for one video's run. SQLite storage ignores it."""
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=max_overflow)
+
+
 def ensure_schema(database_url: str, schema: str = SCHEMA) -> None:
     """Create Dagster's schema if it is missing (once; needs CREATE on the database then)."""
     import psycopg
@@ -130,8 +138,7 @@ def _copy(dagster_home: Path) -> tuple[int, int, int, int, int]:
     import dagster as dg
 
     with sqlite_instance(dagster_home) as old, dg.DagsterInstance.from_config(str(dagster_home)) as new:
-        # pooled connections: Postgres storage otherwise connects anew for every event
-        new.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+        pool_connections(new, max_overflow=4)
         partitions = old.get_dynamic_partitions("videos")
         new.add_dynamic_partitions("videos", partitions)
         runs = events = 0

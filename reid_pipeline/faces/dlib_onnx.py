@@ -37,7 +37,6 @@ import numpy as np
 
 INPUT_SIZE = 150
 FORMAT = "v2"  # of the generated ONNX model (v2: IR version 8): part of its cache file's name
-# input_rgb_image_sized: (pixel - mean) / 256 per channel, red plane first
 _LAYER = re.compile(rb"\x01[\x04-\x20](con_[45]|affine_|max_pool_2|avg_pool_2|fc_2|input_rgb_image_sized)")
 _BLOCKS = [(32, 1)] * 3 + [(64, 2)] + [(64, 1)] * 3 + [(128, 2)] + [(128, 1)] * 2 + [(256, 2)] + [(256, 1)] * 2 + [(256, 2)]
 
@@ -189,13 +188,16 @@ class DlibDescriptor:
                 "pip install 'reid-pipeline[cpu]' (or [gpu], [insightface])"
             ) from exc
 
+        def build() -> bytes:
+            return build_onnx(read_network(model_file))
+
         stat = model_file.stat()
         cached = cached_file(cache_dir, f"{model_file.stem}-{stat.st_size}-{stat.st_mtime_ns}-{FORMAT}.onnx",
-                             lambda path: path.write_bytes(build_onnx(read_network(model_file))))
+                             lambda path: path.write_bytes(build()))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        model = str(cached) if cached else build_onnx(read_network(model_file))
+        model = str(cached) if cached else build()
         self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.runtime = f"onnxruntime {onnxruntime.__version__} (CPU, {threads} thread{'s' if threads > 1 else ''})"
 
