@@ -11,20 +11,21 @@ from assets.tables import table
 from reid_pipeline.detection import chips_from_file, load_partition_faces
 from reid_pipeline.presentation.pictures import markdown_image
 from reid_pipeline.report import write_silhouette_report
-from reid_pipeline.sequences import QualityGate, build_sequences, current_columns, link_settings_for
+from reid_pipeline.sequences import build_sequences, current_columns, gate_for, link_settings_for
 from reid_pipeline.silhouette import WARN_BELOW
 from reid_pipeline.storage import read_parquet, write_parquet
 from resources import DataStorage, ReidDatabase
 
 
 class SequenceConfig(dg.Config):
-    """Quality gate and linking settings; unset linking values take the model's defaults."""
+    """Quality gate and linking settings; unset values take those calibrated for the model
+    that made the vectors (`reid_pipeline/thresholds.py`)."""
 
-    min_face_px: float = QualityGate.min_face_px
-    min_blur: float = QualityGate.min_blur
-    max_abs_yaw: float = QualityGate.max_abs_yaw
-    max_abs_pitch: float = QualityGate.max_abs_pitch
-    min_detector_score: float = QualityGate.min_detector_score
+    min_face_px: float | None = None
+    min_blur: float | None = None
+    max_abs_yaw: float | None = None
+    max_abs_pitch: float | None = None
+    min_detector_score: float | None = None
     max_appearance_distance: float | None = None
     max_centre_shift: float | None = None
     max_gap: int | None = None
@@ -51,13 +52,18 @@ def face_sequences(
     t0 = time.perf_counter()
     detections, vectors, frames, model = _load(storage, key)
     store = database.store()
-    # the linking defaults follow the model that made these vectors, not today's setting
-    family = next((m["backend"] for m in store.models() if m["model"] == model), "dlib")
-    gate = QualityGate(config.min_face_px, config.min_detector_score, config.min_blur, config.max_abs_yaw, config.max_abs_pitch)
-    link = link_settings_for(
-        family, max_appearance_distance=config.max_appearance_distance, max_centre_shift=config.max_centre_shift,
-        max_gap=config.max_gap, cut_threshold=config.cut_threshold,
-    )
+    # the gate and linking follow the model that made these vectors, not today's setting
+    # (a video without faces has no model: any row will do, nothing is linked)
+    calibrated = model or "dlib_resnet_v1"
+    try:
+        gate = gate_for(calibrated, min_face_px=config.min_face_px, min_detector_score=config.min_detector_score,
+                        min_blur=config.min_blur, max_abs_yaw=config.max_abs_yaw, max_abs_pitch=config.max_abs_pitch)
+        link = link_settings_for(
+            calibrated, max_appearance_distance=config.max_appearance_distance, max_centre_shift=config.max_centre_shift,
+            max_gap=config.max_gap, cut_threshold=config.cut_threshold,
+        )
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     result = build_sequences(detections, vectors, frames, gate, link)
     seq_df = result.sequences.with_columns(
         template=pl.Series(result.templates.tolist(), dtype=pl.Array(pl.Float32, result.templates.shape[1]))

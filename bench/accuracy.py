@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "everything after it on the last run's detections; score: only score the last run")
     p.add_argument("--clips", default=str(SHARED / "data" / "dev" / "clips"),
                    help="the real dev clips (one person each): checked for false links; '' to skip")
+    p.add_argument("--backends", nargs="+", default=["yunet_sface"], help="face backends, each run on the same videos")
     p.add_argument("--benchmarks", metavar="LABEL", help="write the tables into BENCHMARKS.md under this label")
     p.add_argument("--run-set", nargs=3, metavar=("VIDEOS", "HOME", "STAGE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -546,9 +547,9 @@ def write_benchmarks(label: str, body: list[str]) -> None:
     path.write_text(text)
 
 
-def child(args: argparse.Namespace, videos: Path, home: Path) -> dict:
+def child(args: argparse.Namespace, videos: Path, home: Path, backend: str) -> dict:
     """Run one set in a child process with its own REID_HOME (a fresh one for stage all;
-    a set never run yet is run whole)."""
+    a set never run yet is run whole) and face backend."""
     stage = args.stage if (home / "pgdata").exists() else "all"
     if stage == "all" and home.exists():
         subprocess.run([sys.executable, "-m", "reid_pipeline.cli", "db", "stop"], env={**os.environ, "REID_HOME": str(home)},
@@ -556,12 +557,40 @@ def child(args: argparse.Namespace, videos: Path, home: Path) -> dict:
         shutil.rmtree(home)
     print(f"{videos.name}: stage {stage} ...", flush=True)
     proc = subprocess.run([sys.executable, __file__, "--run-set", str(videos), str(home), stage],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, "REID_FACE_BACKEND": backend})
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         raise SystemExit(f"{videos.name}: the run did not finish")
     return json.loads(line[len("RESULT "):])
+
+
+def run_backend(args: argparse.Namespace, backend: str) -> list[str]:
+    """Every set, then the dev clips, with one backend (runs under <work>/runs/<backend>/)."""
+    by_profile: dict[str, list[dict]] = {}
+    results = args.work / "results" / backend
+    results.mkdir(parents=True, exist_ok=True)
+    for profile in args.profiles:
+        for seed in args.seeds:
+            videos = render(args, profile, seed)
+            result = child(args, videos, args.work / "runs" / backend / videos.name, backend)
+            result = {"profile": profile, "seed": seed, "backend": backend, **result}
+            (results / f"{videos.name}.json").write_text(json.dumps(result, indent=1))
+            by_profile.setdefault(profile, []).append(result)
+            s, i = result["sequences"], result["identities"]
+            print(f"  {backend}: {result['seconds']:.0f} s; detection recall {result['detection']['recall']:.3f}; "
+                  f"purity {s['purity']:.3f} fragmentation {s['fragmentation']:.2f} false cuts {s['false_cuts']}; "
+                  f"identities {i['identities']}/{i['people']}; BCubed P/R/F1 "
+                  f"{i['bcubed_sequences']['precision']:.3f}/{i['bcubed_sequences']['recall']:.3f}/{i['bcubed_sequences']['f1']:.3f}",
+                  flush=True)
+    body = table(by_profile) if by_profile else []
+    if args.clips and Path(args.clips).is_dir():
+        clips = child(args, Path(args.clips), args.work / "runs" / backend / "dev-clips", backend)
+        (results / "dev-clips.json").write_text(json.dumps(clips, indent=1))
+        body += ["", f"Real dev clips ({clips['clips']} clips, one different person each): {clips['false_links']} false links "
+                     f"between clips (best cross-clip score {clips['best_cross_clip_score'] or 0:.3f}); identities per clip "
+                     f"{[r['identities'] for r in clips['per_clip']]}, unresolved sequences {clips['unresolved']}."]
+    return body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -576,34 +605,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "results").mkdir(exist_ok=True)
-    facts = machine_facts("cv2", "dlib")
-    by_profile: dict[str, list[dict]] = {}
+    facts = machine_facts("cv2", "dlib", "onnxruntime")
     t_start = time.perf_counter()
-    for profile in args.profiles:
-        for seed in args.seeds:
-            videos = render(args, profile, seed)
-            result = child(args, videos, args.work / "runs" / videos.name)
-            result = {"profile": profile, "seed": seed, **result}
-            (args.work / "results" / f"{videos.name}.json").write_text(json.dumps(result, indent=1))
-            by_profile.setdefault(profile, []).append(result)
-            s, i = result["sequences"], result["identities"]
-            print(f"  {result['seconds']:.0f} s; detection recall {result['detection']['recall']:.3f}; "
-                  f"purity {s['purity']:.3f} fragmentation {s['fragmentation']:.2f} false cuts {s['false_cuts']}; "
-                  f"identities {i['identities']}/{i['people']}; BCubed P/R/F1 "
-                  f"{i['bcubed_sequences']['precision']:.3f}/{i['bcubed_sequences']['recall']:.3f}/{i['bcubed_sequences']['f1']:.3f}",
-                  flush=True)
-    body = table(by_profile) if by_profile else []
-    if args.clips and Path(args.clips).is_dir():
-        home = args.work / "runs" / "dev-clips"
-        clips = child(args, Path(args.clips), home)
-        body += ["", f"Real dev clips ({clips['clips']} clips, one different person each): {clips['false_links']} false links "
-                     f"between clips (best cross-clip score {clips['best_cross_clip_score'] or 0:.3f}); identities per clip "
-                     f"{[r['identities'] for r in clips['per_clip']]}, unresolved sequences {clips['unresolved']}."]
+    body: list[str] = []
+    for backend in args.backends:
+        body += [f"#### `{backend}`", ""] if len(args.backends) > 1 else []
+        body += run_backend(args, backend)
+        body += [""]
     n_videos = sum(len(json.loads((args.work / "videos" / f"{p}-s{s}-n{args.videos}" / "truth.json").read_text())["videos"])
                    for p in args.profiles for s in args.seeds)
-    body += ["", f"Workload: {n_videos} videos ({args.videos} per seed, seeds {' '.join(map(str, args.seeds))}), "
-                 f"stage `{args.stage}`, {time.perf_counter() - t_start:.0f} s in all on {facts['cpu']} "
-                 f"({facts['cores_usable']} cores), dlib {facts.get('dlib')}, opencv {facts.get('opencv')}."]
+    body += [f"Workload: {n_videos} videos ({args.videos} per seed, seeds {' '.join(map(str, args.seeds))}), "
+             f"backends {', '.join(args.backends)}, stage `{args.stage}`, {time.perf_counter() - t_start:.0f} s in all on "
+             f"{facts['cpu']} ({facts['cores_usable']} cores), dlib {facts.get('dlib')}, opencv {facts.get('opencv')}, "
+             f"onnxruntime {facts.get('onnxruntime')}."]
     print("\n".join(body))
     if args.benchmarks:
         write_benchmarks(args.benchmarks, body)

@@ -9,7 +9,7 @@
 | S3 endpoint of the buckets (watched and data root; credentials: boto's chain, `AWS_*`) | `REID_S3_ENDPOINT_URL` | unset: AWS |
 | an archive folder (or `s3://bucket/prefix`) that the `archive_sensor` registers, when turned on | `REID_ARCHIVE` | unset |
 | external Postgres URL | `REID_DATABASE_URL` | unset: embedded server in `$REID_HOME/pgdata` |
-| face backend | `REID_FACE_BACKEND` | `auto` (insightface when its pack is present, else dlib) |
+| face backend (`auto`, `yunet_sface`, `dlib`, `insightface`) | `REID_FACE_BACKEND` | `auto`: insightface pack, else YuNet + SFace |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
 | analysis rate | `REID_SAMPLE_FPS` | `4` frames per second (`0` = every frame) |
 | threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
@@ -105,7 +105,7 @@ class Settings(BaseSettings):
 
     @property
     def model_cache(self) -> Path:
-        """Models derived once from the installed ones (dlib's descriptor as ONNX)."""
+        """Models derived once from the installed ones (dlib's descriptor as ONNX, plain fp32 YuNet and SFace graphs)."""
         return self.home / "cache" / "models"
 
     @property

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reid_pipeline.faces.base import l2_normalise
+from reid_pipeline.thresholds import thresholds_for
 
 METHODS = ("template", "topk_mean", "robust_hausdorff")
 
@@ -59,7 +60,7 @@ def similarity(method: str, a: np.ndarray, b: np.ndarray, wa: np.ndarray | None 
 @dataclass(frozen=True)
 class MatchSettings:
     method: str = "template"
-    threshold: float = 0.938  # similarity at or above which two well-seen sequences are linked
+    threshold: float = 0.938  # similarity at or above which two well-seen sequences are linked (per model: thresholds.py)
     cluster_gap: float = 0.0  # two groups join while their mean similarity is >= threshold - cluster_gap
     candidates: int = 40  # nearest templates fetched per sequence (HNSW)
     min_faces: int = 1  # sequences with fewer usable faces are neither queried nor linked
@@ -87,35 +88,13 @@ class MatchSettings:
         return score - self.margin(a["face_count"], a.get("mean_face_px")) - self.margin(b["face_count"], b.get("mean_face_px"))
 
 
-# Per model and method: the similarity at which two sequences are the same person.
-# Calibrated on the dev data with a tune/held-out split (bench/calibrate_matching.py,
-# docs/calibration.md): dlib at these values gave held-out precision 1.000 at recall 0.918
-# (template), 0.898 (the others) on sequences of 5+ faces. The margin is thin: dlib puts
-# some different people (look-alikes) within 0.01 of the threshold.
-THRESHOLDS: dict[str, dict[str, float]] = {
-    "dlib_resnet_v1": {"template": 0.938, "topk_mean": 0.941, "robust_hausdorff": 0.939},
-}
-# ArcFace-family vectors (insightface packs): NOT calibrated here (no pack is available
-# offline); these are the usual published operating points for ArcFace cosine similarity
-# and must be re-calibrated with bench/calibrate_matching.py where a pack is installed.
-ARCFACE_THRESHOLDS = {"template": 0.45, "topk_mean": 0.55, "robust_hausdorff": 0.40}
 # The three measures tie within noise on the dev data; the simplest wins.
 DEFAULT_METHOD = "template"
-# Per model: the cluster threshold and the evidence margins of MatchSettings, calibrated
-# with bench/accuracy.py on the dev people (docs/calibration.md, "Identities").
-EVIDENCE: dict[str, dict[str, float]] = {
-    "dlib_resnet_v1": {"cluster_gap": 0.005, "short_margin": 0.02, "small_margin": 0.02},
-}
-# ArcFace similarities spread about five times wider than dlib's: the same rules, scaled.
-ARCFACE_EVIDENCE = {"cluster_gap": 0.05, "short_margin": 0.05, "small_margin": 0.05}
 
 
 def threshold_for(model: str, method: str) -> float:
-    if model in THRESHOLDS:
-        return THRESHOLDS[model][method]
-    if model.startswith("insightface"):
-        return ARCFACE_THRESHOLDS[method]
-    raise ValueError(f"no calibrated threshold for model {model!r}; pass one explicitly")
+    """The pair threshold of `model` and `method` (`thresholds.MODELS`; ValueError if none)."""
+    return thresholds_for(model).match[method]
 
 
 def match_settings_for(model: str, method: str | None = None, threshold: float | None = None, **overrides) -> MatchSettings:
@@ -123,8 +102,7 @@ def match_settings_for(model: str, method: str | None = None, threshold: float |
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-    evidence = EVIDENCE.get(model, ARCFACE_EVIDENCE if model.startswith("insightface") else {})
-    settings = {**evidence, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = {**thresholds_for(model).evidence, **{k: v for k, v in overrides.items() if v is not None}}
     return MatchSettings(method=method, threshold=threshold_for(model, method) if threshold is None else threshold, **settings)
 
 

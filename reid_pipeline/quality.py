@@ -12,6 +12,9 @@ import numpy as np
 # nose tip are close enough for a coarse estimate) and this far in front of the eye plane.
 _NOSE_DROP = 0.78
 _NOSE_DEPTH = 0.55
+# a nose *tip* (YuNet's, SCRFD's third point) sits higher: 0.57 eye distances in the ArcFace
+# 5-point template ((71.74 - 51.60) / 35.24)
+NOSE_TIP_DROP = 0.57
 
 
 def blur_score(chip_bgr: np.ndarray, face_px: float | None = None) -> float:
@@ -30,7 +33,9 @@ def blur_score(chip_bgr: np.ndarray, face_px: float | None = None) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def pose_from_points(left_eye: np.ndarray, right_eye: np.ndarray, nose: np.ndarray) -> tuple[float, float, float]:
+def pose_from_points(
+    left_eye: np.ndarray, right_eye: np.ndarray, nose: np.ndarray, nose_drop: float = _NOSE_DROP
+) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from the two eye centres and the nose point.
 
     `left_eye` is the eye with the smaller x in the image. A coarse, model-free estimate:
@@ -51,5 +56,5 @@ def pose_from_points(left_eye: np.ndarray, right_eye: np.ndarray, nose: np.ndarr
     # A turned head also shortens the visible eye distance; the nose offset still grows
     # with sin(yaw), so clip and invert.
     yaw = math.degrees(math.asin(max(-1.0, min(1.0, u / _NOSE_DEPTH))))
-    pitch = math.degrees(math.asin(max(-1.0, min(1.0, (_NOSE_DROP - v) / _NOSE_DEPTH))))
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, (nose_drop - v) / _NOSE_DEPTH))))
     return yaw, pitch, roll

@@ -33,6 +33,7 @@ from scipy.optimize import linear_sum_assignment
 
 from reid_pipeline.faces.base import l2_normalise
 from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, DEFAULT_STRUCTURE_THRESHOLD, shot_ids
+from reid_pipeline.thresholds import thresholds_for
 
 _INFEASIBLE = 1e6
 
@@ -70,8 +71,8 @@ class QualityGate:
 
 @dataclass(frozen=True)
 class LinkSettings:
-    """How faces of consecutive sampled frames are linked. Defaults per model family in
-    `DEFAULT_LINKING`, calibrated on real faces (bench/calibrate_sequences.py)."""
+    """How faces of consecutive sampled frames are linked. The appearance limits depend on
+    the model (`link_settings_for`, `thresholds.MODELS`); dlib's values are the defaults."""
 
     max_appearance_distance: float = 0.07  # cosine distance to the sequence's recent template
     max_centre_shift: float = 2.0  # face widths per sampled frame, after motion prediction
@@ -87,15 +88,17 @@ class LinkSettings:
     cut_size_ratio: float = 1.25
 
 
-DEFAULT_LINKING = {
-    "dlib": LinkSettings(),
-    "insightface": LinkSettings(max_appearance_distance=0.55, cut_appearance_distance=0.3),
-}
+def link_settings_for(model: str, **overrides) -> LinkSettings:
+    """The linking settings calibrated for embedding model `model` (`thresholds.MODELS`);
+    `overrides` that are not None win."""
+    base = thresholds_for(model).linking
+    return LinkSettings(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def link_settings_for(backend: str, **overrides) -> LinkSettings:
-    base = DEFAULT_LINKING.get(backend, LinkSettings())
-    return LinkSettings(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
+def gate_for(model: str, **overrides) -> QualityGate:
+    """The quality gate calibrated for `model`; `overrides` that are not None win."""
+    base = thresholds_for(model).gate
+    return QualityGate(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def quality_weight(face_px: np.ndarray, blur: np.ndarray, yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:

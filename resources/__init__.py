@@ -47,7 +47,8 @@ def _backend(name: str, root: str | None, pack: str, upsample: int, max_side: in
 
 
 class FaceModel(dg.ConfigurableResource):
-    """The face backend: `dlib`, `insightface` or `auto` (insightface when its pack is there)."""
+    """The face backend: `yunet_sface`, `dlib`, `insightface` or `auto` (insightface when its
+    pack is there, else YuNet + SFace)."""
 
     backend: str = "auto"
     insightface_root: str | None = None

@@ -48,15 +48,6 @@ def test_same_person_is_closer_than_different_people(backend):
     assert same > 0.95 and different < 0.9 and same - different > 0.1
 
 
-def test_auto_falls_back_to_dlib_without_an_insightface_pack(tmp_path):
-    backend = load_backend("auto", insightface_root=str(tmp_path))
-    assert backend.name == "dlib"
-    with pytest.raises(RuntimeError, match="not found"):
-        load_backend("insightface", insightface_root=str(tmp_path))
-    with pytest.raises(ValueError, match="unknown face backend"):
-        load_backend("opencv")
-
-
 def test_onnx_descriptor_gives_dlibs_own_vectors(backend):
     """The descriptor on ONNX Runtime is dlib's network: same vectors as dlib's own build,
     on real faces (at several scales), a flipped face and noise."""

