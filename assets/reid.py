@@ -9,7 +9,7 @@ from assets.sequences import face_sequences
 from assets.tables import table
 from reid_pipeline.archive import match_partition, recompute_identities
 from reid_pipeline.detection import chip_reader
-from reid_pipeline.gallery import write_gallery
+from reid_pipeline.gallery import remove_galleries, write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
 from reid_pipeline.presentation.pictures import identities_sheet, links_sheet, markdown_image
 from reid_pipeline.storage import read_parquet
@@ -116,11 +116,21 @@ def identities(
     labels, hides: `reid gallery`, `reid identity`) are constraints obeyed on every run;
     one that no longer applies is listed under `corrections`. Writes the `identities`
     tables and a static HTML gallery (index of faces, a page per identity with its
-    sightings; hidden identities left out). Re-materialises by itself after new matches."""
+    sightings; hidden identities left out). Identities are per face model and never mix
+    models; a model left without faces (its videos re-embedded with another, or forgotten)
+    is retired here with its identities and gallery. Re-materialises by itself after new
+    matches."""
     store = database.store()
     metadata: dict = {}
     chip = chip_loader(storage)
+    # a model whose last faces went (videos re-embedded with another, or forgotten) is retired
+    # with its identities; its gallery goes too
+    retired = store.retire_models()
     models = store.models()
+    removed = remove_galleries(storage.folder("gallery"), {m["model"] for m in models})
+    if retired or removed:
+        context.log.info(f"models without faces retired: {', '.join(sorted(set(retired) | set(removed)))}")
+        metadata["retired_models"] = dg.MetadataValue.json(sorted(set(retired) | set(removed)))
     for face_model in models:
         model = face_model["model"]
         t0 = time.perf_counter()
@@ -158,6 +168,6 @@ def identities(
         })
         if shown:
             metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(identities_sheet(shown[:12], sightings, chip), "identities"))
-    if not metadata:
+    if not models:
         metadata["identities"] = 0
     return dg.MaterializeResult(metadata=metadata)

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Calibrate how identities are formed (dlib): the cluster gap and the evidence margins.
+"""Calibrate how identities are formed, per face model: the pair threshold, the cluster gap and the evidence margins.
 
 Reads the labelled sequences that `bench/accuracy.py` leaves in each run
 (<work>/runs/<set>/sequences.npz: templates, face counts, face sizes, the true person) and
 replays the identities step offline with the core's own functions
 (`MatchSettings.evidence_score`, `archive.cannot_links`, `identities.cluster`) over every
-pair of sequences, for a grid of settings:
+pair of sequences. First the pair threshold (`--threshold-grid`): the lowest threshold at
+which pairs of well-seen sequences (>= 3 faces, faces >= 60 px on average) reach pairwise
+precision >= 0.995 on the sets given; then, at that threshold, a grid of
 
 - `short_margin`: how much more a pair with a sequence of fewer than 3 faces must score;
 - `small_margin`: the same for a sequence whose faces are under 60 px on average;
@@ -18,7 +20,9 @@ picks the setting with the best mean F1 among those that keep precision >= 0.995
 standard set and >= 0.97 on every hard set. Calibrate on the tune seeds, then check the
 choice with bench/accuracy.py on seeds never used here.
 
-    .venv/bin/python bench/calibrate_identities.py --work /tmp/reid-accuracy [--sets standard-s1-n4 ...]
+    .venv/bin/python bench/calibrate_identities.py --work /tmp/reid-accuracy --model sface_2021dec [--sets standard-s1-n4 ...]
+
+Runs are read from <work>/runs/<backend>/ (bench/accuracy.py --backends) or <work>/runs/.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ from reid_pipeline.archive import cannot_links
 from reid_pipeline.identities import Link, bcubed, cluster
 from reid_pipeline.matching import match_settings_for
 
-MODEL = "dlib_resnet_v1"
-SHORT = (0.0, 0.01, 0.02, 0.03, 0.04)
-SMALL = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06)
-GAP = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)
+BACKEND = {"dlib_resnet_v1": "dlib", "sface_2021dec": "yunet_sface"}
+# grids in units of the model's spread: dlib's similarities of different people sit within
+# 0.71-0.95, SFace's within -0.1-0.6 (about four times wider)
+STEP = {"dlib_resnet_v1": 0.01, "sface_2021dec": 0.04}
+SHORT = (0, 0.5, 1, 2, 3, 4)  # x STEP
+SMALL = (0, 0.5, 1, 2, 3, 4, 5, 6)
+GAP = (0, 0.5, 1, 1.5, 2, 3)
 MIN_PRECISION = {"standard": 0.995, "hard": 0.97}
+PAIR_PRECISION = 0.995
 
 
 def load(path: Path) -> dict:
@@ -92,19 +100,50 @@ def distributions(d: dict, settings) -> dict:
     return out
 
 
+def pair_threshold(data: dict[str, dict], base, grid: np.ndarray) -> tuple[float, list[str]]:
+    """The lowest threshold at which well-seen pairs (pooled over the sets) reach
+    `PAIR_PRECISION`, with a line per grid step around it."""
+    same, diff = [], []
+    for d in data.values():
+        for k, v in distributions(d, base).items():
+            if k.endswith("solid"):
+                (same if k.startswith("same") else diff).extend(v)
+    same, diff = np.array(same), np.array(diff)
+    lines, chosen = [], None
+    for t in grid:
+        tp, fp = int((same >= t).sum()), int((diff >= t).sum())
+        precision = tp / max(tp + fp, 1)
+        if chosen is None and precision >= PAIR_PRECISION:
+            chosen = float(t)
+        lines.append(f"| {t:.3f} | {precision:.4f} | {tp / max(len(same), 1):.4f} | {tp} | {fp} |")
+    return (chosen if chosen is not None else float(grid[-1])), lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid-accuracy"))
-    ap.add_argument("--sets", nargs="*", help="run folders under <work>/runs (default: all)")
+    ap.add_argument("--model", default="sface_2021dec", choices=sorted(BACKEND))
+    ap.add_argument("--sets", nargs="*", help="run folders under <work>/runs[/<backend>] (default: all)")
+    ap.add_argument("--keep-threshold", action="store_true", help="keep the model's pair threshold; grid only the rest")
     args = ap.parse_args(argv)
-    runs = sorted(p for p in (args.work / "runs").iterdir() if (p / "sequences.npz").exists())
+    model, step = args.model, STEP[args.model]
+    folder = args.work / "runs" / BACKEND[model]
+    folder = folder if folder.is_dir() else args.work / "runs"
+    runs = sorted(p for p in folder.iterdir() if (p / "sequences.npz").exists())
     if args.sets:
         runs = [r for r in runs if r.name in args.sets]
     if not runs:
-        print(f"no runs with sequences.npz under {args.work / 'runs'}: run bench/accuracy.py first")
+        print(f"no runs with sequences.npz under {folder}: run bench/accuracy.py first")
         return 0
     data = {r.name: load(r / "sequences.npz") for r in runs}
-    base = match_settings_for(MODEL)
+    base = match_settings_for(model)
+    if not args.keep_threshold:
+        grid = np.round(np.arange(base.threshold - 25 * step / 4, base.threshold + 25 * step / 4, step / 8), 4)
+        threshold, lines = pair_threshold(data, base, grid)
+        print("pair threshold (well-seen pairs, pooled): | threshold | precision | recall | TP | FP |\n|---|---|---|---|---|")
+        print("\n".join(lines))
+        print(f"\nchosen pair threshold {threshold:.4f} (current {base.threshold})\n")
+        base = match_settings_for(model, threshold=threshold)
     print(f"pair threshold {base.threshold}; sets: {', '.join(data)}\n")
     print("| pairs | n | min | p05 | p50 | p95 | max |\n|---|---|---|---|---|---|---|")
     pooled: dict[str, list[float]] = {}
@@ -115,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         q = np.quantile(v, [0, 0.05, 0.5, 0.95, 1])
         print(f"| {k} | {len(v)} | " + " | ".join(f"{x:.3f}" for x in q) + " |")
     rows = []
-    for short, small, gap in itertools.product(SHORT, SMALL, GAP):
-        settings = match_settings_for(MODEL, short_margin=short, small_margin=small, cluster_gap=gap)
+    for short, small, gap in itertools.product(*((round(x * step, 4) for x in grid) for grid in (SHORT, SMALL, GAP))):
+        settings = match_settings_for(model, threshold=base.threshold, short_margin=short, small_margin=small, cluster_gap=gap)
         per_set = {name: replay(d, settings) for name, d in data.items()}
         ok = all(r["precision"] >= MIN_PRECISION[name.split("-")[0]] for name, r in per_set.items())
         rows.append((ok, float(np.mean([r["f1"] for r in per_set.values()])), short, small, gap, per_set))

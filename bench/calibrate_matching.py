@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Calibrate the dlib thresholds of the set-to-set matching measures on real faces.
+"""Calibrate a face model's thresholds of the set-to-set matching measures on real faces (`--backend`).
 
 Data (from <repo>/../shared/data/dev, never copied into the repository), all turned into
 sequences with `sequences.build_sequences` at the library's current defaults:
@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where calibrate_sequences keeps its videos and cache (reused)")
     p.add_argument("--sample-fps", type=float, default=None, help="analysis rate (default: the project's)")
     p.add_argument("--refresh", action="store_true", help="re-render and re-detect this script's own videos")
+    p.add_argument("--backend", default="yunet_sface", choices=["yunet_sface", "dlib"])
     return p.parse_args(argv)
 
 
@@ -416,16 +417,18 @@ def main(argv: list[str] | None = None) -> int:
     from reid_pipeline import matching
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.sequences import QualityGate, link_settings_for
+    from reid_pipeline.sequences import gate_for, link_settings_for
+    from reid_pipeline.thresholds import thresholds_for
 
     t_start = time.perf_counter()
-    facts = machine_facts("dlib", "cv2")
+    facts = machine_facts("dlib", "cv2", "onnxruntime")
     sample_fps = args.sample_fps if args.sample_fps is not None else Settings().sample_fps
     print(f"machine: {facts}", flush=True)
     cs.lfw_people = functools.lru_cache(maxsize=None)(cs.lfw_people)  # finding faces in 620 photos once is enough
 
     # ---- data: analysed once, cached (calibrate_sequences' cache for its videos, ours for the rest)
-    backend = load_backend("dlib")
+    backend = load_backend(args.backend)
+    model = backend.model_name
     clips, _ = cs.clip_videos(args.dev, backend, sample_fps, args.sequences_out / "cache", False)
     base, lfw_info = cs.lfw_videos(args.dev, backend, sample_fps, args.sequences_out, False)
     extra, recurrence_info = recurrence_videos(args.dev, backend, sample_fps, args.out, args.refresh)
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data ready in {t_data:.1f} s ({len(analysed)} videos analysed, "
           f"{len(clips) + len(base) + len(extra) - len(analysed)} from the cache)", flush=True)
 
-    gate, link = QualityGate(), link_settings_for("dlib")
+    gate, link = gate_for(model), link_settings_for(model)
     lfw = base + extra
     sets_videos = {"tune": [v for v in lfw if v.split == "tune"],
                    "held-out": [v for v in lfw if v.split == "held-out"],
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in matching.METHODS:
         c_tune = curve(subset("tune", MIN_FACES[0]), method)
         threshold, rule = choose_threshold(c_tune)
-        r = {"threshold": threshold, "rule": rule, "current_threshold": matching.THRESHOLDS["dlib_resnet_v1"][method]}
+        r = {"threshold": threshold, "rule": rule, "current_threshold": thresholds_for(model).match[method]}
         for m in MIN_FACES:
             for k in ("tune", "held-out", "clips", "clips x LFW"):
                 ps = subset(k, m)
@@ -545,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "sequence_settings": {"gate": gate.__dict__, "link": link.__dict__},
         "workload": work, "coverage": coverage, "recurrence": recurrence_info,
         "scoring_us_per_pair": per_pair_us,
-        "results": results, "recommended": {"THRESHOLDS['dlib_resnet_v1']": recommended, "DEFAULT_METHOD": default,
+        "results": results, "recommended": {f"thresholds.MODELS['{model}'].match": recommended, "DEFAULT_METHOD": default,
                                             "rule": default_rule},
         "sequences": {k: [{x: getattr(s, x) for x in ("uid", "video", "sequence_number", "person", "purity",
                                                       "face_count", "start_frame", "end_frame")} for s in ss]
@@ -554,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- markdown
     M = MIN_FACES[0]
-    md = [f"# Matching calibration (dlib), {time.strftime('%Y-%m-%d')}", "",
+    md = [f"# Matching calibration ({args.backend}, {model}), {time.strftime('%Y-%m-%d')}", "",
           f"Machine: {facts['cpu']}, {facts['cores_usable']} usable cores; Python {facts['python']}, dlib "
           f"{facts['dlib']}, OpenCV {facts['opencv']}; load average {facts['loadavg_start']} at start, "
           f"{facts['loadavg_end']} at end; total {total_s:.0f} s (data {t_data:.0f} s, {len(analysed)} videos "
@@ -619,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{h['at_threshold']['tp']} / {h['at_threshold']['fp']} / {h['at_threshold']['fn']} | "
                   f"{fmt(h['oracle_at_precision']['recall'])} | {fmt(cl['at_threshold']['precision'])} / "
                   f"{fmt(cl['at_threshold']['recall'])} |")
-    md += ["", "At today's thresholds in `matching.THRESHOLDS` (>= 5 faces):", "",
+    md += ["", "At today's thresholds in `thresholds.MODELS` (>= 5 faces):", "",
            "| method | current threshold | held-out P / R | clips P / R |", "|---|---:|---:|---:|"]
     for method in matching.METHODS:
         r = results[method]
@@ -649,7 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     md += ["", "## Cost", "", "Scoring one pair (microseconds, mean over all " + str(n_pairs) + " pairs): " +
            ", ".join(f"{m} {v:.0f}" for m, v in per_pair_us.items()) + ".", "",
            "## Recommended", "", f"Default method: {default_rule}.", "", "```python",
-           f'THRESHOLDS["dlib_resnet_v1"] = {json.dumps(recommended)}', f'DEFAULT_METHOD = "{default}"', "```", ""]
+           f'thresholds.MODELS["{model}"].match = {json.dumps(recommended)}', f'DEFAULT_METHOD = "{default}"', "```", ""]
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = args.out / args.backend
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "matching.md").write_text("\n".join(md))
     (args.out / "matching.json").write_text(json.dumps(jsonable(report), indent=1))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Calibrate the sequence defaults of the dlib backend on real faces.
+"""Calibrate the sequence defaults of a face backend (`--backend`, dlib or yunet_sface) on real faces.
 
 Data (from <repo>/../shared/data/dev, never copied into the repository):
 
@@ -22,7 +22,7 @@ tune split only and reported on tune, held-out and the clips.
 
     .venv/bin/python bench/calibrate_sequences.py [--out bench/out/calibration] [--refresh]
 
-Writes <out>/calibration.md (tables) and <out>/calibration.json (raw numbers). Without the
+Writes <out>/calibration-<backend>.md (tables) and <out>/calibration-<backend>.json (raw numbers). Without the
 dev data it says so and exits 0.
 """
 
@@ -49,7 +49,9 @@ TARGET_PURITY = 0.99
 TARGET_FRAGMENTATION = 1.2
 
 # The sweep.
-APPEARANCE = (0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.12, 0.15, 0.18, 0.22, 0.26, 0.30)
+# cosine distances: dlib's same-person steps are a few hundredths, SFace's several tenths
+APPEARANCE = (0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.12, 0.15, 0.18, 0.22, 0.26, 0.30, 0.35, 0.40, 0.45, 0.50,
+              0.55, 0.60, 0.65, 0.70)
 GAPS = (0, 1, 2, 3)
 SHIFTS = (1.0, 1.5, 2.0, 2.5, 3.0)
 CUTS = (0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60)
@@ -66,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "calibration")
     p.add_argument("--sample-fps", type=float, default=None, help="analysis rate (default: the project's)")
     p.add_argument("--refresh", action="store_true", help="ignore the detection cache")
+    p.add_argument("--backend", default="yunet_sface", choices=["yunet_sface", "dlib"])
     return p.parse_args(argv)
 
 
@@ -609,15 +612,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.sequences import QualityGate, link_settings_for
+    from reid_pipeline.sequences import QualityGate, gate_for, link_settings_for
 
     t_start = time.perf_counter()
-    facts = machine_facts("dlib", "cv2")
+    facts = machine_facts("dlib", "cv2", "onnxruntime")
     sample_fps = args.sample_fps if args.sample_fps is not None else Settings().sample_fps
     print(f"machine: {facts}", flush=True)
 
     # ---- data: analyse once, cache
-    backend = load_backend("dlib")
+    backend = load_backend(args.backend)
+    model = backend.model_name
     clips, hists = clip_videos(args.dev, backend, sample_fps, args.out / "cache", args.refresh)
     lfw, lfw_info = lfw_videos(args.dev, backend, sample_fps, args.out, args.refresh)
     t_data = time.perf_counter() - t_start
@@ -641,8 +645,8 @@ def main(argv: list[str] | None = None) -> int:
               for k, vs in sets.items() if k in ("LFW tune", "LFW held-out", "clips tune", "clips held-out")}
     tune_keys = ("LFW tune", "clips tune", "clips chained, tune")
 
-    current_gate = QualityGate()
-    current_link = link_settings_for("dlib")
+    current_gate = gate_for(model)
+    current_link = link_settings_for(model)
     open_gate = QualityGate(min_face_px=0.0, min_blur=0.0, max_abs_yaw=90.0, max_abs_pitch=90.0)
     report: dict = {"machine": facts, "sample_fps": sample_fps, "backend": backend.describe(),
                     "targets": {"purity": TARGET_PURITY, "fragmentation": TARGET_FRAGMENTATION},
@@ -830,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     report["total_s"] = time.perf_counter() - t_start
 
     # ---- write
-    md = [f"# Sequence calibration (dlib), {time.strftime('%Y-%m-%d')}", "",
+    md = [f"# Sequence calibration ({args.backend}, {model}), {time.strftime('%Y-%m-%d')}", "",
           f"Machine: {facts['cpu']}, {facts['cores_usable']} usable cores; Python {facts['python']}, dlib "
           f"{facts['dlib']}, OpenCV {facts['opencv']}; load average {facts['loadavg_start']} at start, "
           f"{facts['loadavg_end']} at end; total {report['total_s']:.0f} s (data {t_data:.0f} s, "
@@ -911,16 +915,16 @@ def main(argv: list[str] | None = None) -> int:
            f"{max(c['median_ms'] for c in cost):.1f} ms; {total_ms / sum(c['frames'] for c in cost):.2f} ms per "
            f"sampled frame, {total_ms / sum(c['faces'] for c in cost):.2f} ms per face."]
     md += ["", "## Recommended defaults", "", "```python",
-           f'DEFAULT_LINKING["dlib"] = LinkSettings(max_appearance_distance={appearance:g}, '
+           f'thresholds.MODELS["{model}"].linking: LinkSettings(max_appearance_distance={appearance:g}, '
            f"max_centre_shift={shift:g}, max_gap={gap}, cut_threshold={cut_threshold:g})",
            f"QualityGate(min_face_px={gate.min_face_px:g}, min_blur={gate.min_blur:g}, "
            f"max_abs_yaw={gate.max_abs_yaw:g}, max_abs_pitch={gate.max_abs_pitch:g})",
            f"DEFAULT_CUT_THRESHOLD = {cut_threshold:g}", "```", ""]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "calibration.md").write_text("\n".join(md))
-    (args.out / "calibration.json").write_text(json.dumps(report, indent=1, default=str))
+    (args.out / f"calibration-{args.backend}.md").write_text("\n".join(md))
+    (args.out / f"calibration-{args.backend}.json").write_text(json.dumps(report, indent=1, default=str))
     print("\n".join(md))
-    print(f"\nwrote {args.out / 'calibration.md'} and {args.out / 'calibration.json'} "
+    print(f"\nwrote {args.out / f'calibration-{args.backend}.md'} and {args.out / f'calibration-{args.backend}.json'} "
           f"in {report['total_s']:.0f} s", flush=True)
     return 0
 

@@ -13,11 +13,14 @@ of a new home (the tables, Dagster's schema and job snapshot: about 0.5 s, once)
 project's defaults (whole-frame search every second, tracked faces between, dlib's
 descriptor on ONNX Runtime, embedding on a thread while detection goes on).
 
-Each pair runs the two back to back (the order alternates); the machine is shared, so
+Each pair runs the plain loop and the project once per backend (`--backends`, default
+YuNet + SFace and dlib), back to back (the order alternates); the machine is shared, so
 compare within a pair. Reported per video: wall and CPU seconds (the process and its
-children), the ratio project / plain loop, and how fast each runs against real time.
+children), the peak resident memory of the project's process, the ratio project / plain
+loop, how fast each runs against real time, and the project's time per step of its
+`process_video` run (from Dagster's step statistics).
 
-    .venv/bin/python bench/speed.py VIDEO [VIDEO ...] [--pairs 2] [--sample-fps 4] [--out bench/out]
+    .venv/bin/python bench/speed.py VIDEO [VIDEO ...] [--pairs 2] [--sample-fps 4] [--backends yunet_sface dlib] [--out bench/out]
 """
 
 from __future__ import annotations
@@ -25,12 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from machine import loadavg, machine_facts  # bench/machine.py (the script's folder is on sys.path)
@@ -72,16 +73,41 @@ def plain_loop(path: str, sample_fps: float) -> dict:
     return {"frames": frames, "faces": faces}
 
 
+# runs `cmd` in its own wrapper process, so that getrusage's peak RSS is this command's alone
+_WRAPPER = (
+    "import json, resource, subprocess, sys, time\n"
+    "t0 = time.perf_counter()\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "wall = time.perf_counter() - t0\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(json.dumps({'rc': done.returncode, 'wall_s': wall, 'cpu_s': u.ru_utime + u.ru_stime,\n"
+    "                  'peak_rss_mb': u.ru_maxrss / 1024, 'out': (done.stdout + done.stderr)[-2000:]}))\n"
+)
+
+
 def timed(cmd: list[str], env: dict) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        raise RuntimeError(f"{cmd} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "stdout": done.stdout[-400:]}
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], env=env, capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result.pop("rc"):
+        raise RuntimeError(f"{cmd} failed:\n{result['out']}")
+    return result
+
+
+_STEPS = (
+    "import json, dagster as dg\n"
+    "from reid_pipeline.cli.environment import prepare\n"
+    "from reid_pipeline.config import Settings\n"
+    "prepare(Settings())\n"
+    "with dg.DagsterInstance.get() as instance:\n"
+    "    run = instance.get_runs(filters=dg.RunsFilter(job_name='process_video'), limit=1)[0]\n"
+    "    print(json.dumps({s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(run.run_id)}))\n"
+)
+
+
+def step_times(env: dict) -> dict:
+    """Seconds per step of the home's latest `process_video` run."""
+    done = subprocess.run([sys.executable, "-c", _STEPS], env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def warm_up_video(folder: Path) -> Path:
@@ -107,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("videos", nargs="*")
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--sample-fps", type=float, default=4.0)
+    p.add_argument("--backends", nargs="+", default=["yunet_sface", "dlib"])
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     p.add_argument("--plain", help=argparse.SUPPRESS)  # run the plain loop on this video, in this process
     args = p.parse_args(argv)
@@ -118,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from reid_pipeline.database import embedded_server
     from reid_pipeline.video import probe
 
-    facts = machine_facts("dlib", "cv2", "dagster")
+    facts = machine_facts("dlib", "cv2", "dagster", "onnxruntime")
     work = Path(tempfile.mkdtemp(prefix="reid-speed-"))
     server = embedded_server(work / "pgdata")
     base_url = server.get_uri()
@@ -130,22 +157,29 @@ def main(argv: list[str] | None = None) -> int:
             info = probe(video)
             pairs = []
             for i in range(args.pairs):
-                database = f"speed_{n}_{i}"
-                with psycopg.connect(base_url, autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {database}")
-                env = project_env(work / f"home-{n}-{i}", base_url.replace("@/postgres?", f"@/{database}?", 1))
                 plain_cmd = [python, str(Path(__file__).resolve()), "--plain", video, "--sample-fps", str(args.sample_fps)]
-                project_cmd = [python, "-m", "reid_pipeline", "process", video, "--sample-fps", str(args.sample_fps)]
-                timed(project_cmd[:4] + [str(warm_up)], env)  # the new home's one-time set-up, untimed
-                order = [("plain", plain_cmd), ("project", project_cmd)]
+                order = [("plain", plain_cmd, None)]
+                for backend in args.backends:
+                    database = f"speed_{n}_{i}_{backend}"
+                    with psycopg.connect(base_url, autocommit=True) as conn:
+                        conn.execute(f"CREATE DATABASE {database}")
+                    env = {**project_env(work / f"home-{n}-{i}-{backend}", base_url.replace("@/postgres?", f"@/{database}?", 1)),
+                           "REID_FACE_BACKEND": backend}
+                    project_cmd = [python, "-m", "reid_pipeline", "process", video, "--sample-fps", str(args.sample_fps)]
+                    timed(project_cmd[:4] + [str(warm_up)], env)  # the new home's one-time set-up, untimed
+                    order.append((backend, project_cmd, env))
                 runs = {}
-                for name, cmd in order if i % 2 == 0 else order[::-1]:
-                    runs[name] = timed(cmd, env)
+                for name, cmd, env in order if i % 2 == 0 else order[::-1]:
+                    runs[name] = timed(cmd, env or project_env(work, base_url))
                     runs[name]["load"] = loadavg()[0]
-                runs["ratio_wall"] = runs["project"]["wall_s"] / runs["plain"]["wall_s"]
-                runs["ratio_cpu"] = runs["project"]["cpu_s"] / runs["plain"]["cpu_s"]
-                print(f"{Path(video).name} pair {i + 1}: plain {runs['plain']['wall_s']:.1f} s, project "
-                      f"{runs['project']['wall_s']:.1f} s, ratio {runs['ratio_wall']:.2f}", flush=True)
+                    if env is not None:
+                        runs[name]["steps"] = step_times(env)
+                for backend in args.backends:
+                    runs[backend]["ratio_wall"] = runs[backend]["wall_s"] / runs["plain"]["wall_s"]
+                    runs[backend]["ratio_cpu"] = runs[backend]["cpu_s"] / runs["plain"]["cpu_s"]
+                print(f"{Path(video).name} pair {i + 1}: plain {runs['plain']['wall_s']:.1f} s; " + "; ".join(
+                    f"{b} {runs[b]['wall_s']:.1f} s (ratio {runs[b]['ratio_wall']:.2f}, {runs[b]['peak_rss_mb']:.0f} MB)"
+                    for b in args.backends), flush=True)
                 pairs.append(runs)
             results.append({"video": video, "duration_s": info.duration_s, "size": f"{info.width}x{info.height}",
                             "codec": info.codec, "pairs": pairs})
@@ -155,17 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps({"machine": facts, "sample_fps": args.sample_fps, "results": results},
                                                    indent=1, default=str))
-    lines = ["| video | pair | plain loop: wall s (CPU s) | `reid process`: wall s (CPU s) | ratio wall (CPU) | "
-             "real time: plain / project |", "|---|---|---|---|---|---|"]
+    lines = ["| video | pair | plain loop: wall s (CPU s) | backend | `reid process`: wall s (CPU s) | peak RSS MB | "
+             "ratio wall (CPU) | real time: plain / project | per step, s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for i, pr in enumerate(r["pairs"], 1):
-            pl_, pj = pr["plain"], pr["project"]
-            lines.append(f"| {Path(r['video']).name} ({r['size']} {r['codec']}, {r['duration_s']:.1f} s) | {i} | "
-                         f"{pl_['wall_s']:.1f} ({pl_['cpu_s']:.1f}) | {pj['wall_s']:.1f} ({pj['cpu_s']:.1f}) | "
-                         f"**{pr['ratio_wall']:.2f}** ({pr['ratio_cpu']:.2f}) | "
-                         f"{r['duration_s'] / pl_['wall_s']:.2f}x / **{r['duration_s'] / pj['wall_s']:.2f}x** |")
-        ratios = [pr["ratio_wall"] for pr in r["pairs"]]
-        lines.append(f"| median of {len(ratios)} | | | | {statistics.median(ratios):.2f} | |")
+            pl_ = pr["plain"]
+            for backend in args.backends:
+                pj = pr[backend]
+                steps = ", ".join(f"{k} {v:.1f}" for k, v in pj["steps"].items())
+                lines.append(f"| {Path(r['video']).name} ({r['size']} {r['codec']}, {r['duration_s']:.1f} s) | {i} | "
+                             f"{pl_['wall_s']:.1f} ({pl_['cpu_s']:.1f}) | {backend} | {pj['wall_s']:.1f} ({pj['cpu_s']:.1f}) | "
+                             f"{pj['peak_rss_mb']:.0f} | **{pj['ratio_wall']:.2f}** ({pj['ratio_cpu']:.2f}) | "
+                             f"{r['duration_s'] / pl_['wall_s']:.2f}x / **{r['duration_s'] / pj['wall_s']:.2f}x** | {steps} |")
+        for backend in args.backends:
+            ratios = [pr[backend]["ratio_wall"] for pr in r["pairs"]]
+            lines.append(f"| median of {len(ratios)} | | | {backend} | | | {statistics.median(ratios):.2f} | | |")
     table = "\n".join(lines)
     (args.out / "speed.md").write_text(table + "\n")
     print(table)

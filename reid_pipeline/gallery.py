@@ -76,3 +76,15 @@ def _group(rows: list[dict]) -> dict[str, list[dict]]:
     for s in rows:
         out[s["partition_key"]].append(s)
     return out
+
+
+def remove_galleries(folder: StoragePath, keep: set[str]) -> list[str]:
+    """Delete the galleries under `folder` (one sub-folder per model) of the models not in
+    `keep`: a retired model's faces must not stay published. Returns the names removed."""
+    folder = data_root(folder)
+    if not folder.exists():
+        return []
+    gone = sorted(child.name for child in folder.iterdir() if child.name not in keep)
+    for name in gone:
+        remove(folder / name)
+    return gone

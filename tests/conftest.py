@@ -57,7 +57,7 @@ def reid_env(tmp_path, monkeypatch, pg_url):
     monkeypatch.setenv("REID_DATA_ROOT", str(home / "data"))  # also restored after `reid` commands set it
     monkeypatch.setenv("REID_DATABASE_URL", pg_url)
     monkeypatch.setenv("REID_INBOX", str(tmp_path / "inbox"))
-    monkeypatch.setenv("REID_FACE_BACKEND", "dlib")
+    monkeypatch.setenv("REID_FACE_BACKEND", "yunet_sface")
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     (tmp_path / "inbox").mkdir()
     return tmp_path

@@ -48,7 +48,7 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
     assert md["raw_video"]["frame_count"] == 20 and md["raw_video"]["status"] == "processing"
     assert store.get_video(key)["status"] == "ready"  # once every per-video step committed
     det = md["frame_detections"]
-    assert det["frames_sampled"] == 4 and det["model"] == "dlib_resnet_v1"
+    assert det["frames_sampled"] == 4 and det["model"] == "sface_2021dec"
     assert det["faces"] == 8  # two people in each of the 4 sampled frames
     assert "data:image/png;base64," in det["preview"]
     assert md["face_embeddings"]["faces"] == 8 and md["face_embeddings"]["dim"] == 128
@@ -57,7 +57,7 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
         rows = conn.execute(
             "SELECT vector_dims(embedding) AS dim, model, frame_index FROM faces WHERE partition_key = %s", (key,)
         ).fetchall()
-    assert len(rows) == 8 and {r["dim"] for r in rows} == {128} and {r["model"] for r in rows} == {"dlib_resnet_v1"}
+    assert len(rows) == 8 and {r["dim"] for r in rows} == {128} and {r["model"] for r in rows} == {"sface_2021dec"}
     assert sorted({r["frame_index"] for r in rows}) == [0, 5, 10, 15]
 
     # re-materialising replaces rows, never duplicates them

@@ -57,7 +57,6 @@ def _reid_env(root: Path, **extra: str) -> dict[str, str]:
         REID_SETTLE_SECONDS="1",
         REID_SENSOR_INTERVAL="2",
         REID_SAMPLE_FPS="2",
-        REID_FACE_BACKEND="dlib",
         PYTHONUNBUFFERED="1",
         **extra,
     )
@@ -295,7 +294,7 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
     passed = False
     t_start = time.monotonic()
     try:
-        # Made before the stack starts (dlib on the package photos takes a moment), and
+        # Made before the stack starts (rendering the package photos takes a moment), and
         # outside the inbox: a user copies a finished file in.
         source = root / "src" / "walk.avi"
         _write_video(source)
@@ -377,7 +376,7 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
         # The sensor made exactly one partition: notes.txt was skipped, not registered.
         assert data["assetNodeOrError"]["partitionKeys"] == [key]
 
-        # Postgres: the vectors are there, 128-d (dlib), and the video is ready.
+        # Postgres: the vectors are there, 128-d (SFace, the default), and the video is ready.
         with psycopg.connect(embedded_url(home / "pgdata")) as conn:
             video = conn.execute(
                 "SELECT status, source_uri, error FROM videos WHERE partition_key = %s", (key,)

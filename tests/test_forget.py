@@ -37,7 +37,7 @@ def test_forget_a_person_then_a_video(reid_env, store, capsys, videos_dir):
     synthetic.write_video(_scene([[("astronaut", LEFT), ("tom_hanks", RIGHT)]]), a)
     synthetic.write_video(_scene([[("t1_0", LEFT)], [("astronaut", RIGHT)]]), b)
     assert main(["process", str(a), str(b), "--sample-fps", "5"]) == 0
-    backend = load_backend("dlib")
+    backend = load_backend("yunet_sface")
     settings = match_settings_for(backend.model_name)
     photo = reid_env / "astronaut.png"
     import cv2

@@ -40,7 +40,7 @@ def _matcher_errs(store):
         a, b = sorted((tom, t1))
         conn.execute(
             "INSERT INTO matches (model, method, sequence_a, sequence_b, partition_a, partition_b, score, template_similarity,"
-            " linked) SELECT 'dlib_resnet_v1', %s, %s, %s, sa.partition_key, sb.partition_key, 0.99, 0.99, true"
+            " linked) SELECT 'sface_2021dec', %s, %s, %s, sa.partition_key, sb.partition_key, 0.99, 0.99, true"
             " FROM sequences sa, sequences sb WHERE sa.id = %s AND sb.id = %s ON CONFLICT (model, method, sequence_a, sequence_b)"
             " DO UPDATE SET score = 0.99, linked = true", (DEFAULT_METHOD, a, b, a, b))
 
@@ -55,7 +55,7 @@ def gallery(defs, instance, store, two_videos, reid_env):
     assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
     assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
     ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=DagsterRecompute(defs, instance),
-                         backend=lambda: load_backend("dlib"), video_cache=Settings().video_cache)
+                         backend=lambda: load_backend("yunet_sface"), video_cache=Settings().video_cache)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -89,12 +89,12 @@ def test_people_in_two_videos_are_linked_and_nobody_else(defs, instance, store, 
     assert gallery.endswith("index.html")
 
     # re-materialising a partition does not duplicate links
-    before = store.scored_pairs("dlib_resnet_v1", DEFAULT_METHOD)
+    before = store.scored_pairs("sface_2021dec", DEFAULT_METHOD)
     assert len(before) >= 1
     job = defs.resolve_job_def("process_video")
     assert job.execute_in_process(partition_key=b, instance=instance,
                                   run_config={"ops": {"frame_detections": {"config": {"sample_fps": 5}}}}).success
-    after = store.scored_pairs("dlib_resnet_v1", DEFAULT_METHOD)
+    after = store.scored_pairs("sface_2021dec", DEFAULT_METHOD)
     assert len(after) == len(before)
     with store.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM matches WHERE linked").fetchone()["n"] == 1
@@ -122,7 +122,7 @@ def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store,
 
     md = _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
     a, b = partition_key_for("a.avi"), partition_key_for("b.avi")
-    backend = load_backend("dlib")
+    backend = load_backend("yunet_sface")
     settings = match_settings_for(backend.model_name)
     # a photo: the astronaut pasted on a plain background, not a frame of any video
     photo = np.full((400, 400, 3), 200, np.uint8)
@@ -157,8 +157,8 @@ def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store,
     # five identity cards with face thumbnails: the page is not blank, and faces (skin tones)
     # were drawn where the cards are
     assert image.std() > 20
-    dlib_faces = backend.detect(image)
-    assert len(dlib_faces) >= 4
+    faces = backend.detect(image)
+    assert len(faces) >= 4
 
 
 def test_a_two_face_sequence_of_a_known_person_joins_that_person(defs, instance, store, archive, videos_dir):

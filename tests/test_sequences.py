@@ -21,7 +21,7 @@ from reid_pipeline.testing import synthetic
 
 @pytest.fixture(scope="module")
 def backend():
-    return load_backend("dlib")
+    return load_backend("yunet_sface")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def cut_and_return(backend, videos_dir):
 
 
 def _sequenced(gt, run, vectors, **link):
-    result = build_sequences(run.detections, vectors, run.frames, QualityGate(), link_settings_for("dlib", **link))
+    result = build_sequences(run.detections, vectors, run.frames, QualityGate(), link_settings_for("sface_2021dec", **link))
     persons = gt.label(run.detections)
     faces = result.faces.with_columns(
         person=pl.Series(persons), frame_index=run.detections["frame_index"]
@@ -72,9 +72,9 @@ def test_a_missed_face_does_not_split_its_sequence(cut_and_return):
     gap = frames[3:5]
     keep = ~run.detections["frame_index"].is_in(gap)
     thinned = run.detections.filter(keep)
-    result = build_sequences(thinned, vectors[keep.to_numpy()], run.frames, QualityGate(), LinkSettings(max_gap=2))
+    result = build_sequences(thinned, vectors[keep.to_numpy()], run.frames, QualityGate(), link_settings_for("sface_2021dec", max_gap=2))
     assert result.sequences.height == 4
-    strict = build_sequences(thinned, vectors[keep.to_numpy()], run.frames, QualityGate(), LinkSettings(max_gap=1))
+    strict = build_sequences(thinned, vectors[keep.to_numpy()], run.frames, QualityGate(), link_settings_for("sface_2021dec", max_gap=1))
     assert strict.sequences.height == 6  # without bridging both people of shot A split
 
 
@@ -171,7 +171,7 @@ def test_a_fade_inside_a_shot_is_not_a_cut_and_a_real_cut_still_is(backend, vide
     run = detect_video(path, backend, sample_fps=5)
     # the fade does change the colours: the old colour-only test would have cut here
     fade_frames = run.frames.filter(pl.col("frame_index").is_between(12, 18))
-    assert fade_frames["cut_score"].max() >= link_settings_for("dlib").cut_threshold
+    assert fade_frames["cut_score"].max() >= link_settings_for("sface_2021dec").cut_threshold
     vectors = embed_detections(run.detections, backend)
     result, faces = _sequenced(gt, run, vectors)
     shots = dict(zip(result.frames["frame_index"].to_list(), result.frames["shot"].to_list()))
@@ -192,10 +192,10 @@ def test_a_cut_that_leaves_a_face_in_place_does_not_end_its_sequence(cut_and_ret
         cut_score=pl.when(pl.col("frame_index") == forced).then(1.0).otherwise(pl.col("cut_score")),
         structure_score=pl.when(pl.col("frame_index") == forced).then(1.0).otherwise(pl.col("structure_score")),
     )
-    result = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("dlib"))
+    result = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("sface_2021dec"))
     assert result.frames["shot"].n_unique() == 4  # the forced cut is a shot change...
     assert result.sequences.height == 4  # ...but nobody's sequence ended there
-    strict = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("dlib", cut_appearance_distance=0.0))
+    strict = build_sequences(run.detections, vectors, cut, QualityGate(), link_settings_for("sface_2021dec", cut_appearance_distance=0.0))
     assert strict.sequences.height == 6
 
 

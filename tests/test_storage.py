@@ -178,8 +178,8 @@ def test_the_whole_pipeline_with_its_data_root_in_a_bucket(endpoint, reid_env, i
                      "face_sequences/{}.frames.parquet", "silhouette_report/{}/report.html",
                      "silhouette_report/{}/contact_sheet.png", "silhouette_report/{}/per_face.parquet"):
             assert f"archive/{name.format(key)}" in found
-    assert "archive/gallery/dlib_resnet_v1/index.html" in found
-    thumbs = [k for k in found if k.startswith("archive/gallery/dlib_resnet_v1/faces/")]
+    assert "archive/gallery/sface_2021dec/index.html" in found
+    thumbs = [k for k in found if k.startswith("archive/gallery/sface_2021dec/faces/")]
     assert thumbs and all(client.get_object(Bucket=BUCKET, Key=k)["Body"].read()[:2] == b"\xff\xd8" for k in thumbs)
     root = defs.resources["storage"].root
     assert str(root) == f"s3://{BUCKET}/archive"

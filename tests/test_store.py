@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reid_pipeline.config import Settings
-from reid_pipeline.store import Store, close_pools, hnsw_index_name, migrate
+from reid_pipeline.store import Store, close_pools, hnsw_index_name, migrate, migrations
 
 
 def _rows(n):
@@ -48,7 +48,7 @@ def test_the_sequence_number_migration_keeps_every_row(pg_url, tmp_path):
                          " VALUES ('p', 'm', 1, 1, 1, 41)")
             conn.execute("INSERT INTO identity_sequences (model, identity_id, sequence) VALUES ('m', 'p', 41)")
             conn.execute("INSERT INTO unresolved_sequences (model, sequence, reason) VALUES ('m', 41, 'r')")
-        assert migrate(url, sql) == ["010"]
+        assert migrate(url, sql) == [v for v, _ in migrations(sql) if v >= "010"]
         store = Store(url)
         [seq] = store.sequences_at("v", sequence_number=3)
         assert seq["id"] == 41

@@ -7,6 +7,7 @@ line (`build_parser`) and runs the command (`main`):
 |---|---|
 | `server` | `reid up` (Dagster's webserver and daemon), `reid db`, `reid gallery` |
 | `runs` | `reid process`, `reid retry`, `reid backfill`: videos through the per-video job |
+| `reembed` | `reid reembed`: the videos whose vectors are of another face model, again through that job |
 | `archive` | `reid status`, `reid prune`, `reid search`, `reid evidence` |
 | `identity` | `reid identity`: corrections of the identities |
 | `forget` | `reid forget` |
@@ -33,6 +34,7 @@ from reid_pipeline.cli.archive import cmd_evidence, cmd_prune, cmd_search, cmd_s
 from reid_pipeline.cli.environment import prepare
 from reid_pipeline.cli.forget import cmd_forget
 from reid_pipeline.cli.identity import cmd_identity
+from reid_pipeline.cli.reembed import cmd_reembed
 from reid_pipeline.cli.runs import cmd_backfill, cmd_process, cmd_retry
 from reid_pipeline.cli.server import cmd_db, cmd_gallery, cmd_up
 from reid_pipeline.config import Settings
@@ -123,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--log-level", default="CRITICAL",
                        help="Dagster console log level (ERROR adds the stack traces of failures, INFO shows progress)")
     retry.set_defaults(func=cmd_retry)
+    reembed = sub.add_parser(
+        "reembed", help="re-process the videos whose vectors are of another face model than the configured one",
+        description="Vectors of different face models are never compared. This lists every video whose stored vectors"
+                    " are of another model than the configured one (REID_FACE_BACKEND) and re-processes it through the"
+                    " `process_video` job, here (a run per video) or as a backfill for the daemon (--backfill); the old"
+                    " model's rows of each video go, and a model left without vectors is retired with its identities.")
+    reembed.add_argument("--all", action="store_true", help="every registered video, whatever its vectors")
+    reembed.add_argument("--dry-run", action="store_true", help="only list what would be re-processed")
+    reembed.add_argument("--backfill", action="store_true",
+                         help="launch a Dagster backfill that the daemon runs (needs `reid up` or a deployment, started"
+                              " with the same REID_FACE_BACKEND) instead of running here")
+    reembed.add_argument("--batch", type=int, metavar="N",
+                         help="with --backfill: videos per process (default REID_BACKFILL_BATCH); 1: one run per video")
+    reembed.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                         help="with --backfill: wait up to SECONDS for the runs to finish, with progress")
+    reembed.add_argument("--tags", help="with --backfill: JSON tags for the runs")
+    reembed.add_argument("--log-level", default="CRITICAL",
+                         help="Dagster console log level (ERROR adds the stack traces of failures, INFO shows progress)")
+    reembed.set_defaults(func=cmd_reembed)
     status = sub.add_parser("status", help="videos and faces in the store, failures with their reasons, a line per video")
     status.add_argument("--all", action="store_true", help="every video, not only the 20 newest")
     status.set_defaults(func=cmd_status)

@@ -22,14 +22,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces (all models)")
     for row in failed:
         print(f"  {row['status']} {row['partition_key']}: {row['error']}")
+    models = store.model_summary()
+    for m in models:  # vectors of different models are never compared: say which the archive holds
+        print(f"model {m['model']}: {m['videos']} video{'s' if m['videos'] != 1 else ''}, {m['faces']} faces")
+    if len(models) > 1:
+        print("  (identities and search are per model; `reid reembed` re-processes the videos of the other models"
+              " with the configured one)")
     videos = store.video_table(None if args.all else 20)
     if videos:
-        print(f"\n{'partition key':34} {'status':10} {'faces':>6} {'seq':>4} {'ids':>4} {'unres':>5}  file")
+        print(f"\n{'partition key':34} {'status':10} {'model':16} {'faces':>6} {'seq':>4} {'ids':>4} {'unres':>5}  file")
     for v in videos:
         name = file_name(v["source_uri"])
         note = f"  (duplicate of {v['duplicate_of']})" if v["duplicate_of"] else ""
-        print(f"{v['partition_key'][:34]:34} {v['status']:10} {v['faces']:6d} {v['sequences']:4d} {v['identities']:4d}"
-              f" {v['unresolved']:5d}  {name}{note}")
+        print(f"{v['partition_key'][:34]:34} {v['status']:10} {(v['model'] or '-')[:16]:16} {v['faces']:6d}"
+              f" {v['sequences']:4d} {v['identities']:4d} {v['unresolved']:5d}  {name}{note}")
     if not args.all and len(videos) == 20:
         print("(the 20 newest; --all lists every video)")
     skipped = store.skipped_files()
@@ -89,6 +95,23 @@ def photo_query(settings: Settings, photo: str):
         raise Refused(f"{photo}: {exc}", 1) from exc
 
 
+def other_models_note(store, model: str) -> tuple[bool, str | None]:
+    """What a photo's query (a vector of `model`, the configured one) cannot see: the
+    archive's vectors of other models, never compared. (True, why) when it holds only
+    those, so the query cannot find anyone; (False, a note) when it holds some as well;
+    (False, None) when it holds `model`'s only, or nothing."""
+    held = [m["model"] for m in store.models()]
+    others = [m for m in held if m != model]
+    if not others:
+        return False, None
+    if model not in held:
+        return True, (f"the archive holds no vectors of {model} (the configured face model), only of {', '.join(others)},"
+                      f" and vectors of different models are never compared: `reid reembed` re-processes the archive"
+                      f" with {model} (or set REID_FACE_BACKEND to the archive's backend)")
+    return False, (f"note: the videos with vectors of {', '.join(others)} were not searched (vectors of different models"
+                   f" are never compared; `reid reembed` re-processes them with {model})")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Where else does this person appear? Query by photo, by video time or by sequence."""
     from reid_pipeline.archive import search
@@ -110,6 +133,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         except Refused as exc:
             print(f"reid: {exc}", file=sys.stderr)
             return exc.code
+        blind, note = other_models_note(store, backend.model_name)
+        if note:
+            print(f"reid: {note}" if blind else note, file=sys.stderr)
+        if blind:
+            return 1
         queries.append((f"photo {args.photo}", backend.model_name, backend.dim, vectors, set()))
     else:
         if args.sequence:

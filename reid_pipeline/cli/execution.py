@@ -47,6 +47,7 @@ class VideoRun:
     faces: int
     seconds: float
     error: str
+    model: str = ""  # the embedding model that made its vectors
 
 
 def run_video(job, instance, store: Store, name: str, key: str, run_config: dict) -> VideoRun:
@@ -58,10 +59,11 @@ def run_video(job, instance, store: Store, name: str, key: str, run_config: dict
         result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config,
                                         raise_on_error=False, run_id=run_id)
     elapsed = time.perf_counter() - t0
-    faces, error = 0, ""
+    faces, error, model = 0, "", ""
     for event in result.get_asset_materialization_events():
         if event.asset_key.to_user_string() == "face_embeddings":
             faces = event.materialization.metadata["faces"].value
+            model = event.materialization.metadata["model"].value
     video = store.get_video(key)
     status = video["status"] if video else "unknown"
     if status == "partial":
@@ -72,7 +74,7 @@ def run_video(job, instance, store: Store, name: str, key: str, run_config: dict
         error = (video or {}).get("error") or (
             failures[0].step_failure_data.error.message.strip().splitlines()[-1] if failures else "run failed"
         )
-    return VideoRun(name, key, status, faces, elapsed, error)
+    return VideoRun(name, key, status, faces, elapsed, error, model)
 
 
 class RunProgress(threading.Thread):

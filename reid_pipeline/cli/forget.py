@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reid_pipeline.cli.archive import Refused, photo_query
+from reid_pipeline.cli.archive import Refused, other_models_note, photo_query
 from reid_pipeline.cli.environment import open_store, prepare
 from reid_pipeline.cli.execution import code_location, forget_runs
 from reid_pipeline.cli.runs import report_identities
@@ -69,6 +69,12 @@ def identity_of_photo(store: Store, settings: Settings, photo: str) -> str | Non
     except Refused as exc:
         print(f"reid: {exc}", file=sys.stderr)
         return None
+    blind, note = other_models_note(store, backend.model_name)
+    if blind:
+        print(f"reid: {photo}: {note}; or forget by --identity", file=sys.stderr)
+        return None
+    if note:  # the person may also be in those videos: they are not forgotten by this
+        print(f"{note}; the person's sightings there are not forgotten by this photo", file=sys.stderr)
     results = search(store, backend.model_name, backend.dim, vectors, match_settings_for(backend.model_name))
     results = [r for r in results if r["identity_id"].startswith("person-")]
     if not results:

@@ -98,7 +98,8 @@ def run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], samp
         print(f"[{i}/{len(videos)}] {name} -> partition {key}", flush=True)
         run = run_video(job, instance, store, name, key, run_config)
         summary.append(run)
-        print(f"      {run.status}: {run.faces} faces in {run.seconds:.1f} s {run.error}", flush=True)
+        model = f" ({run.model})" if run.model else ""
+        print(f"      {run.status}: {run.faces} faces{model} in {run.seconds:.1f} s {run.error}", flush=True)
     print("\nsummary")
     print(f"{'video':40} {'partition':32} {'status':10} {'faces':>6} {'seconds':>8}  error")
     for r in summary:
