@@ -14,9 +14,11 @@ counts: no vectors, no pictures). What goes:
   corrections (a label of them goes with them). A forgotten video's corrections stay and
   are reported stale at the next recomputation.
 
-The gallery is rebuilt by the next identities run, and the pictures Dagster keeps in its
-event log are removed by deleting the runs that wrote them; both are the caller's part (the
-CLI does them), since this module knows nothing of Dagster.
+A face model left without any face by either is retired (`Store.retire_models`: its
+identities, scored pairs and indexes). The gallery is rebuilt by the next identities run,
+and the pictures Dagster keeps in its event log are removed by deleting the runs that wrote
+them; both are the caller's part (the CLI does them), since this module knows nothing of
+Dagster.
 """
 
 from __future__ import annotations
@@ -117,14 +119,18 @@ def carry_out(store: Store, root: StoragePath, plan: ForgetPlan, delete_source: 
     root = data_root(root)
     edited = 0
     if plan.kind == "video":
+        models = [r["model"] for r in store.rows("SELECT DISTINCT model FROM faces WHERE partition_key = %s", (plan.target,))]
         store.delete_video(plan.target)
     else:
         from reid_pipeline.corrections import forget_sequences
 
         model = plan.target.split("/", 1)[0]
+        models = [model]
         # their sightings leave every correction too (a label may be their name)
         edited = forget_sequences(store, model, plan.sequences)
         store.delete_sequences(model, plan.sequences, identity_id=plan.target.split("/", 1)[1])
+    # the last faces of a model went: the model goes too (its identities, indexes, gallery)
+    store.retire_models(models)
     for key, ids in plan.rewrites.items():
         for asset, suffix, column in PARQUET_FILES:
             path = asset_path(root, asset, key, suffix)

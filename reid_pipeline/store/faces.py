@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import psycopg
 
 from reid_pipeline.store.connection import StoreBase, lock
 
@@ -28,6 +29,10 @@ FACE_COLUMNS = (
     "model",
     "embedding",
 )
+
+
+# how long a retirement waits for the locks of DROP INDEX before it leaves the model to a later call
+RETIRE_LOCK_TIMEOUT = "5s"
 
 
 def hnsw_index_name(model: str, table: str = "faces") -> str:
@@ -65,12 +70,39 @@ class Faces(StoreBase):
                 )
 
     def replace_faces(self, partition_key: str, model: str, rows: Iterable[Sequence], vectors: np.ndarray) -> int:
-        """Replace this partition's faces of `model` by `rows` (FACE_COLUMNS without
-        partition_key, model and embedding, in that order) and their vectors, by binary COPY,
-        in one transaction: re-materialising never duplicates and never leaves half a set."""
+        """Replace this partition's faces by `rows` (FACE_COLUMNS without partition_key, model
+        and embedding, in that order) and their vectors of `model`, by binary COPY, in one
+        transaction: re-materialising never duplicates and never leaves half a set.
+
+        A video lives in exactly one model: the same transaction removes its faces and
+        sequences of every other model (with those sequences go, ON DELETE CASCADE, their
+        scored pairs, identity memberships and unresolved listings; identities of those models
+        left without a sighting go too) and records `model` on the video. A model left with
+        no face anywhere is then retired (`retire_models`). `model` must be registered
+        (`ensure_model`); LookupError if it is not, or was retired meanwhile."""
         count = 0
         with self.connection() as conn:
+            # which other models to lock, read and committed before any lock is taken: a
+            # retirement (DROP INDEX) waits for every open reader of faces while holding its
+            # model's lock, so this transaction must not read faces and then wait for that lock
+            others = [r["model"] for r in conn.execute(
+                "SELECT model FROM faces WHERE partition_key = %s AND model <> %s UNION"
+                " SELECT model FROM sequences WHERE partition_key = %s AND model <> %s ORDER BY 1",
+                (partition_key, model, partition_key, model))]
+            conn.commit()
             with conn.transaction():
+                for other in others:  # in name order: concurrent writers take them in the same order
+                    lock(conn, "model", other)  # their matches and identities are read by other runs
+                # a retirement of `model` deletes this row: it waits for this lock, or went first
+                if conn.execute("SELECT 1 FROM face_models WHERE model = %s FOR KEY SHARE", (model,)).fetchone() is None:
+                    raise LookupError(f"face model {model!r} is not registered (Store.ensure_model first), or was"
+                                      " retired by another run while this video was embedded: run it again")
+                if others:
+                    conn.execute("DELETE FROM sequences WHERE partition_key = %s AND model <> %s", (partition_key, model))
+                    conn.execute("DELETE FROM faces WHERE partition_key = %s AND model <> %s", (partition_key, model))
+                    conn.execute(
+                        "DELETE FROM identities i WHERE i.model = ANY(%s) AND NOT EXISTS (SELECT 1 FROM identity_sequences m"
+                        " WHERE m.model = i.model AND m.identity_id = i.identity_id)", (others,))
                 conn.execute("DELETE FROM faces WHERE partition_key = %s AND model = %s", (partition_key, model))
                 with conn.cursor().copy(
                     f"COPY faces ({', '.join(FACE_COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
@@ -82,7 +114,41 @@ class Faces(StoreBase):
                     for row, vector in zip(rows, vectors):
                         copy.write_row((partition_key, *row, model, np.asarray(vector, dtype=np.float32)))
                         count += 1
+                conn.execute("UPDATE videos SET model = %s WHERE partition_key = %s", (model, partition_key))
+        if others:
+            self.retire_models(others)
         return count
+
+    def retire_models(self, models: Iterable[str] | None = None) -> list[str]:
+        """Retire the models (every registered one when None) that have no face left
+        anywhere: their identities, unresolved sequences, scored pairs, correction statuses,
+        HNSW indexes and `face_models` row go, so identities, the gallery, `reid status` and
+        search stop showing them (a later video of the model registers it again). A model
+        with faces is left alone. Returns the models retired.
+
+        DROP INDEX waits for every open reader and writer of `faces` and `sequences`; a
+        retirement that cannot have them within RETIRE_LOCK_TIMEOUT gives up and is left to a
+        later call (the `identities` asset makes one each time), rather than stall the runs."""
+        candidates = sorted(set(models)) if models is not None else [m["model"] for m in self.models()]
+        retired = []
+        for model in candidates:
+            try:
+                with self.connection() as conn, conn.transaction():
+                    conn.execute(f"SET LOCAL lock_timeout = '{RETIRE_LOCK_TIMEOUT}'")
+                    lock(conn, "model", model)
+                    known = conn.execute("SELECT 1 FROM face_models WHERE model = %s", (model,)).fetchone()
+                    if known is None or conn.execute("SELECT 1 FROM faces WHERE model = %s LIMIT 1", (model,)).fetchone():
+                        continue
+                    for table in ("matches", "unresolved_sequences", "identity_sequences", "identities", "sequences"):
+                        conn.execute(f"DELETE FROM {table} WHERE model = %s", (model,))
+                    conn.execute("DELETE FROM face_models WHERE model = %s", (model,))  # correction_status cascades
+                    for table in ("faces", "sequences"):
+                        conn.execute(f"DROP INDEX IF EXISTS {hnsw_index_name(model, table)}")
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.ForeignKeyViolation, psycopg.errors.DeadlockDetected):
+                # busy tables, or faces of the model committed meanwhile (its row is referenced again)
+                continue
+            retired.append(model)
+        return retired
 
     def count_faces(self, partition_key: str | None = None) -> int:
         with self.connection() as conn:

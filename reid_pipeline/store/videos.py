@@ -58,6 +58,7 @@ class Videos(StoreBase):
             if duplicate_of:
                 conn.execute("DELETE FROM sequences WHERE partition_key = %s", (partition_key,))
                 conn.execute("DELETE FROM faces WHERE partition_key = %s", (partition_key,))
+                conn.execute("UPDATE videos SET model = NULL WHERE partition_key = %s", (partition_key,))
         return duplicate_of
 
     def mark_ready(self, partition_key: str) -> None:
@@ -95,11 +96,30 @@ class Videos(StoreBase):
             ).fetchall()
         return counts, failed
 
+    def model_summary(self) -> list[dict]:
+        """Per face model: the videos it embedded (`videos.model`, faceless ones included) and
+        its faces. A model with neither is not listed."""
+        return self.rows(
+            "SELECT model, sum(videos)::int AS videos, sum(faces)::bigint AS faces FROM ("
+            " SELECT model, count(*) AS videos, 0 AS faces FROM videos WHERE model IS NOT NULL GROUP BY model"
+            " UNION ALL SELECT model, 0, count(*) FROM faces GROUP BY model) AS t GROUP BY model ORDER BY model")
+
+    def video_models(self) -> list[dict]:
+        """Every registered video (oldest first): key, source, status, the model recorded for
+        it (`model`, NULL before its first embedding) and the models its stored faces and
+        sequences are of (`stored`, sorted; more than one only in an archive stored before
+        sql/011, whose re-runs could leave another model's copy behind)."""
+        return self.rows(
+            "SELECT v.partition_key, v.source_uri, v.status, v.model, coalesce(s.models, '{}') AS stored FROM videos v"
+            " LEFT JOIN (SELECT partition_key, array_agg(model ORDER BY model) AS models FROM"
+            " (SELECT DISTINCT partition_key, model FROM faces UNION SELECT DISTINCT partition_key, model FROM sequences) AS u"
+            " GROUP BY partition_key) AS s ON s.partition_key = v.partition_key ORDER BY v.registered_at, v.partition_key")
+
     def video_table(self, limit: int | None = None) -> list[dict]:
-        """Per video (newest first): key, file, status, faces, sequences, identities,
+        """Per video (newest first): key, file, status, model, faces, sequences, identities,
         unresolved sequences, what it duplicates and why it failed."""
         return self.rows(
-            "SELECT v.partition_key, v.source_uri, v.status, v.duplicate_of, coalesce(v.error, '') AS error,"
+            "SELECT v.partition_key, v.source_uri, v.status, v.model, v.duplicate_of, coalesce(v.error, '') AS error,"
             " (SELECT count(*) FROM faces f WHERE f.partition_key = v.partition_key) AS faces,"
             " (SELECT count(*) FROM sequences s WHERE s.partition_key = v.partition_key) AS sequences,"
             " (SELECT count(DISTINCT m.identity_id) FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
