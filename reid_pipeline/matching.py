@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reid_pipeline.faces.base import l2_normalise
-from reid_pipeline.thresholds import thresholds_for
+from reid_pipeline.thresholds import ModelThresholds, thresholds_for
 
 METHODS = ("template", "topk_mean", "robust_hausdorff")
 
@@ -92,18 +92,21 @@ class MatchSettings:
 DEFAULT_METHOD = "template"
 
 
-def threshold_for(model: str, method: str) -> float:
-    """The pair threshold of `model` and `method` (`thresholds.MODELS`; ValueError if none)."""
-    return thresholds_for(model).match[method]
-
-
 def match_settings_for(model: str, method: str | None = None, threshold: float | None = None, **overrides) -> MatchSettings:
-    """The model's calibrated settings; `threshold` and `overrides` (None = keep) win."""
+    """The model's calibrated settings; `threshold` and `overrides` (None = keep) win. A
+    model without a row in `thresholds.MODELS` needs an explicit `threshold` (ValueError
+    without one) and gets no evidence margins."""
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-    settings = {**thresholds_for(model).evidence, **{k: v for k, v in overrides.items() if v is not None}}
-    return MatchSettings(method=method, threshold=threshold_for(model, method) if threshold is None else threshold, **settings)
+    try:
+        row = thresholds_for(model)
+    except ValueError:
+        if threshold is None:
+            raise
+        row = ModelThresholds()
+    settings = {**row.evidence, **{k: v for k, v in overrides.items() if v is not None}}
+    return MatchSettings(method=method, threshold=row.match[method] if threshold is None else threshold, **settings)
 
 
 def spans_overlap(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:

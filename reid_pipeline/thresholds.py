@@ -45,9 +45,9 @@ MODELS: dict[str, ModelThresholds] = {
     # SFace (YuNet detections, ArcFace alignment): docs/calibration.md, "YuNet + SFace"
     "sface_2021dec": ModelThresholds(
         gate={},
-        linking={"max_appearance_distance": 0.45, "cut_appearance_distance": 0.25},
-        match={"template": 0.55, "topk_mean": 0.6, "robust_hausdorff": 0.5},
-        evidence={"cluster_gap": 0.02, "short_margin": 0.05, "small_margin": 0.05},
+        linking={"max_appearance_distance": 0.40, "cut_appearance_distance": 0.20},
+        match={"template": 0.44, "topk_mean": 0.6, "robust_hausdorff": 0.5},
+        evidence={"cluster_gap": 0.02, "short_margin": 0.16, "small_margin": 0.0},
         calibrated="bench/calibrate_identities.py on bench/accuracy.py tune runs (2026-12)",
     ),
 }
