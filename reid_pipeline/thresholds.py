@@ -46,7 +46,7 @@ MODELS: dict[str, ModelThresholds] = {
     "sface_2021dec": ModelThresholds(
         gate={},
         linking={"max_appearance_distance": 0.40, "cut_appearance_distance": 0.20},
-        match={"template": 0.44, "topk_mean": 0.6, "robust_hausdorff": 0.5},
+        match={"template": 0.44, "topk_mean": 0.464, "robust_hausdorff": 0.441},
         evidence={"cluster_gap": 0.02, "short_margin": 0.16, "small_margin": 0.0},
         calibrated="bench/calibrate_identities.py on bench/accuracy.py tune runs (2026-12)",
     ),

@@ -62,6 +62,7 @@ STRIDES = (8, 16, 32)
 SCORE_THRESHOLD = 0.6
 NMS_IOU = 0.3
 NEAR_MARGIN = 1.5  # face widths searched on each side of a face seen on the previous sampled frame
+NEAR_FACE_PX = 64  # the face is scaled to about this size there (YuNet's stride-8 level finds 10-100 px faces)
 
 
 class ModelFileError(RuntimeError):
@@ -312,8 +313,9 @@ class YuNetSFaceBackend:
 
     def detect_near(self, image_bgr: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> list[Detection]:
         """Faces in the neighbourhood of `boxes` (faces seen on the previous sampled frame):
-        each region, `NEAR_MARGIN` face widths around its box, searched at full resolution.
-        A few small crops instead of the whole frame."""
+        each region, `NEAR_MARGIN` face widths around its box, scaled so the face is about
+        `NEAR_FACE_PX` (at most doubled). A few crops of about 256 px instead of the whole
+        frame: a tenth to a third of its cost at 720p."""
         h, w = image_bgr.shape[:2]
         found = []  # (boxes, scores, landmarks) per region, in frame pixels
         for x1, y1, x2, y2 in boxes:
@@ -323,8 +325,11 @@ class YuNetSFaceBackend:
             right, bottom = int(min(w, cx + reach)), int(min(h, cy + reach))
             if right - left < 8 or bottom - top < 8:
                 continue
-            b, s, p = self._run_detector(image_bgr[top:bottom, left:right], self.score_threshold)
-            found.append((b + [left, top, left, top], s, p + [left, top]))
+            scale = min(2.0, NEAR_FACE_PX / side)
+            crop = image_bgr[top:bottom, left:right]
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            b, s, p = self._run_detector(crop, self.score_threshold)
+            found.append((b / scale + [left, top, left, top], s, p / scale + [left, top]))
         if not found:
             return []
         boxes, scores, points = (np.concatenate(parts) for parts in zip(*found))
