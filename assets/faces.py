@@ -32,7 +32,8 @@ from resources import DataStorage, FaceModel, ReidDatabase
 class DetectionConfig(dg.Config):
     sample_fps: float = settings.sample_fps  # frames analysed per second; 0 = every frame
     detect_threads: int = settings.detect_threads  # frames detected at once (whole-frame searches)
-    full_detect_s: float = settings.full_detect_s  # whole-frame search every N s of video; 0 = every sampled frame
+    # whole-frame search every N s of video; 0 = every sampled frame; unset: the backend's own
+    full_detect_s: float | None = settings.full_detect_s
 
 
 def _preview(df: pl.DataFrame, path, n: int = 24) -> dg.MetadataValue:
@@ -78,6 +79,7 @@ def frame_detections(
             last_logged[0] = time.monotonic()
             context.log.info(f"{done}/{expected} frames analysed ({ts:.1f} s into the video)")
 
+    full_detect_s = config.full_detect_s if config.full_detect_s is not None else getattr(backend, "full_detect_s", 1.0)
     t0 = time.perf_counter()
     try:
         run = detect_video(
@@ -86,7 +88,7 @@ def frame_detections(
             config.sample_fps,
             progress,
             config.detect_threads,
-            tracking_for(config.sample_fps, video["fps"], config.full_detect_s),
+            tracking_for(config.sample_fps, video["fps"], full_detect_s),
             ChipEmbedder(backend),
             out,
         )

@@ -13,7 +13,7 @@
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
 | analysis rate | `REID_SAMPLE_FPS` | `4` frames per second (`0` = every frame) |
 | threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
-| whole-frame face search every N s of video (between: near known faces; `0`: every frame) | `REID_FULL_DETECT_S` | `1` |
+| whole-frame face search every N s of video (between: near known faces; `0`: every frame) | `REID_FULL_DETECT_S` | the backend's: `0` YuNet, `1` dlib |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
 | videos per run of a backfill (model loaded once per run) | `REID_BACKFILL_BATCH` | `25` |
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     insightface_pack: str = "buffalo_l"
     sample_fps: float = 4.0
     detect_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1))
-    full_detect_s: float = Field(1.0, ge=0)
+    full_detect_s: float | None = Field(None, ge=0)  # None: the backend's own (`full_detect_s`)
     settle_seconds: float = 5.0
     sensor_interval: int = 10
     # a backfill runs this many videos per run: Dagster's start-up (about 5 s here) is paid

@@ -51,6 +51,8 @@ class FaceBackend(Protocol):
     # Optional (the pipeline checks with getattr):
     # detect_near(image_bgr, boxes) -> list[Detection]: faces near the given boxes only, a
     #   cheaper search used between full detections while faces are tracked;
+    # full_detect_s: float: seconds of video between whole-frame searches by default (0:
+    #   every sampled frame), where `REID_FULL_DETECT_S` is not set;
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -46,6 +46,9 @@ class DlibBackend:
     model_name = MODEL_NAME
     dim = 128
     chip_size = 150
+    # a whole (upsampled) HOG search costs about ten near searches: once a second, near
+    # searches between (BENCHMARKS.md, "Speed")
+    full_detect_s = 1.0
 
     def __init__(self, upsample: int = 1, min_score: float = 0.0, max_side: int = 1280, cache_dir: Path | None = None):
         import dlib  # imported here: loading the backend is the only place that needs it

@@ -259,6 +259,10 @@ class YuNetSFaceBackend:
     model_name = MODEL_NAME
     dim = 128
     chip_size = CHIP_SIZE
+    # YuNet searches a whole 720p frame in about 50 ms: every sampled frame is searched
+    # whole, so people who walk in are found at once (near searches, `REID_FULL_DETECT_S`
+    # > 0, cost a third of that and miss a few small faces: BENCHMARKS.md, "YuNet + SFace")
+    full_detect_s = 0.0
 
     def __init__(
         self,
