@@ -13,7 +13,7 @@
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
 | analysis rate | `REID_SAMPLE_FPS` | `4` frames per second (`0` = every frame) |
 | threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
-| whole-frame face search every N s of video (between: near known faces; `0`: every frame) | `REID_FULL_DETECT_S` | backend: YuNet 0, dlib 1 |
+| whole-frame face search every N s (between: near known faces; `0`: every frame) | `REID_FULL_DETECT_S` | YuNet 0, dlib 1 |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
 | videos per run of a backfill (model loaded once per run) | `REID_BACKFILL_BATCH` | `25` |
