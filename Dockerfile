@@ -1,5 +1,5 @@
 # One image for the user code server and every run container (DockerRunLauncher).
-#   docker build -t reid-pipeline .                                # CPU: dlib + insightface on onnxruntime, from PyPI
+#   docker build -t reid-pipeline .                                # CPU: YuNet + SFace, dlib, insightface on onnxruntime, from PyPI
 #   docker build --build-arg VARIANT=gpu -t reid-pipeline:gpu .    # onnxruntime-gpu
 # Without a registry or without PyPI in the build (see docs/deployment.md):
 #   deploy/wheelhouse.sh                                            # wheels made on the host, into deploy/wheelhouse/
