@@ -57,6 +57,17 @@ def skip_reason(name: str) -> str | None:
     return None
 
 
+def folder_skip_reason(name: str) -> str | None:
+    """Why a folder is not searched for videos: one named like a video (`d.mp4/`) is not
+    a video, and what it holds is not taken either (hidden folders are passed over
+    silently, linked ones are reported by the scan)."""
+    suffix = Path(name).suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return (f"a folder named like a video ({suffix}), not a video: not searched; move the videos out of it "
+                "(or rename it) to have them taken")
+    return None
+
+
 def consider(
     result: ScanResult,
     rel: str,
@@ -74,6 +85,10 @@ def consider(
     once its (size, fingerprint) is the one seen by the previous scan and it has not been
     modified for `settle_s`."""
     reason = skip_reason(rel.rsplit("/", 1)[-1])
+    # inside a folder named like a video: a bucket has no folders to skip, only names with slashes
+    folder = next((part for part in rel.split("/")[:-1] if folder_skip_reason(part)), None)
+    if reason is None and folder is not None:
+        reason = f"inside {folder}/: " + folder_skip_reason(folder)
     if reason is None:
         key = partition_key_for(str(where))
         if key in known_keys:
@@ -109,7 +124,9 @@ def scan(
     size and mtime are unchanged since the previous scan (`pending`) and it has not been
     modified for `settle_s` seconds: a file still being written never qualifies. Non-video,
     hidden, partial and empty files are reported once in `skipped`, with the reason; so are
-    symbolic links, which are never followed (a link could point anywhere on the machine)."""
+    symbolic links, which are never followed (a link could point anywhere on the machine),
+    and folders named like a video (`d.mp4/`), which are not searched. Other folders are
+    searched; hidden ones are not."""
     folder = Path(folder).resolve()
     now = time.time() if now is None else now
     result = ScanResult(ignored=set(ignored or ()))
@@ -126,7 +143,14 @@ def scan(
 
     for dirpath, dirnames, filenames in os.walk(folder):  # os.walk never descends into linked folders
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+        linked = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        for name in [d for d in dirnames if d not in linked and folder_skip_reason(d)]:
+            dirnames.remove(name)
+            rel = (Path(dirpath) / name).relative_to(folder).as_posix()
+            if rel not in result.ignored:
+                result.skipped.append((Path(dirpath) / name, folder_skip_reason(name)))
+                result.ignored.add(rel)
+        for name in sorted(filenames) + linked:
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
             if path.is_symlink():

@@ -146,9 +146,9 @@ def test_archive_status_is_observed_when_it_changes(defs, instance, store, tmp_p
     assert md["summary"] == "2 videos: 1 failed, 1 ready" and md["videos_failed"] == 1
     rows = [r.data for r in md["videos"].records]
     assert rows[0]["status"] == "failed" and rows[0]["file"] == "broken.mp4"  # failures first
-    assert rows[0]["key"] == partition_key_for(str(bad)) and "not a readable video" in rows[0]["reason"]
+    assert rows[0]["key"] == partition_key_for(str(bad)) and "not a video container" in rows[0]["reason"]
     assert rows[1]["status"] == "ready" and rows[1]["faces"] == 0
-    assert md["failures"].startswith(f"{rows[0]['key']} (broken.mp4, failed): raw_video: broken.mp4: not a readable")
+    assert md["failures"].startswith(f"{rows[0]['key']} (broken.mp4, failed): raw_video: broken.mp4: not a video container")
     assert [r.data for r in md["not_taken"].records] == [{"reason": "not a video file (suffix '.txt')", "location": "/inbox/notes.txt"}]
 
     result, _ = _tick(defs, instance, "archive_status_sensor", result.cursor)  # the cursor the daemon keeps

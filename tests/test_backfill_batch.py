@@ -58,7 +58,7 @@ def test_a_batch_with_a_corrupt_video_materialises_the_good_ones_and_fails_the_b
     # the backfill's run says which video failed and why; the good ones are not named
     assert not result.success
     message = failure_message(result)
-    assert broken in message and "not a readable video" in message and good_a not in message
+    assert broken in message and "not a video container" in message and good_a not in message
     # one ordinary process_video run per video, all three in this one process
     runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: "bf-test"}, job_name="process_video"))
     by_key = {r.tags["dagster/partition"]: r for r in runs}
@@ -75,7 +75,7 @@ def test_a_batch_with_a_corrupt_video_materialises_the_good_ones_and_fails_the_b
     # and the database says the same, with the reason
     assert store.get_video(good_a)["status"] == "ready" and store.get_video(good_b)["status"] == "ready"
     video = store.get_video(broken)
-    assert video["status"] == "failed" and video["error"].startswith("raw_video: ") and "not a readable video" in video["error"]
+    assert video["status"] == "failed" and video["error"].startswith("raw_video: ") and "not a video container" in video["error"]
 
     # a re-execution of the backfill skips what it finished; the bad one fails again, alone
     again = backfill(defs, instance, keys)

@@ -23,7 +23,7 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert code == 1  # one failed, one missing, one refused
     assert "2 processed, 1 failed, 1 not found, 1 refused" in out
     assert "evil.mp4: not a video file" in captured.err
-    assert "not a readable video" in out
+    assert "not a video.mp4: not a video container" in out
     assert "duplicate" in out
     assert "identities: 3" in out and "index.html" in out  # astronaut, tom_hanks, t1_0
     # biometric data is for the owner only
@@ -56,7 +56,7 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
 
     assert main(["status"]) == 0
     out = capsys.readouterr().out
-    assert "failed" in out and "duplicate" in out and "not a readable video" in out
+    assert "failed" in out and "duplicate" in out and "not a video container" in out
     # a line per video, with its key and what it duplicates
     assert f"(duplicate of {key})" in out
     [line] = [ln for ln in out.splitlines() if ln.startswith(key[:34])]
@@ -84,6 +84,49 @@ def test_retry_runs_again_what_did_not_finish(reid_env, store, capsys, videos_di
     assert f"retry {key} (was processing)" in out and "1 processed, 0 failed" in out
     assert store.get_video(key)["status"] == "ready"
     assert main(["retry"]) == 0 and "nothing to retry" in capsys.readouterr().out
+
+
+def test_retry_of_an_unknown_key_says_so_and_lists_what_can_be_retried(reid_env, store, capsys):
+    """`reid retry no-such-key` while a video failed: the key is unknown, and the keys that
+    can be retried are listed; nothing claims that every video is ready."""
+    store.register_video("clip-1a2b3c4d", "file:///nowhere/clip.mp4")
+    store.mark_failed("clip-1a2b3c4d", "raw_video: clip.mp4: not a video container")
+    assert main(["retry", "no-such-key"]) == 1
+    captured = capsys.readouterr()
+    assert "no-such-key: unknown partition key" in captured.err
+    assert "can be retried: clip-1a2b3c4d (failed)" in captured.err and "reid status" in captured.err
+    assert "every video is ready" not in captured.out + captured.err
+    with store.connection() as conn:
+        conn.execute("UPDATE videos SET status = 'ready', error = NULL")
+    assert main(["retry", "no-such-key"]) == 1
+    assert "no video needs a retry" in capsys.readouterr().err
+
+
+def test_process_of_a_folder_says_it_is_a_folder_and_what_to_do(reid_env, store, capsys):
+    folder = reid_env / "holiday videos"
+    folder.mkdir()
+    assert main(["process", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder}: a folder, not a video file" in err and "no such file" not in err
+    assert f"reid process '{folder}'/*" in err and f"reid backfill '{folder}'" in err
+    assert "nothing to process" in err
+
+
+def test_a_closed_pipe_ends_the_command_quietly(reid_env, store):
+    """`reid status | head`: the reader leaves before the output is written; the command
+    exits without a BrokenPipeError traceback (or Python's "Exception ignored" note)."""
+    import os
+    import subprocess
+    import sys
+
+    for i in range(200):  # more than a pipe's buffer of lines: the writes themselves fail
+        store.register_video(f"clip_{i:03d}-1a2b3c4d", f"file:///nowhere/clip_{i:03d}.mp4")
+    reid = subprocess.Popen([sys.executable, "-m", "reid_pipeline", "status", "--all"], cwd=reid_env, env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reid.stdout.close()  # as `head` does once it has its lines
+    err = reid.stderr.read().decode()
+    assert reid.wait(timeout=120) == 1
+    assert "BrokenPipe" not in err and "Traceback" not in err and "Exception ignored" not in err, err
 
 
 def test_the_file_mask_is_a_setting(reid_env, monkeypatch):

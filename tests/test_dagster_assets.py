@@ -13,6 +13,7 @@ import pytest
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
 from reid_pipeline.testing import synthetic
+from tests import avclips
 from tests.helpers import failure_message
 
 
@@ -89,18 +90,21 @@ def test_a_duplicate_is_recognised_and_not_analysed_again(defs, instance, store,
     "name, content, message",
     [
         ("zero.mp4", b"", "empty file (0 bytes)"),
-        ("text.mp4", b"just some text\n" * 50, "not a readable video"),
-        ("truncated.mp4", None, "not a readable video"),
+        ("text.mp4", b"just some text\n" * 50, "text.mp4: not a video container"),
+        ("truncated.mp4", None, "truncated.mp4: the container has no index (moov): the file is incomplete or cut"),
+        ("tone.m4a", "audio", "tone.m4a: no video stream (audio only)"),
     ],
 )
 def test_bad_files_fail_with_a_specific_error_and_are_recorded(
     defs, instance, store, tmp_path, name, content, message
 ):
     path = tmp_path / name
-    if content is None:
+    if content is None:  # an mp4 cut before its index (the moov atom, written last)
         good = tmp_path / "good.mp4"
         synthetic.write_video(synthetic.two_people_walking(seconds=1.0), good, fourcc="mp4v")
         content = good.read_bytes()[: good.stat().st_size // 2]
+    if content == "audio":
+        content = avclips.audio_only(tmp_path / "audio.m4a").read_bytes()
     path.write_bytes(content)
     key, result, _ = run(defs, instance, store, path)
     assert not result.success
@@ -283,6 +287,21 @@ def test_a_truncated_video_is_analysed_as_far_as_it_goes_and_marked_partial(defs
     assert md["face_embeddings"]["faces"] > 0  # the decoded part is analysed
     video = store.get_video(key)
     assert video["status"] == "partial" and "announces 4.0 s" in video["error"]
+
+
+def test_an_mp4_with_an_edit_list_is_ready_not_partial(defs, instance, store, tmp_path):
+    """`ffmpeg -ss 1 -i clip.mp4 -t 3 -c copy cut.mp4` (made here with PyAV): its sample
+    table holds 4 s from the key frame before the cut, its edit list plays 3 s. Every frame
+    decodes, so the video is `ready`, held against its 3 s."""
+    clip = avclips.encode_mp4(synthetic.two_people_walking(seconds=5.0), tmp_path / "clip.mp4")
+    cut = avclips.cut_with_edit_list(clip, tmp_path / "cut.mp4", start_s=1.0, length_s=3.0)
+    key, result, md = run(defs, instance, store, cut, sample_fps=4.0)
+    assert result.success, failure_message(result)
+    video = store.get_video(key)
+    assert (video["status"], video["error"]) == ("ready", None)
+    assert "partial" not in md["frame_detections"] and md["frame_detections"]["decoded_s"] >= 2.8
+    assert md["raw_video"]["duration_s"] == pytest.approx(3.0, abs=0.05) and md["raw_video"]["frame_count"] == 30
+    assert md["face_embeddings"]["faces"] > 0
 
 
 def test_postgres_killed_mid_run_the_step_is_retried_and_nothing_is_lost(reid_env, instance, monkeypatch, tmp_path):

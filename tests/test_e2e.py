@@ -484,7 +484,7 @@ def test_process_command_summarises_good_and_bad_files():
         bad_row = rows["bad.mp4"].split()
         assert bad_row[2] == "failed", context
         assert int(bad_row[3]) == 0, context
-        assert "not a readable video" in rows["bad.mp4"], context
+        assert "not a video container" in rows["bad.mp4"], context
         assert re.search(r"^1 processed, 1 failed, 0 not found$", out, re.M), context
     finally:
         _stop_postgres(Path(env["REID_HOME"]))

@@ -88,3 +88,28 @@ def test_symbolic_links_are_never_followed(tmp_path):
     assert first.pending == {} and second.ready == []
     assert sorted(p.name for p, why in first.skipped if "symbolic link" in why) == ["archive", "evil.mp4", "video.mp4"]
     assert second.skipped == []  # reported once
+
+
+def test_a_folder_named_like_a_video_is_skipped_with_a_reason_and_not_searched(tmp_path):
+    """`d.mp4/` is not a video, and what it holds is not taken; other folders are searched."""
+    now = 1_000_000.0
+    _touch(tmp_path / "d.mp4" / "inside.mp4", age_s=60, now=now)
+    _touch(tmp_path / "d.mp4" / "deeper" / "clip.avi", age_s=60, now=now)
+    _touch(tmp_path / "2024" / "trip.mp4", age_s=60, now=now)
+    first = scan(tmp_path, set(), now=now)
+    second = scan(tmp_path, set(), first.pending, first.ignored, now=now)
+    assert [p.relative_to(tmp_path.resolve()).as_posix() for _, p in second.ready] == ["2024/trip.mp4"]
+    assert [(p.name, why.split(":")[0]) for p, why in first.skipped] == [("d.mp4", "a folder named like a video (.mp4), not a video")]
+    assert "d.mp4/inside.mp4" not in first.pending and second.skipped == []  # reported once
+
+
+def test_a_bucket_key_under_a_folder_named_like_a_video_is_skipped(tmp_path):
+    """Buckets have no folders, only keys with slashes: `d.mp4/inside.mp4` is skipped the same way."""
+    from reid_pipeline.inbox import ScanResult, consider
+
+    result = ScanResult()
+    consider(result, "d.mp4/inside.mp4", "s3://bucket/in/d.mp4/inside.mp4", set(), {}, 0, 1_000_000.0,
+             lambda: (100, "etag", 0.0))
+    assert result.pending == {} and result.ready == []
+    assert result.skipped == [("s3://bucket/in/d.mp4/inside.mp4", result.skipped[0][1])]
+    assert result.skipped[0][1].startswith("inside d.mp4/: a folder named like a video (.mp4)")

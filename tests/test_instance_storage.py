@@ -131,7 +131,7 @@ def test_a_sqlite_home_is_imported_once(sqlite_home, capsys):
             assert instance.get_job_snapshot(now.dagster_run.job_snapshot_id).name == "process_video"
         # the failure hook's observation (an event outside the run) says why the bad one failed
         observed = instance.fetch_observations(dg.AssetKey("raw_video"), limit=10).records
-        assert any(r.partition_key == keys["bad"] and "not a readable video" in
+        assert any(r.partition_key == keys["bad"] and "not a video container" in
                    r.asset_observation.metadata["reason"].value for r in observed)
 
     prepare(Settings())  # nothing left to import

@@ -1,11 +1,13 @@
 import subprocess
 
+import av
 import cv2
 import numpy as np
 import pytest
 
 from reid_pipeline.testing import synthetic
 from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
+from tests import avclips
 
 
 def test_probe_reports_the_container_facts(two_people_video):
@@ -40,7 +42,8 @@ def test_sampling_faster_than_the_source_keeps_every_frame(two_people_video):
     "content, message",
     [
         (b"", "empty file"),
-        (b"this is a text file, not a video\n" * 20, "not a readable video"),
+        (b"this is a text file, not a video\n" * 20, "not a video container"),
+        (b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n", "not a video container"),
     ],
 )
 def test_unusable_files_raise_a_specific_error(tmp_path, content, message):
@@ -48,6 +51,18 @@ def test_unusable_files_raise_a_specific_error(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(VideoError, match=message):
         probe(path)
+    if content:
+        with pytest.raises(VideoError, match=message):
+            list(iter_frames(path))
+
+
+@pytest.mark.parametrize("name", ["tone.m4a", "tone.mp4"])
+def test_an_audio_only_file_has_no_video_stream(tmp_path, name):
+    path = avclips.audio_only(tmp_path / name)
+    with pytest.raises(VideoError, match=r"no video stream \(audio only\)"):
+        probe(path)
+    with pytest.raises(VideoError, match=r"no video stream \(audio only\)"):
+        list(iter_frames(path))
 
 
 def test_truncated_mp4_is_reported(tmp_path):
@@ -57,10 +72,37 @@ def test_truncated_mp4_is_reported(tmp_path):
     data = path.read_bytes()
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) // 2])  # the moov atom sits at the end: gone
-    with pytest.raises(VideoError):
+    index = r"the container has no index \(moov\): the file is incomplete or cut"
+    with pytest.raises(VideoError, match=index):
         probe(truncated)
-    with pytest.raises(VideoError):
+    with pytest.raises(VideoError, match=index):
         list(iter_frames(truncated))
+
+
+def test_an_edit_list_sets_the_duration_not_the_sample_count(tmp_path):
+    """`ffmpeg -ss 1 -i clip.mp4 -t 3 -c copy cut.mp4` keeps the samples from the key frame
+    before 1 s and hides them with an edit list: 4 s of samples, 3 s of video. The duration
+    and frame count are the 3 s that play (and decode), not the sample table's 4 s."""
+    clip = avclips.encode_mp4(synthetic.two_people_walking(seconds=5.0), tmp_path / "clip.mp4")
+    cut = avclips.cut_with_edit_list(clip, tmp_path / "cut.mp4", start_s=1.0, length_s=3.0)
+    info = probe(cut)
+    frames = list(iter_frames(cut))
+    assert info.duration_s == pytest.approx(3.0, abs=0.05)
+    assert info.frame_count == len(frames) == 30
+    assert frames[-1].timestamp_s + 1 / info.fps == pytest.approx(info.duration_s, abs=0.05)
+
+
+def test_a_negative_start_time_counts_from_the_first_frame(tmp_path):
+    """The same cut in Matroska with its negative times kept (the container starts at -1 s):
+    frames are timed from the first one, and the duration is not longer than they are."""
+    clip = avclips.encode_mp4(synthetic.two_people_walking(seconds=5.0), tmp_path / "clip.mp4")
+    cut = avclips.cut_with_edit_list(clip, tmp_path / "cut.mkv", 1.0, 3.0, options={"avoid_negative_ts": "disabled"})
+    with av.open(str(cut)) as container:
+        assert container.start_time < 0
+    info = probe(cut)
+    frames = list(iter_frames(cut))
+    assert frames[0].timestamp_s == 0.0 and frames[1].timestamp_s == pytest.approx(0.1, abs=1e-3)
+    assert frames[-1].timestamp_s + 1 / info.fps >= info.duration_s - 0.05
 
 
 def test_truncated_avi_yields_the_frames_that_survive(tmp_path, two_people_video):

@@ -186,9 +186,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> int:
-    """The `reid` command (and `python -m reid_pipeline`): `main`, then a quick exit."""
+    """The `reid` command (and `python -m reid_pipeline`): `main`, then a quick exit.
+
+    A reader that leaves early (`reid status | head`) closes the pipe: the next write, or the
+    flush of what is buffered, raises BrokenPipeError. As Python's documentation advises
+    (signal module, "Note on SIGPIPE"), the output is pointed at /dev/null so that the
+    interpreter's own flush at exit does not fail again, and the command exits with 1."""
     try:
-        return main()
+        code = main()
+        sys.stdout.flush()  # what is still buffered meets a closed pipe here, not at exit
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     finally:
         # The process ends here and frees what is left. Without this, the interpreter's last
         # garbage collections walk every object of the ~2,600 modules Dagster brings in: 0.5-0.9 s

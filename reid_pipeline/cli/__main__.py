@@ -2,7 +2,7 @@
 
 import sys
 
-from reid_pipeline.cli import main
+from reid_pipeline.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

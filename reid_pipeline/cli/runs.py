@@ -4,6 +4,7 @@ in this process (process, retry) or by the daemon (backfill), and what came out.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,11 +34,12 @@ def cmd_process(args: argparse.Namespace) -> int:
     prepare(settings)
     store = open_store(settings)
     files = [Path(f) for f in args.files]
-    missing = [f for f in files if not f.is_file()]
+    missing = [f for f in files if not f.exists()]
     for f in missing:
         print(f"reid: {f}: no such file", file=sys.stderr)
     # judged by what a link points to: a link named .mp4 to /etc/passwd is not opened
-    refused = [(f, skip_reason(f.resolve().name)) for f in files if f.is_file() and skip_reason(f.resolve().name)]
+    refused = [(f, not_a_file(f) or skip_reason(f.resolve().name)) for f in files if f.exists()]
+    refused = [(f, reason) for f, reason in refused if reason]
     for f, reason in refused:
         print(f"reid: {f}: {reason}; not processed", file=sys.stderr)
     files = [f for f in files if f.is_file() and f not in {r for r, _ in refused}]
@@ -58,6 +60,17 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 1 if failed or missing or refused else 0
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why `reid process` does not take an existing `path` that is not a regular file, or None."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        where = shlex.quote(str(path).rstrip("/") or "/")
+        return (f"a folder, not a video file: give the videos in it (`reid process {where}/*`), or take every video "
+                f"under it with `reid backfill {where}` (the daemon of `reid up` runs it)")
+    return "not a regular file"
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     """Run the videos again that did not finish: `processing` (their run died), `failed`
     or only `registered`; or the partition keys given."""
@@ -69,9 +82,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
                       + " ORDER BY registered_at, partition_key", (args.keys,) if args.keys else ())
     unknown = sorted(set(args.keys) - {r["partition_key"] for r in rows})
     for key in unknown:
-        print(f"reid: {key}: no such partition (see `reid status`)", file=sys.stderr)
+        print(f"reid: {key}: unknown partition key", file=sys.stderr)
+    if unknown:
+        print(f"reid: {retriable_keys(store)}", file=sys.stderr)
     if not rows:
-        print("nothing to retry: every video is ready, partial or a duplicate")
+        if not args.keys:
+            print("nothing to retry: every video is ready, partial or a duplicate")
         return 1 if unknown else 0
     defs, instance = code_location()
     for r in rows:
@@ -83,6 +99,18 @@ def cmd_retry(args: argparse.Namespace) -> int:
     failed = run_videos(defs, instance, store, videos, settings.sample_fps, args.log_level)
     print(f"\n{len(videos) - failed} processed, {failed} failed")
     return 1 if failed or unknown else 0
+
+
+def retriable_keys(store: Store, shown: int = 10) -> str:
+    """Which partition keys `reid retry` can run again (those that did not finish), said in a line."""
+    rows = store.rows("SELECT partition_key, status FROM videos WHERE status IN ('registered', 'processing', 'failed')"
+                      " ORDER BY registered_at, partition_key")
+    if not rows:
+        return "no video needs a retry: every video is ready, partial or a duplicate (`reid status` lists them)"
+    keys = ", ".join(f"{r['partition_key']} ({r['status']})" for r in rows[:shown])
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return (f"the videos that can be retried: {keys}{more}; `reid retry` without a key runs them all, "
+            "`reid status` lists every video with its key")
 
 
 def run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], sample_fps: float, log_level: str) -> int:
