@@ -160,3 +160,17 @@ def test_auto_takes_yunet_sface_without_an_insightface_pack(tmp_path):
         load_backend("insightface", insightface_root=str(tmp_path))
     with pytest.raises(ValueError, match="unknown face backend"):
         load_backend("opencv")
+
+
+def test_sface_on_opencv_gives_the_vectors_of_onnx_runtime(backend):
+    """On a CPU SFace runs on OpenCV's DNN (faster there); its vectors are ONNX Runtime's."""
+    import onnxruntime
+
+    chips = [d.chip for d in backend.detect(_group_photo())]
+    plain = plain_graph(shipped_file(SFACE).read_bytes(), free_batch=True)
+    session = onnxruntime.InferenceSession(plain, providers=["CPUExecutionProvider"])
+    batch = np.stack(chips)[:, :, :, ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    expected = session.run(None, {"data": batch})[0]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert "OpenCV DNN" in backend.describe()["runtime"]
+    np.testing.assert_allclose(backend.embed(chips), expected, atol=1e-5)
