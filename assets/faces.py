@@ -1,6 +1,7 @@
 """`frame_detections` and `face_embeddings`: faces in sampled frames, then their vectors."""
 
 
+import os
 import time
 
 import dagster as dg
@@ -31,7 +32,7 @@ from resources import DataStorage, FaceModel, ReidDatabase
 
 class DetectionConfig(dg.Config):
     sample_fps: float = settings.sample_fps  # frames analysed per second; 0 = every frame
-    detect_threads: int = settings.detect_threads  # frames detected at once (whole-frame searches)
+    detect_threads: int | None = settings.detect_threads  # frames detected at once (whole-frame searches); unset: the backend's own
     # whole-frame search every N s of video; 0 = every sampled frame; unset: the backend's own
     full_detect_s: float | None = settings.full_detect_s
 
@@ -80,6 +81,7 @@ def frame_detections(
             context.log.info(f"{done}/{expected} frames analysed ({ts:.1f} s into the video)")
 
     full_detect_s = config.full_detect_s if config.full_detect_s is not None else getattr(backend, "full_detect_s", 1.0)
+    threads = config.detect_threads or min(getattr(backend, "detect_threads", 2), os.cpu_count() or 1)
     t0 = time.perf_counter()
     try:
         run = detect_video(
@@ -87,7 +89,7 @@ def frame_detections(
             backend,
             config.sample_fps,
             progress,
-            config.detect_threads,
+            threads,
             tracking_for(config.sample_fps, video["fps"], full_detect_s),
             ChipEmbedder(backend),
             out,
@@ -113,7 +115,7 @@ def frame_detections(
         "backend": dg.MetadataValue.json(backend.describe()),
         "decode_s": round(run.decode_s, 3),
         "detect_s": round(run.detect_s, 3),
-        "detect_threads": config.detect_threads,
+        "detect_threads": threads,
         "whole_frame_searches": run.extra.get("full_searches", 0),
         "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
         "decoded_s": round(decoded_s, 2),

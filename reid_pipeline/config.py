@@ -12,7 +12,7 @@
 | face backend (`auto`, `yunet_sface`, `dlib`, `insightface`) | `REID_FACE_BACKEND` | `auto`: insightface pack, else YuNet + SFace |
 | insightface packs folder / pack | `REID_INSIGHTFACE_ROOT` / `REID_INSIGHTFACE_PACK` | `~/.insightface/models` / `buffalo_l` |
 | analysis rate | `REID_SAMPLE_FPS` | `4` frames per second (`0` = every frame) |
-| threads detecting faces in one video | `REID_DETECT_THREADS` | `2` (at most the CPU count) |
+| threads detecting faces in one video | `REID_DETECT_THREADS` | YuNet 1, dlib 2 (at most the CPUs) |
 | whole-frame face search every N s (between: near known faces; `0`: every frame) | `REID_FULL_DETECT_S` | YuNet 0, dlib 1 |
 | a file is taken once unchanged for | `REID_SETTLE_SECONDS` | `5` seconds |
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -51,7 +50,7 @@ class Settings(BaseSettings):
     insightface_root: str | None = None
     insightface_pack: str = "buffalo_l"
     sample_fps: float = 4.0
-    detect_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    detect_threads: int | None = Field(None, ge=1)  # None: the backend's own (`detect_threads`)
     full_detect_s: float | None = Field(None, ge=0)  # None: the backend's own (`full_detect_s`)
     settle_seconds: float = 5.0
     sensor_interval: int = 10

@@ -53,6 +53,7 @@ class FaceBackend(Protocol):
     #   cheaper search used between full detections while faces are tracked;
     # full_detect_s: float: seconds of video between whole-frame searches by default (0:
     #   every sampled frame), where `REID_FULL_DETECT_S` is not set;
+    # detect_threads: int: frames searched at once by default (`REID_DETECT_THREADS` unset);
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ class DlibBackend:
     # a whole (upsampled) HOG search costs about ten near searches: once a second, near
     # searches between (BENCHMARKS.md, "Speed")
     full_detect_s = 1.0
+    detect_threads = 2  # HOG releases the GIL: two frames searched at once
 
     def __init__(self, upsample: int = 1, min_score: float = 0.0, max_side: int = 1280, cache_dir: Path | None = None):
         import dlib  # imported here: loading the backend is the only place that needs it

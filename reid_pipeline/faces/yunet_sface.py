@@ -266,6 +266,9 @@ class YuNetSFaceBackend:
     # whole, so people who walk in are found at once (near searches, `REID_FULL_DETECT_S`
     # > 0, cost a third of that and miss a few small faces: BENCHMARKS.md, "YuNet + SFace")
     full_detect_s = 0.0
+    # one frame at a time: SFace on OpenCV's threads keeps the other core busy, and a second
+    # YuNet thread only costs memory (same wall time, 54 MB more on 720p: BENCHMARKS.md)
+    detect_threads = 1
 
     def __init__(
         self,
