@@ -159,13 +159,7 @@ def _launch_backfill(settings: Settings, keys: list[str], model: str, args: argp
     with the model; followed with a progress bar with --wait."""
     import dagster as dg
 
-    from reid_pipeline.cli.execution import (
-        BACKFILL_CHUNK,
-        LaunchError,
-        launch_batched_backfill,
-        launch_partition_backfill,
-        wait_for_backfills,
-    )
+    from reid_pipeline.cli.runs import launch_backfill
 
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions("videos", keys)
@@ -173,27 +167,4 @@ def _launch_backfill(settings: Settings, keys: list[str], model: str, args: argp
     batch = settings.backfill_batch if args.batch is None else args.batch
     print(f"the daemon's runs embed with the face backend of the environment it was started in (`reid up`, or the"
           f" deployment's): it must be {settings.face_backend} for {model}")
-    try:
-        if batch > 1:
-            backfill_id = launch_batched_backfill(keys, batch, tags)
-            print(f"backfill {backfill_id} launched: {len(keys)} videos in batches of {batch}"
-                  f" (UI: /runs?q[]=tag:reid/backfill={backfill_id})")
-            filters = [{"reid/backfill": backfill_id}]
-        else:
-            filters = []
-            for start in range(0, len(keys), BACKFILL_CHUNK):
-                chunk = keys[start : start + BACKFILL_CHUNK]
-                backfill_id = launch_partition_backfill(chunk, tags)
-                filters.append({"dagster/backfill": backfill_id})
-                print(f"backfill {backfill_id} launched: {len(chunk)} runs queued"
-                      f" (UI: Runs > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
-    except LaunchError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    if not args.wait:
-        return 0
-    outcome = wait_for_backfills(instance, filters, len(keys), args.wait)
-    print(f"{len(outcome.finished)}/{len(keys)} videos finished, {len(outcome.failed)} failed")
-    for run in outcome.failed:
-        print(f"  failed: {run.tags.get('dagster/partition')} (run {run.run_id})")
-    return 0 if outcome.settled and not outcome.failed and len(outcome.finished) >= len(keys) else 1
+    return launch_backfill(instance, keys, batch, tags, args.wait)

@@ -178,9 +178,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
               "the partitions > Launch backfill), or run `reid backfill` again without --register-only")
         return 0
     batch = settings.backfill_batch if args.batch is None else args.batch
+    return launch_backfill(instance, keys, batch, args.tags, args.wait)
+
+
+def launch_backfill(instance, keys: list[str], batch: int, tags: str | None, wait: float | None) -> int:
+    """Launch the per-video job over `keys` for the daemon: batches of `batch` videos a run
+    (`backfill_videos`), or with `batch` 1 a Dagster backfill of one run per video; then,
+    with `wait` seconds, follow it. The exit status of the command."""
     try:
         if batch > 1:
-            backfill_id = launch_batched_backfill(keys, batch, args.tags)
+            backfill_id = launch_batched_backfill(keys, batch, tags)
             print(f"backfill {backfill_id} launched: {len(keys)} videos in batches of {batch}, one `process_video` run "
                   f"per video (UI: /runs?q[]=tag:reid/backfill={backfill_id})")
             filters = [{"reid/backfill": backfill_id}]
@@ -189,16 +196,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             filters = []
             for start in range(0, len(keys), BACKFILL_CHUNK):
                 chunk = keys[start : start + BACKFILL_CHUNK]
-                backfill_id = launch_partition_backfill(chunk, args.tags)
+                backfill_id = launch_partition_backfill(chunk, tags)
                 filters.append({"dagster/backfill": backfill_id})
                 print(f"backfill {backfill_id} launched: {len(chunk)} runs queued; the daemon runs them "
                       f"(UI: Runs > Backfills, or /runs?q[]=tag:dagster/backfill={backfill_id})")
     except LaunchError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    if not args.wait:
+    if not wait:
         return 0
-    outcome = wait_for_backfills(instance, filters, len(keys), args.wait)
+    outcome = wait_for_backfills(instance, filters, len(keys), wait)
     print(f"{len(outcome.finished)}/{len(keys)} videos finished, {len(outcome.failed)} failed")
     for run in outcome.failed:
         print(f"  failed: {run.tags.get('dagster/partition')} (run {run.run_id})")
