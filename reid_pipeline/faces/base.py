@@ -8,10 +8,12 @@ pipeline can store the chips once (asset `frame_detections`) and embed them late
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 
@@ -69,6 +71,25 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
     inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def near_crops(image: np.ndarray, boxes: Sequence[tuple[float, float, float, float]], margin: float, face_px: float,
+               max_scale: float = math.inf) -> Iterator[tuple[np.ndarray, int, int, float]]:
+    """For a search near known faces: per box, the region `margin` face widths around it,
+    resized so the face is about `face_px` (at most `max_scale` times larger), as (crop,
+    left, top, scale); a point p of the crop is at (left, top) + p / scale in the image."""
+    h, w = image.shape[:2]
+    for x1, y1, x2, y2 in boxes:
+        side = max(x2 - x1, y2 - y1, 1.0)
+        cx, cy, reach = (x1 + x2) / 2, (y1 + y2) / 2, side * (0.5 + margin)
+        left, top = int(max(0, cx - reach)), int(max(0, cy - reach))
+        right, bottom = int(min(w, cx + reach)), int(min(h, cy + reach))
+        if right - left < 8 or bottom - top < 8:
+            continue
+        scale = min(max_scale, face_px / side)
+        crop = cv2.resize(image[top:bottom, left:right], None, fx=scale, fy=scale,
+                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        yield crop, left, top, scale
 
 
 def suppress_overlaps(found: list[tuple[tuple[float, float, float, float], float]], iou: float = 0.4) -> list:

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reid_pipeline.faces.base import Detection, l2_normalise
+from reid_pipeline.faces.base import Detection, l2_normalise, near_crops
 from reid_pipeline.faces.dlib_onnx import cached_file
 from reid_pipeline.quality import NOSE_TIP_DROP, pose_from_points
 
@@ -345,18 +345,8 @@ class YuNetSFaceBackend:
         each region, `NEAR_MARGIN` face widths around its box, scaled so the face is about
         `NEAR_FACE_PX` (at most doubled). A few crops of about 256 px instead of the whole
         frame: a tenth to a third of its cost at 720p."""
-        h, w = image_bgr.shape[:2]
         found = []  # (boxes, scores, landmarks) per region, in frame pixels
-        for x1, y1, x2, y2 in boxes:
-            side = max(x2 - x1, y2 - y1, 1.0)
-            cx, cy, reach = (x1 + x2) / 2, (y1 + y2) / 2, side * (0.5 + NEAR_MARGIN)
-            left, top = int(max(0, cx - reach)), int(max(0, cy - reach))
-            right, bottom = int(min(w, cx + reach)), int(min(h, cy + reach))
-            if right - left < 8 or bottom - top < 8:
-                continue
-            scale = min(2.0, NEAR_FACE_PX / side)
-            crop = image_bgr[top:bottom, left:right]
-            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        for crop, left, top, scale in near_crops(image_bgr, boxes, NEAR_MARGIN, NEAR_FACE_PX, max_scale=2.0):
             b, s, p = self._run_detector(crop, self.score_threshold)
             found.append((b / scale + [left, top, left, top], s, p / scale + [left, top]))
         if not found:
