@@ -88,14 +88,16 @@ def start_reaper(watch_pid: int, group: int, pgdata: str | os.PathLike | None = 
 
 
 def run_group(commands: list[list[str]], cwd: str | os.PathLike, own_pgdata: str | os.PathLike | None = None,
-              on_end: Callable[[int, int], None] | None = None, poll_s: float = 0.5) -> tuple[int | None, int]:
+              on_end: Callable[[int, int], None] | None = None, poll_s: float = 0.5,
+              watch: Callable[[], None] | None = None, watch_every_s: float = 2.0) -> tuple[int | None, int]:
     """Run `commands` in one process group of their own (the first one's), with default
     signal handlers, and a reaper that ends the group (and stops the Postgres in
     `own_pgdata`) when this process is gone, even after a SIGKILL. SIGINT or SIGTERM to this
     process stops the group. When one command ends by itself, `on_end(index, exit code)` is
     called before the others are stopped. Returns once the whole group has ended: (the index
     of the command that ended by itself, or None when this process was told to stop; its
-    exit code)."""
+    exit code). `watch`, when given, is called every `watch_every_s` while the group runs
+    (`EmbeddedWatch`: the embedded Postgres started again when it dies)."""
     def restore_signals() -> None:  # started from a script in the background, SIGINT/SIGTERM may be ignored
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -119,8 +121,15 @@ def run_group(commands: list[list[str]], cwd: str | os.PathLike, own_pgdata: str
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    watched = time.monotonic()
     while all(p.poll() is None for p in procs):
         time.sleep(poll_s)
+        if watch is not None and not stopping.is_set() and time.monotonic() - watched >= watch_every_s:
+            watched = time.monotonic()
+            try:
+                watch()
+            except Exception as exc:  # noqa: BLE001 (a watcher never takes the services down)
+                print(f"reid: {exc!r}", file=sys.stderr, flush=True)
     ended = next(i for i, p in enumerate(procs) if p.poll() is not None)
     if on_end is not None and not stopping.is_set():
         on_end(ended, procs[ended].returncode)
@@ -128,6 +137,40 @@ def run_group(commands: list[list[str]], cwd: str | os.PathLike, own_pgdata: str
     for p in procs:
         p.wait()
     return (None if stopping.is_set() else ended), procs[ended].returncode
+
+
+class EmbeddedWatch:
+    """The embedded Postgres that `reid up` started, started again when it is gone (killed,
+    crashed), with a line on the console each time; `on_back(down_since)` is called once it
+    answers again (epoch seconds when it was found down)."""
+
+    def __init__(self, pgdata: str | os.PathLike, say: Callable[[str], None],
+                 on_back: Callable[[float], None] | None = None) -> None:
+        self.pgdata, self.say, self.on_back = Path(pgdata), say, on_back
+        self.down_since: float | None = None
+        self.restarts = 0
+
+    def __call__(self) -> None:
+        from reid_pipeline.database import embedded_running, embedded_server
+
+        if embedded_running(self.pgdata):
+            return
+        if self.down_since is None:
+            self.down_since = time.time()
+            self.say(f"the embedded Postgres in {self.pgdata} is not running (killed or crashed); starting it again")
+        try:
+            embedded_server(self.pgdata)  # starts it when it is not running
+        except Exception as exc:  # noqa: BLE001 (old backends may hold its memory for a moment: next time)
+            self.say(f"could not start the embedded Postgres yet ({str(exc).strip()[:200]}); trying again")
+            return
+        if not embedded_running(self.pgdata):
+            return
+        down_since, self.down_since = self.down_since, None
+        self.restarts += 1
+        self.say(f"the embedded Postgres is back after {time.time() - down_since:.0f} s; runs that failed"
+                 " meanwhile are retried")
+        if self.on_back is not None:
+            self.on_back(down_since)
 
 
 def _alive(pid: int) -> bool:

@@ -38,12 +38,32 @@ def cmd_status(args: argparse.Namespace) -> int:
               f" {v['sequences']:4d} {v['identities']:4d} {v['unresolved']:5d}  {name}{note}")
     if not args.all and len(videos) == 20:
         print("(the 20 newest; --all lists every video)")
+    stalled = _stalled(store)
+    if stalled:
+        print(f"\nprocessing, but nothing runs ({len(stalled)}):")
+        for key, why in stalled:
+            print(f"  {key}: {why}; `reid up` retries a dead run (or run `reid retry {key}`)")
     skipped = store.skipped_files()
     if skipped:
         print(f"\nnot taken from the inbox or the archive ({len(skipped)}):")
         for s in skipped:
             print(f"  {s['location']}: {s['reason']}")
     return 0
+
+
+def _stalled(store) -> list[tuple[str, str]]:
+    """The videos held for `processing` whose run is not alive, with why (`cli.run_health`)."""
+    keys = [r["partition_key"] for r in store.rows("SELECT partition_key FROM videos WHERE status = 'processing'"
+                                                   " ORDER BY registered_at, partition_key")]
+    if not keys:
+        return []
+    import dagster as dg
+
+    from reid_pipeline.cli.run_health import stalled_video
+
+    prepare(Settings())  # the Dagster instance's storage URL and home
+    with dg.DagsterInstance.get() as instance:
+        return [(key, why) for key in keys if (why := stalled_video(instance, key))]
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

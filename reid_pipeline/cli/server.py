@@ -58,11 +58,15 @@ def run_dagster(home: Path, host: str, port: int, own_pgdata: Path | None = None
     too): 0 when stopped by Ctrl-C or SIGTERM, else the exit code of the one that ended."""
     import dagster as dg
 
+    from reid_pipeline.cli.run_health import resolve_dead_runs
     from reid_pipeline.supervise import run_group
 
-    # the instance's tables made here, once, before two services race to create them
-    with dg.DagsterInstance.get():
-        pass
+    # the instance's tables made here, once, before two services race to create them; the
+    # runs a killed `reid up` left STARTED are marked failed (the daemon's run retries then
+    # run them again) and their pool slots given back
+    with dg.DagsterInstance.get() as instance:
+        for dead in resolve_dead_runs(instance, "reid up, at its start"):
+            print(f"reid: {dead.line()}", file=sys.stderr, flush=True)
     workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
     bin_dir = Path(sys.executable).parent
     daemon = str(bin_dir / "dagster-daemon") if (bin_dir / "dagster-daemon").exists() else shutil.which("dagster-daemon")
@@ -74,7 +78,24 @@ def run_dagster(home: Path, host: str, port: int, own_pgdata: Path | None = None
     def said_why(index: int, code: int) -> None:
         print(f"reid: {DAGSTER_SERVICES[index]} stopped (exit code {code}); stopping the rest", file=sys.stderr, flush=True)
 
-    ended, code = run_group(commands, home, own_pgdata, on_end=said_why)
+    watch = None
+    if own_pgdata is not None:  # the embedded Postgres this command started: started again when it dies
+        from reid_pipeline.cli.run_health import OutageRetries
+        from reid_pipeline.supervise import EmbeddedWatch
+
+        def say(line: str) -> None:
+            print(f"reid: {line}", file=sys.stderr, flush=True)
+
+        ui = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        retries = OutageRetries(f"http://{ui}:{port}/graphql", say)
+        postgres = EmbeddedWatch(own_pgdata, say, on_back=retries.outage)
+
+        def watch() -> None:
+            postgres()
+            if postgres.down_since is None:
+                retries.tick()
+
+    ended, code = run_group(commands, home, own_pgdata, on_end=said_why, watch=watch)
     return 0 if ended is None else (code or 1)
 
 

@@ -1,0 +1,200 @@
+"""Fault injection on the running stack (`reid up`, as a user starts it): a run worker, `reid
+up` itself and the embedded Postgres are SIGKILLed in the middle of a video's run; each
+time the video must end `ready` without a command by hand, and no pool slot may stay held
+by a dead run (issue 22). Marked `e2e` like tests/test_e2e.py, whose helpers they use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from reid_pipeline.inbox import partition_key_for
+from tests.test_e2e import (
+    _free_port,
+    _make_root,
+    _reid_env,
+    _run_workers,
+    _start_up,
+    _stop_postgres,
+    _stop_stack,
+    _tail,
+    _wait_until_answering,
+    _with_env,
+)
+
+pytestmark = pytest.mark.e2e
+
+READY_TIMEOUT_S = 300
+
+
+def _drop_video(root: Path, inbox: Path, seconds: float = 8.0) -> str:
+    """A synthetic clip copied into the inbox; returns its partition key."""
+    from reid_pipeline.testing import synthetic
+
+    source = root / "src" / "clip.avi"
+    synthetic.write_video(synthetic.two_people_walking(seconds=seconds), source)
+    shutil.copyfile(source, inbox / "clip.avi")
+    return partition_key_for(str((inbox / "clip.avi").resolve()))
+
+
+def _wait_for_worker(home: Path) -> list[int]:
+    deadline = time.monotonic() + 120
+    while not (workers := _run_workers(home)):
+        assert time.monotonic() < deadline, "no run worker started"
+        time.sleep(0.3)
+    time.sleep(2)  # inside the run (detection), before it can finish
+    return workers
+
+
+def _video(home: Path, key: str) -> tuple[str, int] | None:
+    import psycopg
+
+    from reid_pipeline.database import embedded_running
+
+    if not embedded_running(home / "pgdata"):
+        return None
+    try:
+        with psycopg.connect(f"host={home / 'pgdata'} dbname=postgres user=postgres", connect_timeout=5) as conn:
+            return conn.execute(
+                "SELECT v.status, (SELECT count(*) FROM faces f WHERE f.partition_key = v.partition_key)"
+                " FROM videos v WHERE partition_key = %s", (key,)).fetchone()
+    except psycopg.Error:
+        return None
+
+
+def _wait_ready(home: Path, key: str, log: Path) -> int:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        row = _video(home, key)
+        if row and row[0] == "ready":
+            assert row[1] > 0, row
+            return row[1]
+        assert time.monotonic() < deadline, f"video {key} not ready: {row}\n{_tail(log)}"
+        time.sleep(2)
+
+
+def _instance(monkeypatch, env: dict):
+    import dagster as dg
+
+    from reid_pipeline.cli.instance import URL_VARIABLE, storage_url
+    from reid_pipeline.database import embedded_url
+
+    monkeypatch.setenv(URL_VARIABLE, storage_url(embedded_url(Path(env["REID_HOME"]) / "pgdata")))
+    return dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+
+
+def _slots_of_finished_runs(instance) -> list:
+    held = []
+    for slot in instance.event_log_storage.get_concurrency_info("face_model").claimed_slots:
+        run = instance.get_run_by_id(slot.run_id)
+        if run is None or run.is_finished:
+            held.append((slot.run_id, slot.step_key, run.status.value if run else "deleted"))
+    return held
+
+
+def _runs_of(instance, key: str) -> list:
+    import dagster as dg
+
+    return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_run_worker_gives_back_its_slot_and_is_retried(monkeypatch):
+    root = _make_root()
+    env = {**_reid_env(root), "REID_SAMPLE_FPS": "6"}
+    home, inbox, log = Path(env["REID_HOME"]), Path(env["REID_INBOX"]), root / "up.log"
+    proc = None
+    try:
+        port = _free_port()
+        proc = _start_up(env, port, log)
+        _wait_until_answering(proc, f"http://127.0.0.1:{port}", log)
+        key = _drop_video(root, inbox)
+        for pid in _wait_for_worker(home):
+            os.kill(pid, signal.SIGKILL)
+        _wait_ready(home, key, log)
+        with _instance(monkeypatch, env) as instance:
+            runs = _runs_of(instance, key)
+            assert [r.status.value for r in runs if r.is_finished].count("FAILURE") >= 1, runs
+            # the dead run's `face_model` slot is given back (the daemon, a few seconds after it ended)
+            deadline = time.monotonic() + 30
+            while held := _slots_of_finished_runs(instance):
+                assert time.monotonic() < deadline, f"pool face_model still held by finished runs: {held}"
+                time.sleep(1)
+    finally:
+        if proc is not None:
+            _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(720)
+def test_a_killed_reid_up_leaves_a_run_that_the_next_one_finishes(monkeypatch):
+    from reid_pipeline.database import embedded_running
+
+    root = _make_root()
+    env = {**_reid_env(root), "REID_SAMPLE_FPS": "6"}
+    home, inbox = Path(env["REID_HOME"]), Path(env["REID_INBOX"])
+    first = second = None
+    try:
+        port = _free_port()
+        first = _start_up(env, port, root / "first.log")
+        _wait_until_answering(first, f"http://127.0.0.1:{port}", root / "first.log")
+        key = _drop_video(root, inbox)
+        _wait_for_worker(home)
+        os.kill(first.pid, signal.SIGKILL)  # no chance to clean up: its reaper ends the rest
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while _with_env("REID_HOME", str(home)) or embedded_running(home / "pgdata"):
+            assert time.monotonic() < deadline, "the killed reid up left processes behind"
+            time.sleep(0.5)
+
+        port = _free_port()
+        second = _start_up(env, port, root / "second.log")
+        _wait_until_answering(second, f"http://127.0.0.1:{port}", root / "second.log")
+        _wait_ready(home, key, root / "second.log")
+        said = (root / "second.log").read_text(errors="replace")
+        assert "was left running but process" in said and "marked failed" in said, said
+        with _instance(monkeypatch, env) as instance:
+            assert not _slots_of_finished_runs(instance)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(720)
+def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready():
+    from reid_pipeline.database import embedded_running
+
+    root = _make_root()
+    env = {**_reid_env(root), "REID_SAMPLE_FPS": "6"}
+    home, inbox, log = Path(env["REID_HOME"]), Path(env["REID_INBOX"]), root / "up.log"
+    proc = None
+    try:
+        port = _free_port()
+        proc = _start_up(env, port, log)
+        _wait_until_answering(proc, f"http://127.0.0.1:{port}", log)
+        key = _drop_video(root, inbox)
+        _wait_for_worker(home)
+        postmaster = int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        killed = time.monotonic()
+        while not embedded_running(home / "pgdata") or "embedded Postgres is back" not in log.read_text(errors="replace"):
+            assert time.monotonic() - killed < 30, f"Postgres not back within 30 s:\n{_tail(log)}"
+            time.sleep(0.5)
+        assert proc.poll() is None, _tail(log)
+        _wait_ready(home, key, log)
+        assert proc.poll() is None, _tail(log)
+    finally:
+        if proc is not None:
+            _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
