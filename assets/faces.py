@@ -24,7 +24,6 @@ from reid_pipeline.detection import (
     tracking_for,
 )
 from reid_pipeline.faces.chips import decode_jpeg
-from reid_pipeline.presentation.pictures import contact_sheet, markdown_image, spread
 from reid_pipeline.storage import write_parquet
 from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
@@ -35,15 +34,6 @@ class DetectionConfig(dg.Config):
     detect_threads: int | None = settings.detect_threads  # frames detected at once (whole-frame searches); unset: the backend's own
     # whole-frame search every N s of video; 0 = every sampled frame; unset: the backend's own
     full_detect_s: float | None = settings.full_detect_s
-
-
-def _preview(df: pl.DataFrame, path, n: int = 24) -> dg.MetadataValue:
-    """A contact sheet of `n` faces spread over the video (chips read from `path`)."""
-    picks = [df.row(i, named=True) for i in spread(df.height, n)]
-    found = read_chips(path, [p["detection_id"] for p in picks])
-    chips = [found[p["detection_id"]] for p in picks]
-    labels = [f"{p['timestamp_s']:.1f}s" for p in picks]
-    return dg.MetadataValue.md(markdown_image(contact_sheet(chips, labels), "faces"))
 
 
 @dg.asset(partitions_def=videos, group_name="video", deps=[raw_video], kinds={"parquet"}, pool="face_model")
@@ -126,7 +116,8 @@ def frame_detections(
     if df.height:
         metadata["median_face_px"] = float(df["face_px"].median())
         metadata["median_blur"] = round(float(df["blur"].median()), 1)
-        metadata["preview"] = _preview(df, out)
+        # the faces themselves: on the gallery's page of the video, behind its secret (never in metadata)
+        metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
     else:
         context.log.warning(f"no faces found in {run.frames_sampled} sampled frames")
         metadata["note"] = f"no faces found in {run.frames_sampled} sampled frames"
@@ -173,5 +164,5 @@ def face_embeddings(
         "table": "faces",
     }
     if detections.height:
-        metadata["preview"] = _preview(detections, path)
+        metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
     return dg.MaterializeResult(metadata=metadata)

@@ -3,12 +3,10 @@
 
 import time
 
-import cv2
 import dagster as dg
 
 from assets.partitions import videos
-from reid_pipeline.presentation.pictures import markdown_image
-from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
+from reid_pipeline.video import VideoError, probe, sha256_of
 from resources import ObjectStore, ReidDatabase
 
 
@@ -56,8 +54,5 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase, s3: Obj
     if duplicate_of:
         metadata["duplicate_of"] = duplicate_of
         context.log.warning(f"{path.name} has the same content as partition {duplicate_of}; it will not be analysed again")
-    first = next(iter_frames(path), None)
-    if first is not None:
-        thumb = cv2.resize(first.image, (240, max(1, round(240 * info.height / info.width))))
-        metadata["first_frame"] = dg.MetadataValue.md(markdown_image(cv2.imencode(".png", thumb)[1].tobytes(), "first frame"))
+    # no thumbnail: a frame of the video may show a face, and Dagster's metadata never holds one
     return dg.MaterializeResult(metadata=metadata)

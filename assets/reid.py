@@ -11,7 +11,6 @@ from reid_pipeline.archive import match_partition, recompute_identities
 from reid_pipeline.detection import chip_reader
 from reid_pipeline.gallery import remove_galleries, write_gallery
 from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
-from reid_pipeline.presentation.pictures import identities_sheet, links_sheet, markdown_image
 from reid_pipeline.storage import read_parquet
 from resources import DataStorage, ReidDatabase
 
@@ -82,7 +81,13 @@ def cross_video_matches(
     if report.links:
         best = sorted(report.links, key=lambda r: -r["score"])[:12]
         sequences = {s["id"]: s for s in store.sequences_by_id({i for r in best for i in (r["sequence_a"], r["sequence_b"])})}
-        metadata["best_links"] = dg.MetadataValue.md(markdown_image(links_sheet(best, sequences, chip_loader(storage)), "best links"))
+        # numbers only: the faces of these links are on the gallery's page of the video
+        metadata["best_links"] = table(({
+            "score": round(r["score"], 4),
+            **{f"{side}_{k}": sequences[r[f"sequence_{side}"]][col] for side in ("a", "b")
+               for k, col in (("video", "partition_key"), ("sequence", "sequence_number"), ("start_s", "start_s"))},
+        } for r in best if r["sequence_a"] in sequences and r["sequence_b"] in sequences), LINK_COLUMNS, digits=3)
+        metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -92,6 +97,8 @@ CORRECTION_COLUMNS = {"correction": "int", "status": "string", "why": "string"}
 UNRESOLVED_COLUMNS = {"partition_key": "string", "sequence_number": "int", "start_s": "float", "end_s": "float",
                       "face_count": "int", "reason": "string"}
 UNRESOLVED_SHOWN = 30
+LINK_COLUMNS = {"score": "float", "a_video": "string", "a_sequence": "int", "a_start_s": "float",
+                "b_video": "string", "b_sequence": "int", "b_start_s": "float"}
 
 
 @dg.asset(
@@ -166,8 +173,8 @@ def identities(
                  if status != "applied"), CORRECTION_COLUMNS),
             f"{prefix}seconds": round(time.perf_counter() - t0, 3),
         })
-        if shown:
-            metadata[f"{prefix}preview"] = dg.MetadataValue.md(markdown_image(identities_sheet(shown[:12], sightings, chip), "identities"))
+        if shown:  # the faces: in the gallery app, behind its secret (never in metadata)
+            metadata[f"{prefix}faces_in_gallery"] = storage.gallery_page("/")
     if not models:
         metadata["identities"] = 0
     return dg.MaterializeResult(metadata=metadata)

@@ -115,7 +115,8 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
     sequences as clusters) per face, per sequence and overall, with a silhouette plot, a
     2-D projection of the faces coloured by sequence, a contact sheet of sequences and the
     sequence evidence at the busiest moment. PNG and HTML files under the data root (a folder
-    or a bucket prefix)."""
+    or a bucket prefix); the metadata holds the numbers and the two face-free charts, and
+    links to the gallery's page of the video for the faces."""
     key = context.partition_key
     detections, vectors, _, _ = _load(storage, key)
     membership = current_columns(read_parquet(storage.path("face_sequences", key, ".faces.parquet")))
@@ -141,7 +142,9 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
         "singleton_sequences": result.singleton_sequences,
         "report": dg.MetadataValue.path(str(folder / "report.html")),
     }
-    for name in ("silhouette_plot", "projection", "contact_sheet"):
+    # charts without faces only; the contact sheet shows faces: on the gallery's page of the video
+    for name in ("silhouette_plot", "projection"):
         if name in pictures:
             metadata[name] = dg.MetadataValue.md(markdown_image(pictures[name], name))
+    metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

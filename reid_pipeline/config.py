@@ -18,6 +18,7 @@
 | inbox sensor interval | `REID_SENSOR_INTERVAL` | `10` seconds |
 | videos per run of a backfill (model loaded once per run) | `REID_BACKFILL_BATCH` | `25` |
 | the SQL migrations | `REID_SQL_DIR` | `<project>/sql` |
+| the gallery app's address, linked from Dagster's metadata (`reid gallery --port`) | `REID_GALLERY_URL` | `http://127.0.0.1:8765` |
 | file creation mask for face data (chips, previews, reports, gallery) | `REID_UMASK` | `077` (owner only) |
 """
 
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     # a backfill runs this many videos per run: Dagster's start-up (about 5 s here) is paid
     # once per run, not per video (BENCHMARKS.md, "Backfill overhead")
     backfill_batch: int = Field(25, ge=1)
+    gallery_url: str = "http://127.0.0.1:8765"  # where `reid gallery` answers (Dagster metadata links there)
     sql_dir: Path = PROJECT_ROOT / "sql"  # the migrations (a container installs the package elsewhere)
     # umask of every process that writes face data: 077 = files for their owner only; a
     # shared install may widen it (027: the owner's group may read)

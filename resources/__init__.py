@@ -113,6 +113,9 @@ class DataStorage(dg.ConfigurableResource):
 
     data_root: str
     s3: ObjectStore
+    # where `reid gallery` answers: face pictures are shown there, behind its secret, never
+    # in Dagster's metadata (README, "What the Dagster UI shows"); metadata links to it
+    gallery_url: str = "http://127.0.0.1:8765"
 
     @property
     def root(self) -> StoragePath:
@@ -123,6 +126,14 @@ class DataStorage(dg.ConfigurableResource):
 
     def folder(self, *parts: str) -> StoragePath:
         return folder(self.root, *parts)
+
+    def gallery_page(self, path: str) -> dg.MetadataValue:
+        """A link to a page of the gallery app (`/videos/<key>`, `/identity/<id>`, `/`): the
+        faces that metadata never holds. The link carries no secret: it opens only in the
+        browser of the person who opened the URL `reid gallery` printed."""
+        from urllib.parse import quote
+
+        return dg.MetadataValue.url(self.gallery_url.rstrip("/") + quote(path))
 
 
 class Inbox(dg.ConfigurableResource):
@@ -163,7 +174,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             model_cache=str(s.model_cache),
         ),
         "s3": s3,
-        "storage": DataStorage(data_root=str(s.data_root), s3=s3),
+        "storage": DataStorage(data_root=str(s.data_root), s3=s3, gallery_url=s.gallery_url),
         "archive": Archive(source=s.archive, endpoint_url=s.s3_endpoint_url, settle_seconds=s.settle_seconds),
         "inbox": Inbox(
             folder=str(s.inbox), bucket=s.inbox_bucket, endpoint_url=s.s3_endpoint_url, settle_seconds=s.settle_seconds

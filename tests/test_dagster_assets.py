@@ -1,15 +1,19 @@
 """Dagster tests: real partitions materialised against the embedded Postgres, bad input,
 and the inbox sensor driven tick by tick."""
 
+import base64
 import json
 import os
 import shutil
 import time
 from pathlib import Path
 
+import cv2
 import dagster as dg
+import numpy as np
 import pytest
 
+from reid_pipeline.faces import load_backend
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
 from reid_pipeline.testing import synthetic
@@ -34,6 +38,14 @@ def run(defs, instance, store, path, name=None, sample_fps=2.0, sequences=None):
     return key, result, metadata
 
 
+FACELESS_CHARTS = {("silhouette_report", "silhouette_plot"), ("silhouette_report", "projection")}
+
+
+def _pictures(md) -> set[tuple[str, str]]:
+    """(asset, metadata key) of every embedded picture in the materializations' metadata."""
+    return {(asset, k) for asset, values in md.items() for k, v in values.items() if "data:image" in str(v)}
+
+
 def check_result(result, name="silhouette_mean"):
     [evaluation] = [
         e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
@@ -51,7 +63,10 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
     det = md["frame_detections"]
     assert det["frames_sampled"] == 4 and det["model"] == "sface_2021dec"
     assert det["faces"] == 8  # two people in each of the 4 sampled frames
-    assert "data:image/png;base64," in det["preview"]
+    # no picture in Dagster's metadata (its UI shows metadata to anyone who reaches it): a link
+    # to the gallery's page of the video instead, where the faces are behind its secret
+    assert _pictures(md) <= FACELESS_CHARTS
+    assert det["faces_in_gallery"] == f"http://127.0.0.1:8765/videos/{key}"
     assert md["face_embeddings"]["faces"] == 8 and md["face_embeddings"]["dim"] == 128
     assert md["face_embeddings"]["embedded_during_detection"]  # not embedded twice
     with store.connection() as conn:
@@ -179,8 +194,13 @@ def test_sequences_and_silhouette_report_in_the_ui(defs, instance, store, cut_vi
     seq = md["face_sequences"]
     assert seq["sequences"] == 4 and seq["shots"] == 3 and seq["faces_rejected"] == 0
     report = md["silhouette_report"]
-    for picture in ("silhouette_plot", "projection", "contact_sheet"):
-        assert "data:image/png;base64," in report[picture]
+    # the two charts are embedded and show no face; the contact sheet (faces) is in the gallery only
+    assert _pictures(md) == FACELESS_CHARTS
+    backend = load_backend("yunet_sface")
+    for picture in ("silhouette_plot", "projection"):
+        png = base64.b64decode(report[picture].split("base64,", 1)[1].rstrip(")"))
+        assert not backend.detect(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)), f"a face in {picture}"
+    assert "contact_sheet" not in report and report["faces_in_gallery"].endswith(f"/videos/{key}")
     assert report["mean_silhouette"] > 0.25 and report["scored_sequences"] == 4
     evaluation = check_result(result)
     assert evaluation.passed
