@@ -10,7 +10,7 @@ import numpy as np
 
 from reid_pipeline import corrections
 from reid_pipeline.faces.base import l2_normalise
-from reid_pipeline.identities import Link, cluster, identity_id
+from reid_pipeline.identities import Link, carry_ids, cluster, identity_id
 from reid_pipeline.matching import MatchSettings, similarity, spans_overlap
 from reid_pipeline.store import Store, as_array
 
@@ -90,6 +90,7 @@ class IdentityResult:
     seconds: float
     unresolved: list[tuple[int, str]] = field(default_factory=list)  # (sequence row id, reason)
     corrections: dict[int, tuple[str, str]] = field(default_factory=dict)  # correction id -> (status, detail)
+    forwards: list[dict] = field(default_factory=list)  # ids that ended: {old_id, new_ids, reason}
 
 
 def cannot_links(sequences: list[dict]) -> list[tuple[int, int]]:
@@ -132,13 +133,18 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
     groups: dict[int, list[dict]] = {}
     for seq in sequences:
         groups.setdefault(labels[seq["id"]], []).append(seq)
-    identities, members, unresolved = [], [], []
+    identities, members, unresolved, people = [], [], [], []
     for group in groups.values():
         if len(group) == 1 and group[0]["face_count"] < settings.short_faces:
             n = group[0]["face_count"]
             unresolved.append((group[0]["id"], f"{n} usable face{'s' if n != 1 else ''}, linked to nobody"))
             continue
-        ident = identity_id([f"{s['partition_key']}:{s['sequence_number']:06d}" for s in group])
+        people.append(group)
+    # each cluster keeps the id of the previous identity it shares most sightings with
+    ids, forwards = carry_ids([[s["id"] for s in g] for g in people],
+                              [identity_id([f"{s['partition_key']}:{s['sequence_number']:06d}" for s in g]) for g in people],
+                              previous_identities(store, model, sequences))
+    for ident, group in zip(ids, people):
         best = max(group, key=lambda s: (s["face_count"] * (s["mean_quality"] or 0), -s["id"]))
         identities.append({
             "identity_id": ident,
@@ -152,9 +158,35 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
     marks = corrections.apply_marks(constraints, dict((seq, ident) for ident, seq in members))
     for ident in identities:
         ident.update(marks.get(ident["identity_id"], {"label": None, "hidden": False}))
-    store.replace_identities(model, identities, members, unresolved)
+    refs = corrections.sightings_by_id(store, [seq for _, seq in members])
+    store.replace_identities(model, identities, members, unresolved,
+                             sightings=[(ident, seq, refs[seq]) for ident, seq in members if seq in refs],
+                             forwards=[(f.old_id, f.new_ids, f.reason) for f in forwards])
     corrections.save_report(store, model, constraints.report)
-    return IdentityResult(identities, members, time.perf_counter() - t0, unresolved, constraints.report)
+    return IdentityResult(identities, members, time.perf_counter() - t0, unresolved, constraints.report,
+                          [{"old_id": f.old_id, "new_ids": list(f.new_ids), "reason": f.reason} for f in forwards])
+
+
+def previous_identities(store: Store, model: str, sequences: list[dict]) -> dict[str, set[int]]:
+    """The identities of the last recomputation, each as the sequence row ids (among
+    `sequences`) that hold its sightings now: a sequence still there as it was, else the one
+    its reference finds again (`corrections.resolve`: a re-run video makes new rows)."""
+    current = {s["id"] for s in sequences}
+    out: dict[str, set[int]] = {r["identity_id"]: set() for r in store.rows(
+        "SELECT identity_id FROM identities WHERE model = %s", (model,))}
+    for r in store.rows("SELECT identity_id, sequence_id FROM identity_sequences WHERE model = %s", (model,)):
+        out.setdefault(r["identity_id"], set()).add(r["sequence_id"])  # before the first recomputation with sightings
+    kept = store.previous_sightings(model)
+    lost = [r for r in kept if r["sequence_id"] not in current]
+    for r, found in zip(lost, corrections.resolve(store, model, [r["sighting"] for r in lost], sequences)):
+        out.setdefault(r["identity_id"], set())
+        if found is not None:
+            out[r["identity_id"]].add(found)
+    for r in kept:
+        out.setdefault(r["identity_id"], set())
+        if r["sequence_id"] in current:
+            out[r["identity_id"]].add(r["sequence_id"])
+    return {i: {s for s in seqs if s in current} for i, seqs in out.items()}
 
 
 def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: MatchSettings, exclude: set[int] = frozenset()) -> list[dict]:

@@ -45,22 +45,32 @@ MIN_SPAN_IOU = 0.5  # fallback: the one sequence whose time span overlaps the re
 def sightings_of(store: Store, sequence_ids: Iterable[int]) -> list[dict]:
     """References to sequences (row ids) that survive re-running their videos: partition
     key, time span, and the time and box of the sequence's best face."""
+    return list(sightings_by_id(store, sequence_ids).values())
+
+
+def sightings_by_id(store: Store, sequence_ids: Iterable[int]) -> dict[int, dict]:
+    """`sightings_of`, keyed by sequence row id (in the same order)."""
     rows = store.rows(
         "SELECT s.id, s.partition_key, s.start_s, s.end_s, f.timestamp_s, f.box FROM sequences s"
         " LEFT JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model"
         " AND f.detection_id = s.best_detection_id WHERE s.id = ANY(%s) ORDER BY s.partition_key, s.start_s, s.id",
         (sorted(set(sequence_ids)),))
-    return [{"partition_key": r["partition_key"], "start_s": round(r["start_s"], 3), "end_s": round(r["end_s"], 3),
-             "t": round(r["timestamp_s"] if r["timestamp_s"] is not None else (r["start_s"] + r["end_s"]) / 2, 3),
-             "box": [round(float(v), 1) for v in r["box"]] if r["box"] is not None else None} for r in rows]
+    return {r["id"]: {"partition_key": r["partition_key"], "start_s": round(r["start_s"], 3), "end_s": round(r["end_s"], 3),
+                      "t": round(r["timestamp_s"] if r["timestamp_s"] is not None else (r["start_s"] + r["end_s"]) / 2, 3),
+                      "box": [round(float(v), 1) for v in r["box"]] if r["box"] is not None else None} for r in rows}
 
 
 def identity_sequences(store: Store, identity_id: str) -> tuple[str, list[int]]:
-    """(model, sequence row ids) of an identity; KeyError when there is none of that id."""
+    """(model, sequence row ids) of an identity; an id that ended and was merged into one
+    identity names that one (its forward); KeyError when there is none of that id, or it
+    ended otherwise (split, forgotten: `forward_sentence` says what became of it)."""
     rows = store.rows("SELECT model, sequence_id FROM identity_sequences WHERE identity_id = %s ORDER BY sequence_id",
                       (identity_id,))
     if not rows:
-        raise KeyError(f"no identity {identity_id!r}")
+        forward = store.forward(identity_id)
+        if forward is not None and len(forward["live"]) == 1:
+            return identity_sequences(store, forward["live"][0])
+        raise KeyError(forward_sentence(forward) if forward is not None else f"no identity {identity_id!r}")
     return rows[0]["model"], [r["sequence_id"] for r in rows if r["model"] == rows[0]["model"]]
 
 
@@ -171,6 +181,19 @@ def hide(store: Store, identity_id: str, source: str = "cli") -> int:
     """Hide an identity from the gallery (undo the correction to show it again)."""
     _, members = identity_sequences(store, identity_id)
     return record(store, "hide", sightings_of(store, members), note=f"hide {identity_id}", source=source)
+
+
+def forward_sentence(forward: dict) -> str:
+    """What became of an ended id (`Store.forward`), in words."""
+    old, live = forward["old_id"], forward["live"]
+    names = " and ".join(live) if len(live) <= 2 else ", ".join(live[:-1]) + " and " + live[-1]
+    if not live:
+        return {"forgotten": f"{old} is gone: its sightings were forgotten (or their videos re-run without them)",
+                "unresolved": f"{old} is gone: its sightings are unresolved now (listed at the foot of the identities)"
+                }.get(forward["reason"], f"{old} is gone: none of its sightings belongs to an identity now")
+    if len(live) == 1:
+        return f"{old} was merged into {names}" if forward["reason"] == "merged" else f"{old} is now {names}"
+    return f"{old} was split: its sightings are now {names}"
 
 
 def identity_holding(store: Store, sequence_id: int) -> str | None:

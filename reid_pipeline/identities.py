@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -43,6 +44,65 @@ class Link:
 def identity_id(members: list[str]) -> str:
     """A stable id named after the identity's smallest member (e.g. 'clip-1a2b3c4d:3')."""
     return "person-" + hashlib.sha1(min(members).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Forward:
+    """What became of an id that ended: the identities holding its sightings now (most
+    first) and why (merged, split, unresolved, forgotten)."""
+
+    old_id: str
+    new_ids: tuple[str, ...]
+    reason: str
+
+
+def carry_ids(clusters: list[list[int]], derived: list[str], previous: dict[str, set[int]]) -> tuple[list[str], list[Forward]]:
+    """Ids for new clusters (lists of sequence row ids) that keep the previous identities'
+    ids: one-to-one by the sightings they share (`previous`: old id -> the sequence row ids
+    that hold its sightings now, gone ones left out), the largest total overlap first
+    (`linear_sum_assignment`); a tie goes to the old id the cluster would be named by anyway
+    (`derived`, its `identity_id`), then to the old ids in sorted order. A cluster sharing
+    no sighting with any old identity left takes its derived id (another one, salted, when
+    that one is taken). Returns the ids and the forwards of the old ids that ended.
+    Depends only on the arguments."""
+    old_ids = sorted(previous)
+    ids: list[str | None] = [None] * len(clusters)
+    if old_ids and clusters:
+        holder = {s: j for j, c in enumerate(clusters) for s in c}
+        overlap = np.zeros((len(old_ids), len(clusters)))
+        for i, old in enumerate(old_ids):
+            for s in previous[old]:
+                if s in holder:
+                    overlap[i, holder[s]] += 1
+        scale = min(overlap.shape) + 1  # the tie-break bonuses (at most one per pair) never outweigh a shared sighting
+        bonus = np.array([[float(old == d) for d in derived] for old in old_ids])
+        rows, cols = linear_sum_assignment(overlap * scale + bonus, maximize=True)
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            if overlap[i, j] > 0:
+                ids[j] = old_ids[i]
+    kept = {i for i in ids if i is not None}
+    ended = [old for old in old_ids if old not in kept]
+    taken = kept | set(ended)
+    for j, d in enumerate(derived):
+        if ids[j] is None:
+            name, salt = d, 0
+            while name in taken:
+                salt += 1
+                name = "person-" + hashlib.sha1(f"{d}#{salt}".encode()).hexdigest()[:10]
+            ids[j] = name
+            taken.add(name)
+    forwards = []
+    holder_id = {s: ids[j] for j, c in enumerate(clusters) for s in c}
+    for old in ended:
+        counts: dict[str, int] = {}
+        for s in previous[old]:
+            if s in holder_id:
+                counts[holder_id[s]] = counts.get(holder_id[s], 0) + 1
+        successors = tuple(sorted(counts, key=lambda i: (-counts[i], i)))
+        reason = ("forgotten" if not previous[old] else "unresolved" if not successors
+                  else "merged" if len(successors) == 1 else "split")
+        forwards.append(Forward(old, successors, reason))
+    return [str(i) for i in ids], forwards
 
 
 def cluster(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from reid_pipeline.store.connection import StoreBase, lock
@@ -9,17 +10,32 @@ from reid_pipeline.store.connection import StoreBase, lock
 
 class Identities(StoreBase):
     def replace_identities(
-        self, model: str, identities: list[dict], members: list[tuple[str, int]], unresolved: Sequence[tuple[int, str]] = ()
+        self, model: str, identities: list[dict], members: list[tuple[str, int]], unresolved: Sequence[tuple[int, str]] = (),
+        sightings: Sequence[tuple[str, int, dict]] = (), forwards: Sequence[tuple[str, Sequence[str], str]] = (),
     ) -> None:
         """Replace all identities of `model`: rows (identity_id, sequence_count, video_count,
         face_count, best_sequence, optional label and hidden), members (identity_id, sequence row id) and the
-        unresolved sequences (sequence row id, reason)."""
+        unresolved sequences (sequence row id, reason); the members' `sightings` (identity_id,
+        sequence row id, reference that survives re-running the video) that the next
+        recomputation keeps the ids by; the `forwards` (old id, new ids, reason) of the ids
+        that ended. An id that is live again loses its forward."""
         with self.connection() as conn:
             with conn.transaction():
                 lock(conn, "model", model)
                 conn.execute("DELETE FROM identities WHERE model = %s", (model,))
                 conn.execute("DELETE FROM unresolved_sequences WHERE model = %s", (model,))
+                conn.execute("DELETE FROM identity_sightings WHERE model = %s", (model,))
+                conn.execute("DELETE FROM identity_forwards WHERE model = %s AND old_id = ANY(%s)",
+                             (model, [i["identity_id"] for i in identities] + [f[0] for f in forwards]))
                 with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO identity_sightings (model, identity_id, sequence_id, sighting) VALUES (%s, %s, %s, %s)",
+                        [(model, identity, seq, json.dumps(ref)) for identity, seq, ref in sightings],
+                    )
+                    cur.executemany(
+                        "INSERT INTO identity_forwards (model, old_id, new_ids, reason) VALUES (%s, %s, %s, %s)",
+                        [(model, old, list(new), reason) for old, new, reason in forwards],
+                    )
                     cur.executemany(
                         "INSERT INTO identities (identity_id, model, sequence_count, video_count, face_count,"
                         " best_sequence, label, hidden) VALUES (%(identity_id)s, %(model)s, %(sequence_count)s,"
@@ -37,6 +53,35 @@ class Identities(StoreBase):
                         " WHERE EXISTS (SELECT 1 FROM sequences WHERE id = %s)",
                         [(model, seq, reason, seq) for seq, reason in unresolved],
                     )
+
+    def previous_sightings(self, model: str) -> list[dict]:
+        """The sightings of `model`'s identities as of the last recomputation: identity_id,
+        sequence_id (the row id then), sighting (a reference that survives re-running)."""
+        return self.rows("SELECT identity_id, sequence_id, sighting FROM identity_sightings WHERE model = %s"
+                         " ORDER BY sequence_id", (model,))
+
+    def forward(self, identity_id: str) -> dict | None:
+        """What became of an id that ended, following forwards to live identities: {model,
+        old_id, reason, new_ids (its direct successors), live (the identities holding its
+        sightings now, through any later forwards), at}; None when it never ended."""
+        rows = self.rows("SELECT model, old_id, new_ids, reason, at FROM identity_forwards WHERE old_id = %s"
+                         " ORDER BY at DESC, model LIMIT 1", (identity_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        live: list[str] = []
+        seen, todo = {identity_id}, list(row["new_ids"])
+        while todo:
+            ident = todo.pop(0)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            if self.rows("SELECT 1 FROM identities WHERE model = %s AND identity_id = %s", (row["model"], ident)):
+                live.append(ident)
+            else:
+                todo += [n for f in self.rows("SELECT new_ids FROM identity_forwards WHERE model = %s AND old_id = %s",
+                                              (row["model"], ident)) for n in f["new_ids"]]
+        return {**row, "new_ids": list(row["new_ids"]), "live": live}
 
     def identity_of(self, model: str, sequence_ids: Sequence[int]) -> dict[int, str]:
         with self.connection() as conn:
