@@ -134,6 +134,14 @@ def create_app(ctx: GalleryContext) -> Starlette:
     async def identity(request: Request):
         ident_id = request.path_params["identity_id"]
         found = [i for i in identities() if i["identity_id"] == ident_id]
+        forward = store.forward(ident_id) if not found else None
+        if forward is not None and len(forward["live"]) == 1:  # an id that ended: what became of it, and its successor
+            return RedirectResponse(f"/identity/{forward['live'][0]}?{urlencode({'msg': corrections.forward_sentence(forward)})}",
+                                    status_code=303)
+        if forward is not None:  # split (its successors' cards), forgotten or unresolved
+            return page(request, "index", status_code=404 if not forward["live"] else 200, unresolved=[], hidden_count=0,
+                        cards=[card(i) for i in identities() if i["identity_id"] in forward["live"]],
+                        err=corrections.forward_sentence(forward))
         if not found:
             return page(request, "index", status_code=404, cards=[card(i) for i in identities() if not i["hidden"]], unresolved=[],
                         hidden_count=0, err=f"{ident_id} does not exist (any more): the identities were recomputed since")
