@@ -15,10 +15,11 @@ counts: no vectors, no pictures). What goes:
   are reported stale at the next recomputation.
 
 A face model left without any face by either is retired (`Store.retire_models`: its
-identities, scored pairs and indexes). The gallery is rebuilt by the next identities run,
-and the pictures Dagster keeps in its event log are removed by deleting the runs that wrote
-them; both are the caller's part (the CLI does them), since this module knows nothing of
-Dagster.
+identities, scored pairs and indexes). The static gallery that showed them (the model's, or
+every model's for a video) is deleted here and rebuilt by the next identities run. What
+Dagster keeps of them (runs, their logs, its cached latest materializations; no face
+pictures since those never enter its metadata) is the caller's part
+(`cli.forget.forget_in_dagster`), since this module knows nothing of Dagster.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: P
     plan.files = [p for asset, suffix, _ in PARQUET_FILES if (p := root / asset / f"{partition_key}{suffix}").exists()]
     if _report_folder(root, partition_key).exists():
         plan.files.append(_report_folder(root, partition_key))
+    if (root / "gallery").exists():  # the static gallery shows its faces: rebuilt by the identities run that follows
+        plan.files.append(root / "gallery")
     cached = cached_copy(video["source_uri"], cache_dir)
     if cached is not None and cached.exists():
         plan.files.append(cached)
@@ -110,6 +113,11 @@ def plan_identity(store: Store, root: StoragePath, model: str, identity_id: str)
         plan.rewrites[key] = ids
         if _report_folder(root, key).exists():
             plan.files.append(_report_folder(root, key))
+    # the static gallery of the model shows the person (thumbnails, a page): rebuilt without
+    # them by the identities run that follows
+    gallery = data_root(root) / "gallery" / model
+    if gallery.exists():
+        plan.files.append(gallery)
     return plan
 
 

@@ -9,14 +9,21 @@ launches Dagster's `rebuild_identities` job, so each recomputation is a run in t
 UI; this module knows nothing of Dagster). The page waits for that run, then shows the
 result.
 
-Safety: a page of another site open in the same browser could post to this app (CSRF):
-every form carries a token made at start-up and a post without it is refused; requests
-whose Host is not the loopback name are refused too (DNS rebinding).
+Safety: the app shows faces, so it answers only its owner. Listening on 127.0.0.1 is not
+enough (every local account reaches it): as notebook servers do, it requires a secret per
+home (`home_secret`: made once, in `$REID_HOME/gallery_secret`, readable by its owner only).
+`reid gallery` prints a URL carrying it (`/?token=...`); that request sets a cookie
+(HttpOnly, SameSite=Strict) and every later one is let in by the cookie; any request
+without either gets a 403 page saying to open the printed URL, and no face. A page of
+another site open in the same browser could post to this app (CSRF): every form carries a
+token made at start-up and a post without it is refused; requests whose Host is not the
+loopback name are refused too (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,8 +43,11 @@ from reid_pipeline import corrections
 from reid_pipeline.detection import chip_reader
 from reid_pipeline.presentation.pages import plural
 from reid_pipeline.sources import cached_copy, file_name, source_file
-from reid_pipeline.storage import StoragePath
+from reid_pipeline.storage import StoragePath, data_root
 from reid_pipeline.store import Store
+
+# the silhouette report's pictures the video page shows (faces: never in Dagster's metadata)
+REPORT_PICTURES = {"contact_sheet.png", "silhouette_plot.png", "projection.png"}
 
 # containers a browser plays by itself; for others (AVI, MKV, ...) the page shows the chips
 PLAYABLE = {".mp4", ".m4v", ".webm", ".ogv", ".ogg", ".mov"}
@@ -68,7 +78,79 @@ class GalleryContext:
     backend: Callable[[], object]  # -> a FaceBackend (loaded on the first search)
     video_cache: Path | None = None  # where videos in a bucket were copied (settings' video_cache)
     dagster_ui: Callable[[], str | None] = lambda: None  # the Dagster UI's URL when it runs
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))  # the forms' CSRF token
+    # who may see faces: the home's secret (`home_secret`), in the printed URL, then a cookie
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+
+SECRET_FILE = "gallery_secret"
+
+
+def home_secret(home: Path) -> str:
+    """The gallery's secret of this home: made once, kept in `<home>/gallery_secret` (mode
+    0600). A file that others could read, or that another user owns, is no secret: it is
+    replaced by a new one."""
+    path = Path(home) / SECRET_FILE
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077 or st.st_uid != os.getuid():
+            path.unlink()
+        else:
+            text = path.read_text().strip()
+            if len(text) >= 32:
+                return text
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(made + "\n")
+    try:
+        os.link(tmp, path)  # two galleries starting at once: the first one's secret stays
+    except FileExistsError:
+        made = path.read_text().strip()
+    finally:
+        tmp.unlink()
+    return made
+
+
+def cookie_name(port: int | None) -> str:
+    """The cookie of the gallery on `port` (browsers share cookies between the ports of a host)."""
+    return f"reid_gallery_{port or 80}"
+
+
+LOCKED = ("<!doctype html><title>reid gallery: locked</title><p>This gallery shows faces and answers only its owner."
+          " Open the URL that <code>reid gallery</code> printed (it carries this home's secret, also in"
+          " <code>$REID_HOME/gallery_secret</code>); this browser is then let in.</p>")
+
+
+class SecretGate:
+    """ASGI middleware: lets in a request carrying the home's secret, as `?token=` (then sets
+    the cookie and redirects to the same page without it) or as the cookie; answers 403 to
+    any other."""
+
+    def __init__(self, app, secret: str) -> None:
+        self.app, self.secret = app, secret.encode()
+
+    def _is_secret(self, given: str | None) -> bool:
+        return given is not None and secrets.compare_digest(given.encode(), self.secret)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        name = cookie_name(request.url.port)
+        if self._is_secret(request.query_params.get("token")):
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            response = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303)
+            response.set_cookie(name, self.secret.decode(), httponly=True, samesite="strict", path="/")
+            return await response(scope, receive, send)
+        if self._is_secret(request.cookies.get(name)):
+            return await self.app(scope, receive, send)
+        return await HTMLResponse(LOCKED, status_code=403, headers={"Cache-Control": "no-store"})(scope, receive, send)
 
 
 # the pages: reid_pipeline/templates/gallery_app/*.html
@@ -329,11 +411,46 @@ def create_app(ctx: GalleryContext) -> Starlette:
         # FileResponse answers Range requests (206 Partial Content): the player seeks without downloading it all
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
+    async def video_page(request: Request):
+        """A video's sightings with their faces and its silhouette report's contact sheet:
+        what Dagster's metadata of the video links to (it holds no face itself)."""
+        key = request.path_params["partition_key"]
+        row = store.get_video(key)
+        if row is None:
+            return page(request, "index", status_code=404, cards=[card(i) for i in identities() if not i["hidden"]],
+                        unresolved=[], hidden_count=0, err=f"no video {key} (any more)")
+        seqs = store.rows("SELECT id, model, sequence_number, start_s, end_s FROM sequences WHERE partition_key = %s"
+                          " ORDER BY model, sequence_number", (key,))
+        faces = store.rows("SELECT model, sequence_number, detection_id FROM faces WHERE partition_key = %s"
+                           " AND sequence_number IS NOT NULL AND reject_reason IS NULL ORDER BY timestamp_s", (key,))
+        by_seq: dict[tuple, list[int]] = {}
+        for f in faces:
+            by_seq.setdefault((f["model"], f["sequence_number"]), []).append(f["detection_id"])
+        rows = []
+        for s in seqs:
+            dets = by_seq.get((s["model"], s["sequence_number"]), [])
+            picks = [dets[round(k * (len(dets) - 1) / 3)] for k in range(4)] if len(dets) > 4 else dets
+            rows.append({**s, "identity_id": corrections.identity_holding(store, s["id"]),
+                         "chips": [_chip_url(key, d) for d in dict.fromkeys(picks)]})
+        sheet = data_root(ctx.data_root) / "silhouette_report" / key / "contact_sheet.png"
+        return page(request, "video", title=file_name(row["source_uri"]), file=file_name(row["source_uri"]), video=row,
+                    rows=rows, contact_sheet=f"/report/{quote(key)}/contact_sheet.png" if sheet.exists() else None)
+
+    async def report_picture(request: Request):
+        key, name = request.path_params["partition_key"], request.path_params["name"]
+        if name not in REPORT_PICTURES:
+            return Response(status_code=404)
+        path = data_root(ctx.data_root) / "silhouette_report" / key / name
+        if "/" in key or key in ("", ".", "..") or not path.exists():
+            return Response(status_code=404)
+        return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
     async def chip_image(request: Request):
         data = chip(request.path_params["partition_key"], int(request.path_params["detection_id"]))
         if data is None:
             return Response(status_code=404)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+        # not kept by the browser: a forgotten person's face must not outlive the forget there
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
     async def search(request: Request):
         if request.method == "GET":
@@ -384,12 +501,15 @@ def create_app(ctx: GalleryContext) -> Starlette:
         Route("/play/{sequence:int}", play),
         Route("/video/{partition_key}", video),
         Route("/chip/{partition_key}/{detection_id:int}", chip_image),
+        Route("/videos/{partition_key}", video_page),
+        Route("/report/{partition_key}/{name}", report_picture),
         Route("/wait/{run_id}", wait),
         Route("/search", search, methods=["GET", "POST"]),
         Route("/corrections", correction_list),
         Route("/corrections/{correction:int}/undo", undo, methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])])
+    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"]),
+                                                Middleware(SecretGate, secret=ctx.secret)])
 
 
 def _video_file(source_uri: str, video_cache: Path | None) -> Path | None:

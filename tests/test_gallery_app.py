@@ -123,7 +123,10 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 760})
-        page.goto(url)
+        page.goto(url)  # without the home's secret: no face, a page saying what to open
+        assert "Open the URL" in page.inner_text("body") and page.locator("img").count() == 0
+        page.goto(f"{url}/?token={ctx.secret}")  # the URL `reid gallery` prints: then a cookie
+        assert "token" not in page.url
         cards = page.locator("a.card[data-identity]")
         assert cards.count() == 3
         assert cards.first.get_attribute("data-identity") == tom  # the largest first: 2 sightings
@@ -163,6 +166,11 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         assert "2 sightings in 2 videos" in page.locator("a.card[data-identity]").first.inner_text()
         page.screenshot(path=shots / "5-recomputed.png", full_page=True)
 
+        # the video's page (what Dagster's metadata links to): its sightings with their faces
+        page.goto(f"{url}/videos/{partition_key_for('fix_b.avi')}")
+        assert page.locator("#sightings tr[data-sequence]").count() == 2 and page.locator("#sightings img").count() >= 2
+        assert page.locator("#contact-sheet").count() == 1
+
         # an AVI: the browser cannot play it, the sighting's faces are shown instead
         page.goto(f"{url}/play/{t1}")
         assert page.locator("#stills img").count() >= 3 and page.locator("video").count() == 0
@@ -187,7 +195,10 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     # the video answers range requests (the player seeks); posts from elsewhere are refused;
     # forget asks for a confirmation
     key = partition_key_for("fix_a.avi")
-    request = urllib.request.Request(f"{url}/video/{key}", headers={"Range": "bytes=0-99"})
+    from reid_pipeline.gallery_app import cookie_name
+
+    owner = f"{cookie_name(int(url.rsplit(':', 1)[1]))}={ctx.secret}"  # the cookie the printed URL gave
+    request = urllib.request.Request(f"{url}/video/{key}", headers={"Range": "bytes=0-99", "Cookie": owner})
     with urllib.request.urlopen(request) as response:
         assert response.status == 206 and len(response.read()) == 100
         assert response.headers["Content-Range"].startswith("bytes 0-99/")
@@ -195,7 +206,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
 
     def post(path, data, host=None):
         body = urllib.parse.urlencode(data).encode()
-        req = urllib.request.Request(f"{url}{path}", data=body, headers={"Host": host} if host else {})
+        req = urllib.request.Request(f"{url}{path}", data=body, headers={"Cookie": owner, **({"Host": host} if host else {})})
         try:
             with urllib.request.urlopen(req) as response:
                 return response.status, response.read().decode()

@@ -122,9 +122,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_gallery(args: argparse.Namespace) -> int:
     """The local gallery app: review, correct and forget identities in a browser."""
-    from reid_pipeline.cli.execution import DagsterRecompute, code_location
+    from reid_pipeline.cli.execution import code_location
+    from reid_pipeline.cli.forget import ForgettingRecompute
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.gallery_app import GalleryContext, serve
+    from reid_pipeline.gallery_app import GalleryContext, home_secret, serve
     from reid_pipeline.supervise import running_ui
 
     if args.host not in ("127.0.0.1", "localhost"):
@@ -135,13 +136,16 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     store = open_store(settings)
     defs, instance = code_location()
     ctx = GalleryContext(
-        store=store, data_root=settings.data_path(), recompute=DagsterRecompute(defs, instance),
+        store=store, data_root=settings.data_path(), recompute=ForgettingRecompute(defs, instance),
         video_cache=settings.video_cache,
         backend=lambda: load_backend(settings.face_backend, insightface_root=settings.insightface_root,
                                      insightface_pack=settings.insightface_pack, cache_dir=settings.model_cache),
         dagster_ui=lambda: running_ui(settings.home),
+        secret=home_secret(settings.home),  # faces for their owner only: the URL below carries it
     )
-    print(f"reid: gallery at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    print(f"reid: gallery at http://{args.host}:{args.port}/?token={ctx.secret}  (Ctrl-C stops it)\n"
+          f"reid: open that URL once in your browser (it then keeps a cookie); without it the gallery shows no face."
+          f" The secret is in {settings.home / 'gallery_secret'} (yours only)", flush=True)
     # uvicorn shuts down on SIGTERM, then raises it again for the handler it found: make that
     # an exit, so the embedded Postgres this command started is stopped (atexit)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
