@@ -43,12 +43,22 @@ def _drop_video(root: Path, inbox: Path, seconds: float = 8.0) -> str:
     return partition_key_for(str((inbox / "clip.avi").resolve()))
 
 
-def _wait_for_worker(home: Path) -> list[int]:
-    deadline = time.monotonic() + 120
-    while not (workers := _run_workers(home)):
-        assert time.monotonic() < deadline, "no run worker started"
-        time.sleep(0.3)
-    time.sleep(2)  # inside the run (detection), before it can finish
+def _wait_for_worker(home: Path, monkeypatch, env: dict, key: str) -> list[int]:
+    """Once the video's run is STARTED and in `frame_detections`: its worker processes."""
+    import dagster as dg
+
+    deadline = time.monotonic() + 180
+    with _instance(monkeypatch, env) as instance:
+        while True:
+            assert time.monotonic() < deadline, f"no run of {key} got to frame_detections"
+            started = [r for r in _runs_of(instance, key) if r.status == dg.DagsterRunStatus.STARTED]
+            if started and any(e.step_key == "frame_detections" for e in instance.all_logs(
+                    started[0].run_id, of_type=dg.DagsterEventType.STEP_START)):
+                break
+            time.sleep(0.3)
+    workers = _run_workers(home)
+    assert workers, "no run worker process found"
+    time.sleep(1)  # inside detection, before it can finish
     return workers
 
 
@@ -115,7 +125,7 @@ def test_a_killed_run_worker_gives_back_its_slot_and_is_retried(monkeypatch):
         proc = _start_up(env, port, log)
         _wait_until_answering(proc, f"http://127.0.0.1:{port}", log)
         key = _drop_video(root, inbox)
-        for pid in _wait_for_worker(home):
+        for pid in _wait_for_worker(home, monkeypatch, env, key):
             os.kill(pid, signal.SIGKILL)
         _wait_ready(home, key, log)
         with _instance(monkeypatch, env) as instance:
@@ -146,7 +156,7 @@ def test_a_killed_reid_up_leaves_a_run_that_the_next_one_finishes(monkeypatch):
         first = _start_up(env, port, root / "first.log")
         _wait_until_answering(first, f"http://127.0.0.1:{port}", root / "first.log")
         key = _drop_video(root, inbox)
-        _wait_for_worker(home)
+        _wait_for_worker(home, monkeypatch, env, key)
         os.kill(first.pid, signal.SIGKILL)  # no chance to clean up: its reaper ends the rest
         first.wait(timeout=10)
         deadline = time.monotonic() + 60
@@ -171,7 +181,7 @@ def test_a_killed_reid_up_leaves_a_run_that_the_next_one_finishes(monkeypatch):
 
 
 @pytest.mark.timeout(720)
-def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready():
+def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready(monkeypatch):
     from reid_pipeline.database import embedded_running
 
     root = _make_root()
@@ -183,7 +193,7 @@ def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready():
         proc = _start_up(env, port, log)
         _wait_until_answering(proc, f"http://127.0.0.1:{port}", log)
         key = _drop_video(root, inbox)
-        _wait_for_worker(home)
+        _wait_for_worker(home, monkeypatch, env, key)
         postmaster = int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
         os.kill(postmaster, signal.SIGKILL)
         killed = time.monotonic()
@@ -196,5 +206,68 @@ def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready():
     finally:
         if proc is not None:
             _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_command_waiting_on_the_pool_says_who_holds_it_and_stops_on_sigterm(monkeypatch):
+    """`reid process` whose step waits for a `face_model` slot held by a live run says which
+    run holds it and how to free it, and SIGTERM stops it (the run marked canceled)."""
+    import subprocess
+
+    import dagster as dg
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+    from dagster._core.events.log import EventLogEntry
+
+    from reid_pipeline.cli.environment import prepare
+    from reid_pipeline.config import PROJECT_ROOT, Settings
+    from tests.test_e2e import PYTHON
+
+    root = _make_root()
+    env = _reid_env(root)
+    home = Path(env["REID_HOME"])
+    try:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        prepare(Settings())
+        holder = "deadbeef-0000-4000-8000-000000000001"
+        with dg.DagsterInstance.get() as instance:
+            instance.add_run(dg.DagsterRun(job_name="process_video", run_id=holder, status=dg.DagsterRunStatus.STARTED,
+                                           tags={"dagster/partition": "other-video"}))
+            event = DagsterEvent(DagsterEventType.ENGINE_EVENT.value, "process_video",
+                                 message=f"Started process for run (pid: {os.getpid()}).",
+                                 event_specific_data=EngineEventData.in_process(os.getpid()))
+            instance.store_event(EventLogEntry(error_info=None, level="INFO", user_message=event.message or "",
+                                               run_id=holder, timestamp=time.time(), dagster_event=event,
+                                               job_name="process_video"))
+            instance.event_log_storage.initialize_concurrency_limit_to_default("face_model")
+            for step in ("frame_detections", "face_embeddings"):
+                assert instance.event_log_storage.claim_concurrency_slot("face_model", holder, step).is_claimed
+        clip = root / "src" / "clip.avi"
+        from reid_pipeline.testing import synthetic
+
+        synthetic.write_video(synthetic.two_people_walking(seconds=2.0), clip)
+        err = root / "stderr.txt"
+        with open(err, "wb") as sink:
+            proc = subprocess.Popen([PYTHON, "-m", "reid_pipeline.cli", "process", str(clip)], cwd=PROJECT_ROOT,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sink)
+        said, deadline = "", time.monotonic() + 120
+        while "held by: run deadbeef" not in said:
+            assert proc.poll() is None, f"reid process ended {proc.returncode}: {said}"
+            assert time.monotonic() < deadline, f"nothing said about the pool in 120 s: {said}"
+            time.sleep(0.5)
+            said = err.read_text(errors="replace")
+        assert "video other-video" in said and "frees when those runs end" in said, said
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"reid process ignored SIGTERM: {said}")
+        said = err.read_text(errors="replace")
+        assert proc.returncode == 130, (proc.returncode, said)
+        assert "marked canceled" in said, said
+    finally:
         _stop_postgres(home)
         shutil.rmtree(root, ignore_errors=True)

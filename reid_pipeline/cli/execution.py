@@ -55,9 +55,9 @@ def run_video(job, instance, store: Store, name: str, key: str, run_config: dict
     a terminal) and read back how it went: its status in the store, its faces, the error."""
     t0 = time.perf_counter()
     run_id = str(uuid.uuid4())
-    with RunProgress(instance, run_id):
-        result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config,
-                                        raise_on_error=False, run_id=run_id)
+    with RunProgress(instance, run_id), PoolWatch(instance, run_id):
+        result = execute_stoppably(instance, run_id, lambda: job.execute_in_process(
+            partition_key=key, instance=instance, run_config=run_config, raise_on_error=False, run_id=run_id))
     elapsed = time.perf_counter() - t0
     faces, error, model = 0, "", ""
     for event in result.get_asset_materialization_events():
@@ -75,6 +75,95 @@ def run_video(job, instance, store: Store, name: str, key: str, run_config: dict
             failures[0].step_failure_data.error.message.strip().splitlines()[-1] if failures else "run failed"
         )
     return VideoRun(name, key, status, faces, elapsed, error, model)
+
+
+def execute_stoppably(instance, run_id: str, execute):
+    """`execute()` (an in-process run of `run_id`) on a thread of its own, so that Ctrl-C and
+    SIGTERM always stop the command: on the main thread Dagster captures both and looks at
+    them only between steps, never while a step waits for a pool slot. When stopped, the run
+    is marked canceled and its pool slots given back, and the command exits (130)."""
+    import signal
+
+    from reid_pipeline.cli.run_health import free_slots
+
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = execute()
+        except BaseException as exc:  # noqa: BLE001 (raised again on the main thread)
+            outcome["error"] = exc
+
+    def terminate(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    worker = threading.Thread(target=work, name=f"run-{run_id[:8]}", daemon=True)
+    previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+    except KeyboardInterrupt:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, "stopped: the command running it was interrupted (Ctrl-C or SIGTERM)")
+        free_slots(instance, run_id)
+        print(f"\nreid: stopped; run {run_id[:8]} marked canceled and its pool slots given back", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+class PoolWatch(threading.Thread):
+    """Says on stderr (terminal or not) when the run waits for a pool slot: which runs hold
+    the slots and how to free them (`run_health.describe_holders`), at once and then every
+    `every_s` while it waits."""
+
+    def __init__(self, instance, run_id: str, every_s: float = 60.0):
+        super().__init__(daemon=True)
+        self.instance, self.run_id, self.every_s, self.halt = instance, run_id, every_s, threading.Event()
+        self.cursor: str | None = None
+        self.pool: str | None = None
+        self.said = 0.0
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.halt.set()
+        self.join()
+
+    def poll(self) -> None:
+        more = True
+        while more:
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=500)
+            for record in page.records:
+                entry = record.event_log_entry
+                message = entry.user_message or ""
+                if "blocked by limit for pool" in message:
+                    pool = message.rsplit(" ", 1)[-1]
+                    if pool != self.pool:
+                        self.pool, self.said = pool, 0.0
+                elif entry.dagster_event is not None and entry.dagster_event.event_type_value == "STEP_START":
+                    self.pool = None
+            self.cursor, more = page.cursor, page.has_more
+
+    def run(self) -> None:
+        from reid_pipeline.cli.run_health import describe_holders
+
+        while not self.halt.wait(1.0):
+            try:
+                self.poll()
+                if self.pool and time.monotonic() - self.said >= self.every_s:
+                    self.said = time.monotonic()
+                    print(f"\nreid: {describe_holders(self.instance, self.pool)}", file=sys.stderr, flush=True)
+            except Exception:  # noqa: BLE001 (a hint, best effort)
+                continue
 
 
 class RunProgress(threading.Thread):

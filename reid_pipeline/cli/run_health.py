@@ -118,7 +118,7 @@ class DeadRun:
     def line(self) -> str:
         video = f" (video {self.partition})" if self.partition else ""
         return (f"run {self.run_id[:8]}{video} was left running but {self.worker.describe()}: marked failed,"
-                " its pool slots given back; Dagster's run retries run it again")
+                " its pool slots given back (under `reid up`, Dagster's run retries run it again)")
 
 
 def dead_runs(instance) -> list[DeadRun]:

@@ -121,6 +121,12 @@ def run_videos(defs, instance, store: Store, videos: list[tuple[str, str]], samp
         "ops": {"frame_detections": {"config": {"sample_fps": sample_fps}}},
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
+    from reid_pipeline.cli.run_health import resolve_dead_runs
+
+    # a run whose process is gone holds its pool slots until someone gives them back: without
+    # `reid up` (whose daemon does it), this command would wait on them for ever
+    for dead in resolve_dead_runs(instance, f"reid, before running {len(videos)} video(s) here"):
+        print(f"reid: {dead.line()}", file=sys.stderr, flush=True)
     summary: list[VideoRun] = []
     for i, (name, key) in enumerate(videos, 1):
         print(f"[{i}/{len(videos)}] {name} -> partition {key}", flush=True)
