@@ -59,7 +59,7 @@ def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir)
     assert "failed" in out and "duplicate" in out and "not a video container" in out
     # a line per video, with its key and what it duplicates
     assert f"(duplicate of {key})" in out
-    [line] = [ln for ln in out.splitlines() if ln.startswith(key[:34])]
+    [line] = [ln for ln in out.splitlines() if ln.startswith(key + " ")]
     assert "ready" in line and line.endswith("cli_cut.avi")
 
 
@@ -279,3 +279,60 @@ def test_run_progress_reads_only_the_events_after_its_cursor():
         assert progress.poll() == 0  # nothing new: nothing read
         instance.report_engine_event("one more", instance.get_run_by_id(result.run_id))
         assert progress.poll() == 1
+
+
+def test_status_shows_whole_keys_dead_runs_failures_and_json(reid_env, store, capsys):
+    """`reid status` prints each partition key whole (it is copied into `reid retry`), says
+    which `processing` video has a dead run, lists only failures with `--failed`, and gives
+    everything as JSON with `--json`."""
+    import json
+    import subprocess
+    import time
+
+    import dagster as dg
+
+    from reid_pipeline.cli.environment import prepare
+    from reid_pipeline.config import Settings
+
+    long_key = "a_very_long_file_name_from_a_camera_2024_06_01_holiday-1a2b3c4d"
+    store.register_video(long_key, "file:///nowhere/a very long file name.mp4")
+    store.register_video("broken-5e6f7a8b", "file:///nowhere/broken.mp4")
+    store.mark_failed("broken-5e6f7a8b", "raw_video: broken.mp4: not a video container")
+    with store.connection() as conn:
+        conn.execute("UPDATE videos SET status = 'processing' WHERE partition_key = %s", (long_key,))
+    # its run STARTED in a process that has since gone (as a killed `reid up` leaves it)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    prepare(Settings())
+    run_id = "deadbeef-0000-4000-8000-000000000002"
+    with dg.DagsterInstance.get() as instance:
+        instance.add_run(dg.DagsterRun(job_name="process_video", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
+                                       tags={"dagster/partition": long_key}))
+        from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+        from dagster._core.events.log import EventLogEntry
+
+        event = DagsterEvent(DagsterEventType.ENGINE_EVENT.value, "process_video",
+                             message=f"Started process for run (pid: {gone.pid}).",
+                             event_specific_data=EngineEventData.in_process(gone.pid))
+        instance.store_event(EventLogEntry(error_info=None, level="INFO", user_message=event.message or "",
+                                           run_id=run_id, timestamp=time.time(), dagster_event=event, job_name="process_video"))
+    capsys.readouterr()
+
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    [line] = [ln for ln in out.splitlines() if ln.startswith(long_key + " ")]
+    assert "processing" in line and line.endswith("a very long file name.mp4")
+    assert "processing, but nothing runs (1):" in out
+    assert f"{long_key}: its run deadbeef is dead" in out and f"reid retry {long_key}" in out
+
+    assert main(["status", "--failed"]) == 0
+    out = capsys.readouterr().out
+    assert "broken-5e6f7a8b  failed  broken.mp4" in out and "not a video container" in out
+    assert f"{long_key}  " not in out  # not failed: only under "nothing runs"
+
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    videos = {v["partition_key"]: v for v in status["videos"]}
+    assert videos[long_key]["stalled"].startswith("its run deadbeef is dead")
+    assert videos["broken-5e6f7a8b"]["status"] == "failed" and videos["broken-5e6f7a8b"]["file"] == "broken.mp4"
+    assert {s["status"] for s in status["statuses"]} == {"processing", "failed"}

@@ -85,10 +85,30 @@ def _wait_ready(home: Path, key: str, log: Path) -> int:
         row = _video(home, key)
         if row and row[0] == "ready":
             assert row[1] > 0, row
+            _assert_rows_of_a_clean_run(home, key)
             return row[1]
         assert not row or row[0] not in ("duplicate", "partial"), row
         assert time.monotonic() < deadline, f"video {key} not ready: {row}\n{_tail(log)}"
         time.sleep(2)
+
+
+def _assert_rows_of_a_clean_run(home: Path, key: str) -> None:
+    """What a retried run leaves is what one clean run leaves: one row per face of the video's
+    files, one per sequence; nothing of the dead attempt (scored pairs are unique in the schema)."""
+    import polars as pl
+    import psycopg
+
+    data = home / "data"
+    faces = pl.read_parquet(data / "face_embeddings" / f"{key}.parquet").height
+    sequences = pl.read_parquet(data / "face_sequences" / f"{key}.parquet").height
+    with psycopg.connect(f"host={home / 'pgdata'} dbname=postgres user=postgres", connect_timeout=5) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM faces WHERE partition_key = %(k)s),"
+            " (SELECT count(DISTINCT detection_id) FROM faces WHERE partition_key = %(k)s),"
+            " (SELECT count(*) FROM sequences WHERE partition_key = %(k)s),"
+            " (SELECT count(DISTINCT sequence_number) FROM sequences WHERE partition_key = %(k)s)",
+            {"k": key}).fetchone()
+    assert counts == (faces, faces, sequences, sequences), (key, counts, faces, sequences)
 
 
 def _instance(monkeypatch, env: dict):

@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     reembed.set_defaults(func=cmd_reembed)
     status = sub.add_parser("status", help="videos and faces in the store, failures with their reasons, a line per video")
     status.add_argument("--all", action="store_true", help="every video, not only the 20 newest")
+    status.add_argument("--failed", action="store_true", help="only the videos that failed or are partial, with why")
+    status.add_argument("--json", action="store_true", help="everything as one JSON object (every video), for scripts")
     status.set_defaults(func=cmd_status)
     return parser
 

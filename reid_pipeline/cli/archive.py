@@ -12,43 +12,66 @@ from reid_pipeline.config import Settings
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Counts per status, then a line per video (newest first): its partition key (what
-    `search`, `evidence`, `retry` and `forget` take), file, faces, sequences, identities."""
+    """Counts per status, then a line per video (newest first): its whole partition key (what
+    `search`, `evidence`, `retry` and `forget` take), file, faces, sequences, identities;
+    videos held `processing` by a dead run; files not taken. `--failed`: only the videos
+    that failed, with why; `--json`: all of it as one JSON object (for scripts)."""
     from reid_pipeline.sources import file_name
 
     store = open_store(Settings())
     counts, failed = store.status_summary()
+    models = store.model_summary()
+    limit = None if args.all or args.failed or args.json else 20
+    videos = store.video_table(limit, statuses=("failed", "partial") if args.failed else None)
+    stalled = dict(_stalled(store))
+    skipped = store.skipped_files()
+    if args.json:
+        import json
+
+        print(json.dumps({
+            "statuses": counts, "models": models,
+            "videos": [{**v, "file": file_name(v["source_uri"]), "stalled": stalled.get(v["partition_key"])} for v in videos],
+            "skipped": skipped,
+        }, default=str, indent=1))
+        return 0
+    if args.failed:
+        for v in videos:
+            print(f"{v['partition_key']}  {v['status']}  {file_name(v['source_uri'])}\n  {v['error'] or '(no reason recorded)'}")
+        if not videos:
+            print("no failed or partial video")
+        _print_stalled(stalled)
+        return 0
     for row in counts:
         print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces (all models)")
     for row in failed:
         print(f"  {row['status']} {row['partition_key']}: {row['error']}")
-    models = store.model_summary()
     for m in models:  # vectors of different models are never compared: say which the archive holds
         print(f"model {m['model']}: {m['videos']} video{'s' if m['videos'] != 1 else ''}, {m['faces']} faces")
     if len(models) > 1:
         print("  (identities and search are per model; `reid reembed` re-processes the videos of the other models"
               " with the configured one)")
-    videos = store.video_table(None if args.all else 20)
     if videos:
-        print(f"\n{'partition key':34} {'status':10} {'model':16} {'faces':>6} {'seq':>4} {'ids':>4} {'unres':>5}  file")
+        width = max(len("partition key"), *(len(v["partition_key"]) for v in videos))  # whole keys: they are copied
+        print(f"\n{'partition key':{width}} {'status':10} {'model':16} {'faces':>6} {'seq':>4} {'ids':>4} {'unres':>5}  file")
     for v in videos:
-        name = file_name(v["source_uri"])
         note = f"  (duplicate of {v['duplicate_of']})" if v["duplicate_of"] else ""
-        print(f"{v['partition_key'][:34]:34} {v['status']:10} {(v['model'] or '-')[:16]:16} {v['faces']:6d}"
-              f" {v['sequences']:4d} {v['identities']:4d} {v['unresolved']:5d}  {name}{note}")
-    if not args.all and len(videos) == 20:
-        print("(the 20 newest; --all lists every video)")
-    stalled = _stalled(store)
-    if stalled:
-        print(f"\nprocessing, but nothing runs ({len(stalled)}):")
-        for key, why in stalled:
-            print(f"  {key}: {why}; `reid up` retries a dead run (or run `reid retry {key}`)")
-    skipped = store.skipped_files()
+        print(f"{v['partition_key']:{width}} {v['status']:10} {(v['model'] or '-'):16} {v['faces']:6d}"
+              f" {v['sequences']:4d} {v['identities']:4d} {v['unresolved']:5d}  {file_name(v['source_uri'])}{note}")
+    if limit is not None and len(videos) == limit:
+        print(f"(the {limit} newest; --all lists every video)")
+    _print_stalled(stalled)
     if skipped:
         print(f"\nnot taken from the inbox or the archive ({len(skipped)}):")
         for s in skipped:
             print(f"  {s['location']}: {s['reason']}")
     return 0
+
+
+def _print_stalled(stalled: dict[str, str]) -> None:
+    if stalled:
+        print(f"\nprocessing, but nothing runs ({len(stalled)}):")
+        for key, why in stalled.items():
+            print(f"  {key}: {why}; `reid up` retries a dead run (or run `reid retry {key}`)")
 
 
 def _stalled(store) -> list[tuple[str, str]]:

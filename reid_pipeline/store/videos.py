@@ -115,9 +115,10 @@ class Videos(StoreBase):
             " (SELECT DISTINCT partition_key, model FROM faces UNION SELECT DISTINCT partition_key, model FROM sequences) AS u"
             " GROUP BY partition_key) AS s ON s.partition_key = v.partition_key ORDER BY v.registered_at, v.partition_key")
 
-    def video_table(self, limit: int | None = None) -> list[dict]:
-        """Per video (newest first): key, file, status, model, faces, sequences, identities,
-        unresolved sequences, what it duplicates and why it failed."""
+    def video_table(self, limit: int | None = None, statuses: Iterable[str] | None = None) -> list[dict]:
+        """Per video (newest first; only those of `statuses` when given): key, file, status,
+        model, faces, sequences, identities, unresolved sequences, what it duplicates and why
+        it failed."""
         return self.rows(
             "SELECT v.partition_key, v.source_uri, v.status, v.model, v.duplicate_of, coalesce(v.error, '') AS error,"
             " (SELECT count(*) FROM faces f WHERE f.partition_key = v.partition_key) AS faces,"
@@ -126,7 +127,9 @@ class Videos(StoreBase):
             "  WHERE s.partition_key = v.partition_key) AS identities,"
             " (SELECT count(*) FROM unresolved_sequences u JOIN sequences s ON s.id = u.sequence_id"
             "  WHERE s.partition_key = v.partition_key) AS unresolved"
-            " FROM videos v ORDER BY v.registered_at DESC, v.partition_key LIMIT %s", (limit,))
+            " FROM videos v WHERE %s::text[] IS NULL OR v.status = ANY(%s::text[])"
+            " ORDER BY v.registered_at DESC, v.partition_key LIMIT %s",
+            (None if statuses is None else list(statuses), None if statuses is None else list(statuses), limit))
 
     def record_skipped(self, skipped: Iterable[tuple[str, str]]) -> None:
         """Files the inbox did not take, with the reason (the latest one per file)."""
