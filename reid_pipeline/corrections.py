@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reid_pipeline.store import Store
+from reid_pipeline.store.connection import lock
 
 KINDS = ("must_link", "cannot_link", "label", "hide")
 FACE_TOLERANCE_S = 0.5  # a face re-found within this time of the remembered one (2 sampled frames at 4 fps)
@@ -76,12 +77,19 @@ def identity_sequences(store: Store, identity_id: str) -> tuple[str, list[int]]:
 
 def record(store: Store, kind: str, side_a: Sequence[dict], side_b: Sequence[dict] = (), value: str | None = None,
            note: str = "", source: str = "cli") -> int:
-    """Store one correction; returns its id. Sides are lists of `sightings_of` references."""
+    """Store one correction; returns its id. Sides are lists of `sightings_of` references.
+    Idempotent: the same kind, sides and value as the newest correction (a form posted
+    twice, a command repeated) is not stored again; that correction's id is returned."""
     if kind not in KINDS:
         raise ValueError(f"unknown correction {kind!r}; one of {', '.join(KINDS)}")
     if not side_a or (kind in ("must_link", "cannot_link") and not side_b):
         raise ValueError(f"a {kind} correction needs sightings on {'both sides' if kind.endswith('link') else 'side A'}")
-    with store.connection() as conn:
+    with store.connection() as conn, conn.transaction():
+        lock(conn, "corrections")  # two posts at once: the second sees the first
+        newest = conn.execute("SELECT id, kind, side_a, side_b, value FROM corrections ORDER BY id DESC LIMIT 1").fetchone()
+        if newest is not None and (newest["kind"], newest["side_a"], newest["side_b"], newest["value"]) == (
+                kind, json.loads(json.dumps(list(side_a))), json.loads(json.dumps(list(side_b))), value):
+            return newest["id"]
         return conn.execute(
             "INSERT INTO corrections (kind, side_a, side_b, value, note, source) VALUES (%s, %s, %s, %s, %s, %s)"
             " RETURNING id", (kind, json.dumps(list(side_a)), json.dumps(list(side_b)), value, note, source),
@@ -141,6 +149,8 @@ def merge(store: Store, identity_ids: Sequence[str], source: str = "cli") -> int
     sides = [identity_sequences(store, i) for i in identity_ids]
     if len({model for model, _ in sides}) > 1:
         raise ValueError("identities of different face models cannot be merged")
+    if len({tuple(seqs) for _, seqs in sides}) < len(sides):  # an id merged meanwhile forwards to the other
+        raise ValueError(f"{' and '.join(identity_ids)} are one identity already")
     first, rest = sides[0][1], [s for _, seqs in sides[1:] for s in seqs]
     return record(store, "must_link", sightings_of(store, first), sightings_of(store, rest),
                   note=f"merge {' + '.join(identity_ids)}", source=source)

@@ -57,3 +57,21 @@ def test_a_correction_whose_video_is_forgotten_is_listed_as_stale(defs, cli_inst
     assert "stale: one of its sides has no sighting left" in listed  # the split
     [row] = store.rows("SELECT count(*) AS n FROM correction_status WHERE status = 'stale'")
     assert row["n"] == 3
+
+
+def test_a_correction_posted_twice_is_stored_once(store):
+    """Browser back + resubmit, or a command run twice: the same kind, sides and value as the
+    newest correction gives back that correction's id instead of a second row."""
+    a = [{"partition_key": "k1", "start_s": 0.0, "end_s": 2.0, "t": 1.0, "box": [1.0, 2.0, 30.0, 40.0]}]
+    b = [{"partition_key": "k2", "start_s": 1.0, "end_s": 3.0, "t": 2.0, "box": None}]
+    merged = corrections.record(store, "must_link", a, b, note="merge", source="gallery")
+    assert corrections.record(store, "must_link", a, b, note="merge again", source="gallery") == merged
+    named = corrections.record(store, "label", a, value="May")
+    assert corrections.record(store, "label", a, value="May") == named
+    assert corrections.record(store, "label", a, value="Aunt May") != named  # another value: a new correction
+    # the same as an older one (not the newest) is a new decision: "May" again after "Aunt May"
+    again = corrections.record(store, "label", a, value="May")
+    assert again not in (named, merged)
+    assert corrections.record(store, "cannot_link", a, b) != corrections.record(store, "must_link", a, b)
+    [row] = store.rows("SELECT count(*) AS n FROM corrections")
+    assert row["n"] == 6
