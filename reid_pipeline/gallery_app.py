@@ -22,6 +22,7 @@ loopback name are refused too (DNS rebinding).
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 import secrets
@@ -41,6 +42,7 @@ from starlette.routing import Route
 
 from reid_pipeline import corrections
 from reid_pipeline.detection import chip_reader
+from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.presentation.pages import plural
 from reid_pipeline.sources import cached_copy, file_name, source_file
 from reid_pipeline.storage import StoragePath, data_root
@@ -166,6 +168,39 @@ def _chip_url(key: str, detection_id: int | None) -> str:
     return f"/chip/{quote(key)}/{detection_id}" if detection_id is not None else ""
 
 
+def _ref_key(ref: dict) -> str:
+    """A sighting reference as a dict key."""
+    return json.dumps(ref, sort_keys=True)
+
+
+def _spread(items: list, n: int = 4) -> list:
+    """`n` of `items` spread evenly from the first to the last (all of them when there are no more)."""
+    return [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)] if len(items) > n else list(items)
+
+
+def _local(url: str, default: str = "/") -> str:
+    """`url` when it is a page of this app, else `default` (never another site)."""
+    return url if url.startswith("/") and not url.startswith("//") else default
+
+
+def suggestion_bands(model: str) -> tuple[float, float] | None:
+    """(floor, link threshold) of `model`'s "same person as" suggestions, None for a model
+    without calibrated thresholds. At or above the link threshold (the pair score at which
+    the matcher links two well-seen sequences) a candidate is "likely the same person".
+    The floor of "possibly" is the model's cluster threshold (threshold less its calibrated
+    `cluster_gap`: the mean similarity at which the clustering still joins two groups), so
+    "possibly" covers exactly the scores the calibration left within reach of a join
+    (SFace 0.42-0.44, dlib 0.933-0.938); below it nothing is suggested, as the calibration
+    put different people's scores there (docs/calibration.md)."""
+    from reid_pipeline.matching import match_settings_for
+
+    try:
+        settings = match_settings_for(model)
+    except ValueError:
+        return None
+    return settings.cluster_threshold, settings.threshold
+
+
 def create_app(ctx: GalleryContext) -> Starlette:
     """The Starlette app over `ctx`."""
     store = ctx.store
@@ -176,6 +211,8 @@ def create_app(ctx: GalleryContext) -> Starlette:
         values.setdefault("title", "identities")
         values.setdefault("msg", request.query_params.get("msg"))
         values.setdefault("err", request.query_params.get("err"))
+        values.setdefault("undo", request.query_params.get("undo", ""))
+        values.setdefault("here", request.url.path)
         return HTMLResponse(_ENV.get_template(f"{template}.html").render(csrf=csrf, dagster_ui=ctx.dagster_ui(), **values),
                             status_code=status_code)
 
@@ -199,8 +236,40 @@ def create_app(ctx: GalleryContext) -> Starlette:
                 "thumb": _chip_url(i["partition_key"], i["best_detection_id"]), "sightings": i["sequence_count"],
                 "videos": i["video_count"], "hidden": i["hidden"]}
 
-    def after(run_id: str, next_url: str, msg: str) -> RedirectResponse:
+    def after(run_id: str, next_url: str, msg: str, undo: int | None = None) -> RedirectResponse:
+        """Wait for the recomputation, then show `next_url` with `msg` (and an undo of correction `undo`)."""
+        if undo is not None:
+            next_url += ("&" if "?" in next_url else "?") + urlencode({"undo": undo})
         return RedirectResponse(f"/wait/{run_id}?{urlencode({'next': next_url, 'msg': msg})}", status_code=303)
+
+    def faces_by_sequence(ids) -> dict[int, list[dict]]:
+        """The usable faces of each sequence (row ids), in time order: detection_id, timestamp_s, box."""
+        out: dict[int, list[dict]] = {}
+        for f in store.rows(
+                "SELECT s.id, f.detection_id, f.timestamp_s, f.box FROM sequences s JOIN faces f ON f.partition_key = s.partition_key"
+                " AND f.model = s.model AND f.sequence_number = s.sequence_number WHERE s.id = ANY(%s) AND f.reject_reason IS NULL"
+                " ORDER BY s.id, f.timestamp_s", (sorted(set(ids)),)):
+            out.setdefault(f["id"], []).append(f)
+        return out
+
+    def sightings_with_faces(ids, per: int = 4) -> list[dict]:
+        """Sequences (row ids) in video and time order, with the file name and `per` chips spread over their faces."""
+        faces = faces_by_sequence(ids)
+        rows = store.rows("SELECT s.id, s.partition_key, s.sequence_number, s.start_s, s.end_s, s.face_count, v.source_uri"
+                          " FROM sequences s JOIN videos v USING (partition_key) WHERE s.id = ANY(%s) ORDER BY v.source_uri,"
+                          " s.start_s", (sorted(set(ids)),))
+        return [{**r, "file": file_name(r["source_uri"]),
+                 "chips": [_chip_url(r["partition_key"], f["detection_id"]) for f in _spread(faces.get(r["id"], []), per)]}
+                for r in rows]
+
+    def side(title: str, ids, per: int = 3) -> dict:
+        """One side of a confirmation or a correction: a title and its sightings' faces."""
+        return {"title": title, "sightings": sightings_with_faces(ids, per)}
+
+    def name_of(ident_id: str | None) -> str:
+        """An identity's label, else its id."""
+        rows = store.rows("SELECT label FROM identities WHERE identity_id = %s", (ident_id,)) if ident_id else []
+        return (rows[0]["label"] or ident_id) if rows else (ident_id or "")
 
     async def index(request: Request):
         rows = identities()
@@ -231,22 +300,15 @@ def create_app(ctx: GalleryContext) -> Starlette:
         model = ident["model"]
         rows = store.sightings(model, [ident_id])
         ids = [r["id"] for r in rows]
-        faces = store.rows(
-            "SELECT s.id, f.detection_id FROM sequences s JOIN faces f ON f.partition_key = s.partition_key"
-            " AND f.model = s.model AND f.sequence_number = s.sequence_number WHERE s.id = ANY(%s) AND f.reject_reason IS NULL"
-            " ORDER BY s.id, f.timestamp_s", (ids,))
-        by_seq: dict[int, list[int]] = {}
-        for f in faces:
-            by_seq.setdefault(f["id"], []).append(f["detection_id"])
+        by_seq = {k: [f["detection_id"] for f in v] for k, v in faces_by_sequence(ids).items()}
         pairs = store.rows(
-            "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND (sequence_a = ANY(%s)"
-            " OR sequence_b = ANY(%s)) ORDER BY score DESC", (model, ids, ids))
+            "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s AND (sequence_a = ANY(%s)"
+            " OR sequence_b = ANY(%s)) ORDER BY score DESC", (model, DEFAULT_METHOD, ids, ids))
         info = {r["id"]: r for r in rows}
         inside = [p for p in pairs if p["sequence_a"] in info and p["sequence_b"] in info]
         shown = []
         for r in rows:
-            dets = by_seq.get(r["id"], [])
-            picks = [dets[round(k * (len(dets) - 1) / 3)] for k in range(4)] if len(dets) > 4 else dets
+            picks = _spread(by_seq.get(r["id"], []))
             best = next((p for p in inside if r["id"] in (p["sequence_a"], p["sequence_b"])), None)
             link = None
             if best is not None:
@@ -255,73 +317,126 @@ def create_app(ctx: GalleryContext) -> Starlette:
                         "start_s": other["start_s"], "end_s": other["end_s"]}
             shown.append({**r, "file": file_name(r["source_uri"]), "link": link,
                           "chips": [_chip_url(r["partition_key"], d) for d in dict.fromkeys(picks)]})
-        # the identities whose sightings score closest to these: the likeliest merges
-        outside = [p for p in pairs if (p["sequence_a"] in info) != (p["sequence_b"] in info)]
+        # the identities whose sightings score at or above the floor with these: the likely merges,
+        # each with its best pair of sightings (pairs come best first)
+        bands = suggestion_bands(model)
+        outside = [p for p in pairs if (p["sequence_a"] in info) != (p["sequence_b"] in info)
+                   and bands is not None and p["score"] >= bands[0]]
         holder = store.identity_of(model, sorted({p["sequence_b"] if p["sequence_a"] in info else p["sequence_a"] for p in outside}))
-        best_by_identity: dict[str, float] = {}
+        best_by_identity: dict[str, dict] = {}
         for p in outside:
-            other = holder.get(p["sequence_b"] if p["sequence_a"] in info else p["sequence_a"])
-            if other is not None:
-                best_by_identity[other] = max(best_by_identity.get(other, -1.0), p["score"])
+            mine, theirs = (p["sequence_a"], p["sequence_b"]) if p["sequence_a"] in info else (p["sequence_b"], p["sequence_a"])
+            if holder.get(theirs) is not None:
+                best_by_identity.setdefault(holder[theirs], {**p, "mine": mine, "theirs": theirs})
         # never suggest an identity that a correction keeps apart from this one
         apart = {p for a, b in corrections.constraints_for(store, model, store.all_sequences(model), []).cannot_link
                  for p in ((a, b), (b, a))}
         kept_apart = {holder.get(b) for a, b in apart if a in info}
         everyone = {i["identity_id"]: i for i in identities() if i["model"] == model and i["identity_id"] != ident_id}
-        ranked = [i for i, _ in sorted(best_by_identity.items(), key=lambda kv: -kv[1]) if i in everyone and i not in kept_apart]
-        suggestions = [{**card(everyone[i]), "score": best_by_identity[i]} for i in ranked[:5]]
+        ranked = [i for i in best_by_identity if i in everyone and i not in kept_apart][:5]
+        best_face = {r["id"]: r for r in store.rows("SELECT id, partition_key, best_detection_id FROM sequences WHERE id = ANY(%s)",
+                                                    ([best_by_identity[i][k] for i in ranked for k in ("mine", "theirs")],))}
+        suggestions = []
+        for i in ranked:
+            pair = best_by_identity[i]
+            mine, theirs = best_face[pair["mine"]], best_face[pair["theirs"]]
+            suggestions.append({**card(everyone[i]), "score": pair["score"],
+                                "band": "likely" if pair["score"] >= bands[1] else "possibly",
+                                "mine": _chip_url(mine["partition_key"], mine["best_detection_id"]),
+                                "theirs": _chip_url(theirs["partition_key"], theirs["best_detection_id"])})
         return page(request, "identity", title=ident["label"] or ident_id, name=ident["label"] or ident_id, ident=ident,
-                    rows=shown, suggestions=suggestions, others=[card(i) for i in everyone.values()])
+                    rows=shown, suggestions=suggestions, bands=bands, others=[card(i) for i in everyone.values()])
 
     async def sequence(request: Request):
         seq = int(request.path_params["sequence"])
         holder = corrections.identity_holding(store, seq)
         msg = request.query_params.get("msg")
-        query = f"?{urlencode({'msg': msg})}" if msg else ""
+        kept = {k: v for k, v in request.query_params.items() if k in ("msg", "undo")}
+        query = f"?{urlencode(kept)}" if kept else ""
         if holder is None:
             exists = store.rows("SELECT 1 FROM sequences WHERE id = %s", (seq,))
             note = "that sighting is now unresolved (listed at the foot of the page)" if exists else "that sighting is gone"
-            return RedirectResponse(f"/?{urlencode({'msg': (msg + '; ' if msg else '') + note})}", status_code=303)
+            return RedirectResponse(f"/?{urlencode({**kept, 'msg': (msg + '; ' if msg else '') + note})}", status_code=303)
         return RedirectResponse(f"/identity/{holder}{query}", status_code=303)
 
     async def merge(request: Request):
-        data = await form(request)
+        """GET: both identities' faces and a confirm button; POST: record the merge, recompute."""
+        ident_id = request.path_params["identity_id"]
+        data = request.query_params if request.method == "GET" else await form(request)
         if data is None:
             return refused()
-        ident_id, other = request.path_params["identity_id"], str(data.get("other", ""))
+        other = str(data.get("other", ""))
         try:
             _, members = corrections.identity_sequences(store, ident_id)
+            _, theirs = corrections.identity_sequences(store, other)
+            if request.method == "GET":
+                return page(request, "confirm", title="same person?", question=f"Are these one person: {name_of(ident_id)} and "
+                            f"{name_of(other)}?", sides=[side(name_of(ident_id), members), side(name_of(other), theirs)],
+                            explain="Their sightings become one identity at once (you can undo it afterwards, or on the"
+                                    " corrections page).", action=f"/identity/{ident_id}/merge", fields={"other": other},
+                            button="yes, the same person", cancel=f"/identity/{ident_id}")
             made = corrections.merge(store, [ident_id, other], source="gallery")
         except (KeyError, ValueError) as exc:
             return RedirectResponse(f"/identity/{ident_id}?{urlencode({'err': exc.args[0]})}", status_code=303)
         run = ctx.recompute.start(f"correction {made}: merge {ident_id} + {other}")
-        return after(run, f"/sequence/{members[0]}", f"Merged {ident_id} and {other} (correction #{made}).")
+        return after(run, f"/sequence/{members[0]}", f"Merged {name_of(ident_id)} and {name_of(other)}.", undo=made)
 
     async def move_out(request: Request):
+        """GET: the sighting's faces and the identity's other faces, a confirm button; POST (the
+        form names the identity it was shown in, so a resubmit after the move does nothing):
+        record the move, recompute, then say where the sighting went."""
+        seq = int(request.path_params["sequence"])
+        holder = corrections.identity_holding(store, seq)
+        if request.method == "GET":
+            if holder is None:
+                return RedirectResponse(f"/sequence/{seq}", status_code=303)
+            _, members = corrections.identity_sequences(store, holder)
+            return page(request, "confirm", title="not this person?", question=f"Is this sighting not {name_of(holder)}?",
+                        sides=[side("this sighting", [seq], 8), side(f"the other sightings of {name_of(holder)}",
+                                                                     [m for m in members if m != seq])],
+                        explain="The sighting leaves this identity: it joins whoever it matches best, or stays on its own.",
+                        action=f"/sequence/{seq}/move-out", fields={"from": holder}, button="yes, not this person",
+                        cancel=f"/identity/{holder}")
         data = await form(request)
         if data is None:
             return refused()
-        seq = int(request.path_params["sequence"])
-        holder = corrections.identity_holding(store, seq)
+        origin = str(data.get("from", ""))
+        if holder != origin:  # moved already (the form posted again)
+            return RedirectResponse(f"/sequence/{seq}/moved?{urlencode({'from': origin})}", status_code=303)
         try:
             made = corrections.move_out(store, seq, source="gallery")
-            _, members = corrections.identity_sequences(store, holder)
         except (KeyError, ValueError) as exc:
-            return RedirectResponse(f"/?{urlencode({'err': exc.args[0]})}", status_code=303)
-        stay = next(m for m in members if m != seq)
+            return RedirectResponse(f"/identity/{holder}?{urlencode({'err': exc.args[0]})}", status_code=303)
         run = ctx.recompute.start(f"correction {made}: move a sighting out of {holder}")
-        return after(run, f"/sequence/{stay}", f"Moved the sighting out of {holder} (correction #{made}).")
+        return after(run, f"/sequence/{seq}/moved?{urlencode({'from': holder})}",
+                     f"Moved the sighting out of {name_of(holder)}.", undo=made)
+
+    async def moved(request: Request):
+        """Where a sighting moved out of an identity went: the identity holding it now, or unresolved."""
+        seq = int(request.path_params["sequence"])
+        origin = request.query_params.get("from", "")
+        found = sightings_with_faces([seq], 8)
+        holder = corrections.identity_holding(store, seq)
+        return page(request, "moved", title="sighting moved", s=found[0] if found else None, holder=holder,
+                    holder_name=name_of(holder), origin=origin, origin_name=name_of(origin))
 
     async def label(request: Request):
         data = await form(request)
         if data is None:
             return refused()
         ident_id = request.path_params["identity_id"]
-        text = str(data.get("label", ""))[:80]
-        made = corrections.label(store, ident_id, text, source="gallery")
-        _, members = corrections.identity_sequences(store, ident_id)
-        run = ctx.recompute.start(f"correction {made}: label {ident_id}")
-        return after(run, f"/sequence/{members[0]}", f"Label saved (correction #{made}).")
+        text = str(data.get("label", ""))[:80].strip()
+        try:
+            made = corrections.label(store, ident_id, text, source="gallery")
+        except KeyError as exc:
+            return RedirectResponse(f"/?{urlencode({'err': exc.args[0]})}", status_code=303)
+        # a label needs no recomputation: it is the newest label of the identity holding its
+        # sightings now, which is this one; the next recomputation gives it the same label
+        with store.connection() as conn:
+            conn.execute("UPDATE identities SET label = %s WHERE identity_id = %s", (text or None, ident_id))
+        msg = f"Named {ident_id} \u201c{text}\u201d." if text else f"{ident_id} has no name now."
+        back = _local(str(data.get("next", "")), f"/identity/{ident_id}")
+        return RedirectResponse(f"{back}{'&' if '?' in back else '?'}{urlencode({'msg': msg, 'undo': made})}", status_code=303)
 
     async def hide(request: Request):
         data = await form(request)
@@ -353,26 +468,30 @@ def create_app(ctx: GalleryContext) -> Starlette:
             plan = plan_identity(store, ctx.data_root, model, ident_id)
         except KeyError as exc:
             return RedirectResponse(f"/?{urlencode({'err': exc.args[0]})}", status_code=303)
+        shown = sightings_with_faces(plan.sequences, 6)
+        files = sorted({s["file"] for s in shown})
+        what = {"identity_id": ident_id, "name": name_of(ident_id), "sightings": shown, "files": files, "faces": plan.faces,
+                "plan": "\n".join(plan.describe())}
         if request.method == "GET":
-            return page(request, "forget", title=f"forget {ident_id}", identity_id=ident_id, plan="\n".join(plan.describe()))
+            return page(request, "forget", title=f"forget {ident_id}", **what)
         data = await form(request)
         if data is None:
             return refused()
         if str(data.get("confirm", "")).strip().lower() != "forget":
-            return page(request, "forget", title=f"forget {ident_id}", identity_id=ident_id, plan="\n".join(plan.describe()),
-                        err="Nothing forgotten: type forget in the box to confirm.")
+            return page(request, "forget", title=f"forget {ident_id}", err="Nothing forgotten: type forget in the box to confirm.",
+                        **what)
         counts = carry_out(store, ctx.data_root, plan)
         runs = ctx.recompute.forget_traces(plan)
         run = ctx.recompute.start(f"forget {ident_id}")
-        return after(run, "/", f"Forgotten: {counts['faces']} faces in {counts['sequences']} sightings,"
-                               f" {counts['files_rewritten']} videos' files rewritten, {runs} Dagster runs deleted.")
+        return after(run, "/", f"Forgotten: {what['name']}'s {plural(counts['faces'], 'face')} in"
+                               f" {plural(counts['sequences'], 'sighting')} of {plural(len(files), 'video')} are gone from the"
+                               f" archive, with the {plural(runs, 'Dagster run')} whose logs held their pictures.")
 
     async def wait(request: Request):
         run_id = request.path_params["run_id"]
         state = ctx.recompute.state(run_id)
         next_url = request.query_params.get("next", "/")
-        if not next_url.startswith("/") or next_url.startswith("//"):
-            next_url = "/"  # only pages of this app
+        next_url = _local(next_url)  # only pages of this app
         msg = request.query_params.get("msg", "")
         if state == "success":
             sep = "&" if "?" in next_url else "?"
@@ -392,8 +511,10 @@ def create_app(ctx: GalleryContext) -> Starlette:
         if not rows:
             return RedirectResponse(f"/?{urlencode({'err': 'that sighting is gone'})}", status_code=303)
         s = rows[0]
-        faces = store.rows("SELECT detection_id, timestamp_s FROM faces WHERE partition_key = %s AND model = %s"
-                           " AND sequence_number = %s ORDER BY timestamp_s", (s["partition_key"], s["model"], s["sequence_number"]))
+        faces = faces_by_sequence([seq]).get(seq, [])
+        size = store.get_video(s["partition_key"]) or {}
+        boxes = {"width": size.get("width"), "height": size.get("height"),
+                 "faces": [{"t": round(f["timestamp_s"], 3), "box": [round(float(v), 1) for v in f["box"]]} for f in faces]}
         video = _video_file(s["source_uri"], ctx.video_cache)
         suffix = Path(file_name(s["source_uri"])).suffix.lower()
         playable = video is not None and suffix in PLAYABLE
@@ -401,7 +522,8 @@ def create_app(ctx: GalleryContext) -> Starlette:
                   else f"browsers cannot play {suffix or 'this'} files")
         return page(request, "player", title=file_name(s["source_uri"]), s=s, file=file_name(s["source_uri"]),
                     identity_id=corrections.identity_holding(store, seq), playable=playable, reason=reason,
-                    faces=[{"chip": _chip_url(s["partition_key"], f["detection_id"]), "t": f["timestamp_s"]} for f in faces[:60]])
+                    boxes=boxes, faces=[{"chip": _chip_url(s["partition_key"], f["detection_id"]), "t": f["timestamp_s"]}
+                                        for f in _spread(faces, 60)])
 
     async def video(request: Request):
         row = store.get_video(request.path_params["partition_key"])
@@ -428,8 +550,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
             by_seq.setdefault((f["model"], f["sequence_number"]), []).append(f["detection_id"])
         rows = []
         for s in seqs:
-            dets = by_seq.get((s["model"], s["sequence_number"]), [])
-            picks = [dets[round(k * (len(dets) - 1) / 3)] for k in range(4)] if len(dets) > 4 else dets
+            picks = _spread(by_seq.get((s["model"], s["sequence_number"]), []))
             rows.append({**s, "identity_id": corrections.identity_holding(store, s["id"]),
                          "chips": [_chip_url(key, d) for d in dict.fromkeys(picks)]})
         sheet = data_root(ctx.data_root) / "silhouette_report" / key / "contact_sheet.png"
@@ -476,7 +597,30 @@ def create_app(ctx: GalleryContext) -> Starlette:
         return page(request, "search", title="search by photo", searched=True, results=shown)
 
     async def correction_list(request: Request):
-        return page(request, "corrections", title="corrections", rows=corrections.listing(store))
+        """Every correction in words, with the faces it names (up to 4 a side) and its status."""
+        rows = corrections.listing(store)
+        sides = {r["id"]: r for r in store.rows("SELECT id, side_a, side_b FROM corrections")}
+        refs = [ref for r in sides.values() for ref in r["side_a"][:4] + r["side_b"][:4]]
+        found: dict[str, int] = {}
+        for m in store.models():  # the sighting each reference names now, in any model
+            for ref, seq in zip(refs, corrections.resolve(store, m["model"], refs, store.all_sequences(m["model"]))):
+                if seq is not None:
+                    found.setdefault(_ref_key(ref), seq)
+        best = {r["id"]: _chip_url(r["partition_key"], r["best_detection_id"]) for r in store.rows(
+            "SELECT id, partition_key, best_detection_id FROM sequences WHERE id = ANY(%s)", (sorted(set(found.values())),))}
+
+        def chips(side: list[dict]) -> list[str]:
+            return [best[found[_ref_key(r)]] for r in side[:4] if _ref_key(r) in found]
+
+        for r in rows:
+            a, b = sides[r["id"]]["side_a"], sides[r["id"]]["side_b"]
+            r["words"] = {"must_link": "You said these are the same person",
+                          "cannot_link": "You said this sighting is not this person" if len(a) == 1
+                          else "You said these are not the same person",
+                          "label": f"You named this person \u201c{r['value']}\u201d" if r["value"] else "You took this person's name away",
+                          "hide": "You hid this person from the gallery"}.get(r["kind"], r["note"])
+            r["sides"] = [chips(a), chips(b)] if r["kind"] in ("must_link", "cannot_link") else [chips(a)]
+        return page(request, "corrections", title="corrections", rows=rows)
 
     async def undo(request: Request):
         data = await form(request)
@@ -486,18 +630,19 @@ def create_app(ctx: GalleryContext) -> Starlette:
         if not corrections.delete(store, cid):
             return RedirectResponse(f"/corrections?{urlencode({'err': f'no correction #{cid}'})}", status_code=303)
         run = ctx.recompute.start(f"undo correction {cid}")
-        return after(run, "/corrections", f"Correction #{cid} undone.")
+        return after(run, _local(str(data.get("next", "")), "/corrections"), "Undone.")
 
     routes = [
         Route("/", index),
         Route("/identity/{identity_id}", identity),
-        Route("/identity/{identity_id}/merge", merge, methods=["POST"]),
+        Route("/identity/{identity_id}/merge", merge, methods=["GET", "POST"]),
         Route("/identity/{identity_id}/label", label, methods=["POST"]),
         Route("/identity/{identity_id}/hide", hide, methods=["POST"]),
         Route("/identity/{identity_id}/unhide", unhide, methods=["POST"]),
         Route("/identity/{identity_id}/forget", forget, methods=["GET", "POST"]),
         Route("/sequence/{sequence:int}", sequence),
-        Route("/sequence/{sequence:int}/move-out", move_out, methods=["POST"]),
+        Route("/sequence/{sequence:int}/move-out", move_out, methods=["GET", "POST"]),
+        Route("/sequence/{sequence:int}/moved", moved),
         Route("/play/{sequence:int}", play),
         Route("/video/{partition_key}", video),
         Route("/chip/{partition_key}/{detection_id:int}", chip_image),

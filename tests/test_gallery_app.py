@@ -3,11 +3,13 @@ generated person, move a wrongly attached sighting out, and see the recomputed i
 (each action a Dagster run of `rebuild_identities`); then range requests, refused foreign
 posts and a confirmed forget. Screenshots go to the test's tmp dir (printed)."""
 
+import contextlib
 import shutil
 import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import dagster as dg
@@ -18,7 +20,7 @@ from reid_pipeline import corrections
 from reid_pipeline.cli.execution import DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
-from reid_pipeline.gallery_app import GalleryContext, create_app
+from reid_pipeline.gallery_app import GalleryContext, create_app, suggestion_bands
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.testing import synthetic
@@ -46,16 +48,25 @@ def _matcher_errs(store):
 
 
 @pytest.fixture
-def gallery(defs, instance, store, two_videos, reid_env):
-    """The two generated videos processed, the matcher's errors in, the app on a free port."""
-    import uvicorn
-
+def processed(defs, instance, store, two_videos, reid_env):
+    """The two generated videos processed, the matcher's errors in, the identities computed;
+    then the two astronauts' pair scored just under the link threshold (as the matcher
+    scores a hard pair it misses: offered as "possibly the same person")."""
     process(defs, instance, store, [two_videos["a"], two_videos["b"]], rebuild=False)
     _matcher_errs(store)
     assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
     assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
-    ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=DagsterRecompute(defs, instance),
-                         backend=lambda: load_backend("yunet_sface"), video_cache=Settings().video_cache)
+    floor, threshold = suggestion_bands("sface_2021dec")
+    with store.connection() as conn:
+        conn.execute("UPDATE matches SET score = %s WHERE sequence_a = %s AND sequence_b = %s", ((floor + threshold) / 2,
+                     *sorted((sequence(store, "fix_a.avi", 0), sequence(store, "fix_b.avi", 1)))))
+
+
+@contextlib.contextmanager
+def _serve(ctx):
+    """The app on a free port of 127.0.0.1 (uvicorn on a thread), until the block ends."""
+    import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -65,9 +76,18 @@ def gallery(defs, instance, store, two_videos, reid_env):
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", ctx
+    yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def gallery(processed, defs, instance, store):
+    """The app on a free port, recomputing through Dagster runs."""
+    ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=DagsterRecompute(defs, instance),
+                         backend=lambda: load_backend("yunet_sface"), video_cache=Settings().video_cache)
+    with _serve(ctx) as url:
+        yield url, ctx
 
 
 def _photo_of(person, path):
@@ -223,3 +243,128 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     assert status == 200 and "Forgotten:" in html
     assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_number = 1", (key,))
     assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_b", 0)]]  # the others and their corrections stay
+
+
+class RecomputeNow:
+    """Recomputes at once, in the request (the core function, no Dagster run): for TestClient tests."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def start(self, reason: str) -> str:
+        """Recompute every model's identities now."""
+        from reid_pipeline.archive import recompute_identities
+        from reid_pipeline.matching import match_settings_for
+
+        for m in self.store.models():
+            recompute_identities(self.store, m["model"], match_settings_for(m["model"]))
+        return "now"
+
+    def state(self, run_id: str) -> str:
+        return "success"
+
+    def forget_traces(self, plan) -> int:
+        return 0
+
+
+@pytest.fixture
+def client(processed, store):
+    """The app served, recomputing at once, and a `requests` session let in (the cookie of the
+    printed URL; redirects followed): `get`/`post` take the app's paths."""
+    import requests
+
+    ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=RecomputeNow(store),
+                         backend=lambda: load_backend("yunet_sface"), video_cache=Settings().video_cache)
+    with _serve(ctx) as url, requests.Session() as session:
+        session.get(f"{url}/?token={ctx.secret}")
+
+        class Client:
+            def get(self, path, **kw):
+                return session.get(url + path, **kw)
+
+            def post(self, path, **kw):
+                return session.post(url + path, **kw)
+
+        yield Client(), ctx
+
+
+def _path(response) -> str:
+    return urllib.parse.urlsplit(response.url).path
+
+
+def _count(store, kind=None) -> int:
+    return store.rows("SELECT count(*) AS n FROM corrections WHERE %s::text IS NULL OR kind = %s", (kind, kind))[0]["n"]
+
+
+def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, store):
+    """What a person reads before and after a merge or a move-out: suggestions only above the
+    model's floor, in words, with the two closest faces; a confirmation page (GET stores
+    nothing); the result with an undo; a resubmitted form stores nothing more; a moved
+    sighting's page says which identity holds it now."""
+    import re
+
+    c, ctx = client
+    astronaut_a = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    astronaut_b = corrections.identity_holding(store, sequence(store, "fix_b.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    html = c.get(f"/identity/{astronaut_a}").text
+    suggested = re.findall(r'data-suggestion="([^"]+)" data-band="(\w+)"', html)
+    assert suggested == [(astronaut_b, "possibly")]  # Tom Hanks + t1_0 score below the floor: not offered
+    block = html[html.index(f'data-suggestion="{astronaut_b}"'):]
+    assert "possibly the same person" in block and block[:block.index("</div></div>")].count("/chip/") == 2
+    assert f'method="post" action="/identity/{astronaut_a}/merge"' not in html  # nothing merges at once, the drop-down included
+
+    # the confirmation shows both identities' faces and stores nothing
+    confirm = c.get(f"/identity/{astronaut_a}/merge", params={"other": astronaut_b})
+    assert confirm.status_code == 200 and 'data-side="2"' in confirm.text and confirm.text.count("/chip/") >= 2
+    assert _count(store) == 0
+    done = c.post(f"/identity/{astronaut_a}/merge", data={"csrf": ctx.token, "other": astronaut_b})
+    assert "Merged" in done.text and 'id="undo"' in done.text and people(store)[0] == [("fix_a", 0), ("fix_b", 1)]
+    # browser back + resubmit: nothing more stored
+    c.post(f"/identity/{astronaut_a}/merge", data={"csrf": ctx.token, "other": astronaut_b})
+    assert _count(store) == 1
+    [made] = store.rows("SELECT id FROM corrections")
+    undone = c.post(f"/corrections/{made['id']}/undo", data={"csrf": ctx.token, "next": f"/identity/{astronaut_a}"})
+    assert _path(undone) == f"/identity/{astronaut_a}" and _count(store) == 0
+    assert [("fix_a", 0)] in people(store) and [("fix_b", 1)] in people(store)
+
+    # not this person: asks first (the sighting's faces, the identity's other faces), then says where it went
+    t1 = sequence(store, "fix_b.avi", 0)
+    assert f'href="/sequence/{t1}/move-out"' in c.get(f"/identity/{tom}").text
+    confirm = c.get(f"/sequence/{t1}/move-out")
+    assert "this sighting" in confirm.text and "the other sightings of" in confirm.text and _count(store) == 0
+    moved = c.post(f"/sequence/{t1}/move-out", data={"csrf": ctx.token, "from": tom})
+    now = corrections.identity_holding(store, t1)
+    assert now not in (None, tom) and _path(moved) == f"/sequence/{t1}/moved"
+    assert f'data-holder="{now}"' in moved.text and f'href="/identity/{now}"' in moved.text and 'id="undo"' in moved.text
+    assert f'The rest stays in <a href="/identity/{tom}">' in moved.text
+    again = c.post(f"/sequence/{t1}/move-out", data={"csrf": ctx.token, "from": tom})
+    assert _count(store) == 1 and corrections.identity_holding(store, t1) == now and f'data-holder="{now}"' in again.text
+
+    # the corrections page in words, with faces
+    listed = c.get("/corrections").text
+    assert "You said this sighting is not this person" in listed and "cannot_link" not in listed
+    assert listed[listed.index("data-correction"):].count("/chip/") >= 2
+
+
+def test_name_forget_page_and_player_boxes(client, store):
+    """A name is saved without a recomputation, back on the same page; the forget page shows
+    the faces, videos and sightings that go in words; the player carries the face boxes."""
+    c, ctx = client
+    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    named = c.post(f"/identity/{tom}/label", data={"csrf": ctx.token, "label": "Tom"})
+    assert _path(named) == f"/identity/{tom}" and "Recomputing" not in named.text
+    assert "<h1>Tom" in named.text and 'id="undo"' in named.text
+    assert store.rows("SELECT label FROM identities WHERE identity_id = %s", (tom,)) == [{"label": "Tom"}]
+
+    forget = c.get(f"/identity/{tom}/forget").text
+    assert "2 sightings in 2 videos" in forget and "fix_a.avi" in forget and "fix_b.avi" in forget
+    assert forget.count("/chip/") >= 4 and "Dagster runs" in forget and "run history" in forget
+
+    t1 = sequence(store, "fix_b.avi", 0)
+    player = c.get(f"/play/{t1}").text
+    boxes = __import__("json").loads(player.split('<script type="application/json" id="boxes">')[1].split("</script>")[0])
+    faces = store.rows("SELECT timestamp_s, box FROM faces f JOIN sequences s USING (partition_key, model, sequence_number)"
+                       " WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY timestamp_s", (t1,))
+    assert [f["t"] for f in boxes["faces"]] == [round(f["timestamp_s"], 3) for f in faces]
+    assert boxes["faces"][0]["box"] == [round(float(v), 1) for v in faces[0]["box"]] and boxes["width"] > 0
