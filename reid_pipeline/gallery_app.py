@@ -417,7 +417,8 @@ def create_app(ctx: GalleryContext) -> Starlette:
         origin = request.query_params.get("from", "")
         found = sightings_with_faces([seq], 8)
         holder = corrections.identity_holding(store, seq)
-        return page(request, "moved", title="sighting moved", s=found[0] if found else None, holder=holder,
+        alone = holder is not None and len(corrections.identity_sequences(store, holder)[1]) == 1
+        return page(request, "moved", title="sighting moved", s=found[0] if found else None, holder=holder, alone=alone,
                     holder_name=name_of(holder), origin=origin, origin_name=name_of(origin))
 
     async def label(request: Request):
