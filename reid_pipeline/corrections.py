@@ -15,7 +15,9 @@ Kinds (sides are lists of sightings):
 - `cannot_link`: nothing of side A is the same person as anything of side B (a sighting
   moved out of an identity, two identities that are not the same person);
 - `label`: the identity that holds most of side A is called `value` (kept locally);
-- `hide`: the identity that holds most of side A is hidden from the gallery.
+- `hide`: the identity that holds most of side A is hidden from the gallery;
+- `cover`: side A's one face (its time and box) is the face shown on the card of the
+  identity that holds it (`covers`; the gallery reads it, no recomputation needed).
 
 Two corrections may contradict each other (a merge, then one of its sightings moved out):
 the newer one wins, and the older one is reported as `overridden` for the sightings
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from reid_pipeline.store import Store
 from reid_pipeline.store.connection import lock
 
-KINDS = ("must_link", "cannot_link", "label", "hide")
+KINDS = ("must_link", "cannot_link", "label", "hide", "cover")
 FACE_TOLERANCE_S = 0.5  # a face re-found within this time of the remembered one (2 sampled frames at 4 fps)
 MIN_BOX_IOU = 0.3  # ... and overlapping its box this much (another backend's boxes differ a little)
 MIN_SPAN_IOU = 0.5  # fallback: the one sequence whose time span overlaps the remembered one this much
@@ -193,6 +195,38 @@ def hide(store: Store, identity_id: str, source: str = "cli") -> int:
     return record(store, "hide", sightings_of(store, members), note=f"hide {identity_id}", source=source)
 
 
+def cover(store: Store, identity_id: str, sequence_id: int, detection_id: int, source: str = "cli") -> int:
+    """Show this face (a detection of one of the identity's sightings) on its card."""
+    _, members = identity_sequences(store, identity_id)
+    if sequence_id not in members:
+        raise ValueError(f"that sighting is not part of {identity_id} (any more)")
+    [face] = store.rows("SELECT f.timestamp_s, f.box FROM faces f JOIN sequences s ON s.partition_key = f.partition_key"
+                        " AND s.model = f.model AND s.sequence_number = f.sequence_number WHERE s.id = %s"
+                        " AND f.detection_id = %s", (sequence_id, detection_id)) or [None]
+    if face is None:
+        raise ValueError("that face is not part of this sighting")
+    [ref] = sightings_of(store, [sequence_id])
+    ref.update(t=round(face["timestamp_s"], 3), box=[round(float(v), 1) for v in face["box"]])
+    return record(store, "cover", [ref], note=f"cover of {identity_id}", source=source)
+
+
+def covers(store: Store) -> dict[str, tuple[str, int]]:
+    """The chosen cover of each identity that has one: identity id -> (partition key,
+    detection id) of the face found again (as `resolve` finds faces), the newest choice first."""
+    out: dict[str, tuple[str, int]] = {}
+    for c in store.rows("SELECT side_a FROM corrections WHERE kind = 'cover' ORDER BY id DESC"):
+        [ref] = c["side_a"]
+        near = store.rows(
+            "SELECT f.detection_id, f.box, f.timestamp_s, m.identity_id FROM faces f JOIN sequences s"
+            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
+            " JOIN identity_sequences m ON m.sequence_id = s.id WHERE f.partition_key = %s AND abs(f.timestamp_s - %s) <= %s",
+            (ref["partition_key"], ref["t"], FACE_TOLERANCE_S))
+        best = max(near, key=lambda f: (_box_iou(f["box"], ref["box"]), -abs(f["timestamp_s"] - ref["t"])), default=None)
+        if best is not None and _box_iou(best["box"], ref["box"]) >= MIN_BOX_IOU:
+            out.setdefault(best["identity_id"], (ref["partition_key"], best["detection_id"]))
+    return out
+
+
 def forward_sentence(forward: dict) -> str:
     """What became of an ended id (`Store.forward`), in words."""
     old, live = forward["old_id"], forward["live"]
@@ -319,7 +353,7 @@ def constraints_for(store: Store, model: str, sequences: Sequence[dict], on_scre
         a = sorted({s for s in side_a if s is not None})
         b = sorted({s for s in side_b if s is not None})
         gone = f"{missing} of its {total} sightings {'is' if missing == 1 else 'are'} gone (video forgotten or re-sequenced)"
-        if c["kind"] in ("label", "hide"):
+        if c["kind"] in ("label", "hide", "cover"):
             if not a:
                 out.report[c["id"]] = ("stale", f"none of its {_plural(total, 'sighting')} exists any more")
             else:
@@ -397,6 +431,10 @@ def apply_marks(constraints: Constraints, identity_of: dict[int, str]) -> dict[s
         if mark["kind"] == "hide":
             entry["hidden"] = True
             status = ("applied", f"hides {target}")
+        elif mark["kind"] == "cover":
+            status = ("overridden", f"a newer cover of {target} wins") if "covered" in entry else (
+                "applied", f"a face of {target} on its card")
+            entry["covered"] = True
         elif entry["label"] is None and "labelled" not in entry:
             entry["labelled"] = True
             entry["label"] = mark["value"] or None  # an empty label clears older ones
@@ -408,6 +446,7 @@ def apply_marks(constraints: Constraints, identity_of: dict[int, str]) -> dict[s
         constraints.report[mark["id"]] = status
     for entry in out.values():
         entry.pop("labelled", None)
+        entry.pop("covered", None)
     return out
 
 

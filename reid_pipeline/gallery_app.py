@@ -226,10 +226,20 @@ def create_app(ctx: GalleryContext) -> Starlette:
         return HTMLResponse("refused: this form did not come from the gallery page (reload it)", status_code=403)
 
     def identities() -> list[dict]:
-        return store.rows(
+        """Every identity, most seen first, with its cover: the face chosen for it, else its
+        best face by quality (the highest quality weight among its sightings' best faces)."""
+        rows = store.rows(
             "SELECT i.identity_id, i.model, i.sequence_count, i.video_count, i.face_count, i.label, i.hidden,"
-            " s.partition_key, s.best_detection_id FROM identities i LEFT JOIN sequences s ON s.id = i.best_sequence"
+            " c.partition_key, c.detection_id AS best_detection_id FROM identities i LEFT JOIN LATERAL ("
+            "SELECT f.partition_key, f.detection_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
+            " JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model AND f.detection_id = s.best_detection_id"
+            " WHERE m.identity_id = i.identity_id ORDER BY f.quality_weight DESC NULLS LAST, s.id LIMIT 1) c ON true"
             " ORDER BY i.sequence_count DESC, i.video_count DESC, i.identity_id")
+        chosen = corrections.covers(store)
+        for r in rows:
+            if r["identity_id"] in chosen:
+                r["partition_key"], r["best_detection_id"] = chosen[r["identity_id"]]
+        return rows
 
     def card(i: dict) -> dict:
         return {"identity_id": i["identity_id"], "name": i["label"] or i["identity_id"], "label": i["label"],
@@ -316,7 +326,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
                 link = {"score": best["score"], "linked": best["linked"], "file": file_name(other["source_uri"]),
                         "start_s": other["start_s"], "end_s": other["end_s"]}
             shown.append({**r, "file": file_name(r["source_uri"]), "link": link,
-                          "chips": [_chip_url(r["partition_key"], d) for d in dict.fromkeys(picks)]})
+                          "chips": [(d, _chip_url(r["partition_key"], d)) for d in dict.fromkeys(picks)]})
         # the identities whose sightings score at or above the floor with these: the likely merges,
         # each with its best pair of sightings (pairs come best first)
         bands = suggestion_bands(model)
@@ -345,6 +355,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
                                 "mine": _chip_url(mine["partition_key"], mine["best_detection_id"]),
                                 "theirs": _chip_url(theirs["partition_key"], theirs["best_detection_id"])})
         return page(request, "identity", title=ident["label"] or ident_id, name=ident["label"] or ident_id, ident=ident,
+                    cover=card(ident)["thumb"],
                     rows=shown, suggestions=suggestions, bands=bands, others=[card(i) for i in everyone.values()])
 
     async def sequence(request: Request):
@@ -438,6 +449,19 @@ def create_app(ctx: GalleryContext) -> Starlette:
         msg = f"Named {ident_id} \u201c{text}\u201d." if text else f"{ident_id} has no name now."
         back = _local(str(data.get("next", "")), f"/identity/{ident_id}")
         return RedirectResponse(f"{back}{'&' if '?' in back else '?'}{urlencode({'msg': msg, 'undo': made})}", status_code=303)
+
+    async def set_cover(request: Request):
+        """Show the chosen face on the identity's card (a `cover` correction; no recomputation)."""
+        data = await form(request)
+        if data is None:
+            return refused()
+        ident_id = request.path_params["identity_id"]
+        try:
+            made = corrections.cover(store, ident_id, int(data.get("sequence", -1)), int(data.get("detection", -1)), source="gallery")
+        except (KeyError, ValueError) as exc:
+            return RedirectResponse(f"/identity/{ident_id}?{urlencode({'err': exc.args[0]})}", status_code=303)
+        return RedirectResponse(f"/identity/{ident_id}?{urlencode({'msg': 'That face is on the card now.', 'undo': made})}",
+                                status_code=303)
 
     async def hide(request: Request):
         data = await form(request)
@@ -619,7 +643,8 @@ def create_app(ctx: GalleryContext) -> Starlette:
                           "cannot_link": "You said this sighting is not this person" if len(a) == 1
                           else "You said these are not the same person",
                           "label": f"You named this person \u201c{r['value']}\u201d" if r["value"] else "You took this person's name away",
-                          "hide": "You hid this person from the gallery"}.get(r["kind"], r["note"])
+                          "hide": "You hid this person from the gallery",
+                          "cover": "You chose this face for the person's card"}.get(r["kind"], r["note"])
             r["sides"] = [chips(a), chips(b)] if r["kind"] in ("must_link", "cannot_link") else [chips(a)]
         return page(request, "corrections", title="corrections", rows=rows)
 
@@ -639,6 +664,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         Route("/identity/{identity_id}/merge", merge, methods=["GET", "POST"]),
         Route("/identity/{identity_id}/label", label, methods=["POST"]),
         Route("/identity/{identity_id}/hide", hide, methods=["POST"]),
+        Route("/identity/{identity_id}/cover", set_cover, methods=["POST"]),
         Route("/identity/{identity_id}/unhide", unhide, methods=["POST"]),
         Route("/identity/{identity_id}/forget", forget, methods=["GET", "POST"]),
         Route("/sequence/{sequence:int}", sequence),

@@ -156,8 +156,14 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         page.locator(f"a.card[data-identity='{astronaut_a}']").click()
         page.wait_for_url(f"**/identity/{astronaut_a}")
         assert page.locator("#sightings tr[data-sequence]").count() == 1
+        assert page.locator(f"[data-suggestion='{astronaut_b}']").get_attribute("data-band") == "possibly"
+        page.locator(f"[data-suggestion='{astronaut_b}']").screenshot(path=shots / "2a-suggestion.png")
         page.screenshot(path=shots / "2-identity.png", full_page=True)
-        page.locator(f"[data-suggestion='{astronaut_b}'] button").click()
+        page.locator(f"[data-suggestion='{astronaut_b}'] a.primary").click()
+        page.wait_for_url("**/merge?other=**")  # asks first, both identities' faces
+        assert page.locator("[data-side] img").count() >= 2
+        page.screenshot(path=shots / "3a-merge-confirmation.png", full_page=True)
+        page.locator("#confirm").click()
         try:
             page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
         except Exception:
@@ -167,15 +173,22 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
             faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # where the recompute waits
             raise
         assert page.locator("#sightings tr[data-sequence]").count() == 2
-        assert "seen in 2 videos" in page.inner_text("main")
-        page.screenshot(path=shots / "3-merged.png", full_page=True)
+        assert "seen in 2 videos" in page.inner_text("main") and page.locator("#undo").count() == 1
+        page.screenshot(path=shots / "3-merged-with-undo.png", full_page=True)
 
-        # Tom Hanks's identity holds t1_0 by mistake: move that sighting out
+        # Tom Hanks's identity holds t1_0 by mistake: move that sighting out (asks first)
         page.goto(f"{url}/identity/{tom}")
-        page.locator(f"tr[data-sequence='{t1}'] button").click()
-        page.wait_for_url("**/identity/**Identities+recomputed**", timeout=60_000)
+        page.locator(f"tr[data-sequence='{t1}'] a.button").click()
+        page.wait_for_url("**/move-out")
+        page.screenshot(path=shots / "4a-not-this-person-confirmation.png", full_page=True)
+        page.locator("#confirm").click()
+        page.wait_for_url("**/moved?**Identities+recomputed**", timeout=60_000)
+        assert "Moved the sighting out" in page.inner_text("[role=status]") and page.locator("#undo").count() == 1
+        holder = corrections.identity_holding(store, t1)
+        assert holder != tom and page.locator("#moved").get_attribute("data-holder") == holder
+        page.screenshot(path=shots / "4b-not-this-person-result.png", full_page=True)
+        page.goto(f"{url}/identity/{tom}")
         assert page.locator("#sightings tr[data-sequence]").count() == 1
-        assert "Moved the sighting out" in page.inner_text("[role=status]")
         # the sighting just moved out is not offered back as a merge
         assert page.locator(f"[data-suggestion='{corrections.identity_holding(store, t1)}']").count() == 0
         page.screenshot(path=shots / "4-moved-out.png", full_page=True)
@@ -206,6 +219,9 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         page.goto(f"{url}/corrections")
         assert page.locator("tr[data-correction]").count() == 2 and page.inner_text("main").count("applied:") == 2
         page.screenshot(path=shots / "8-corrections.png", full_page=True)
+        page.goto(f"{url}/identity/{corrections.identity_holding(store, sequence(store, 'fix_a.avi', 1))}/forget")
+        assert page.locator("#forget-what img").count() >= 2
+        page.screenshot(path=shots / "9-forget.png", full_page=True)
         browser.close()
     print(f"screenshots: {shots}")
     assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_a", 1)], [("fix_b", 0)]]
@@ -354,8 +370,26 @@ def test_name_forget_page_and_player_boxes(client, store):
     tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
     named = c.post(f"/identity/{tom}/label", data={"csrf": ctx.token, "label": "Tom"})
     assert _path(named) == f"/identity/{tom}" and "Recomputing" not in named.text
-    assert "<h1>Tom" in named.text and 'id="undo"' in named.text
+    assert 'alt="face of Tom"> Tom' in named.text and 'id="undo"' in named.text
     assert store.rows("SELECT label FROM identities WHERE identity_id = %s", (tom,)) == [{"label": "Tom"}]
+
+    # the card shows the best face by quality, or the face chosen on the identity page
+    astronaut = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    faces = store.rows("SELECT f.detection_id, f.quality_weight FROM faces f JOIN sequences s USING (partition_key, model,"
+                       " sequence_number) WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY f.timestamp_s",
+                       (sequence(store, "fix_a.avi", 0),))
+    best = max(faces, key=lambda f: f["quality_weight"])["detection_id"]
+    key = partition_key_for("fix_a.avi")
+    assert f'href="/identity/{astronaut}" data-identity="{astronaut}"><img src="/chip/{key}/{best}"' in c.get("/").text
+    other = next(f["detection_id"] for f in faces if f["detection_id"] != best)
+    covered = c.post(f"/identity/{astronaut}/cover", data={"csrf": ctx.token, "sequence": sequence(store, "fix_a.avi", 0),
+                                                            "detection": other})
+    assert _path(covered) == f"/identity/{astronaut}" and 'id="undo"' in covered.text and "on the card" in covered.text
+    assert f'data-identity="{astronaut}"><img src="/chip/{key}/{other}"' in c.get("/").text
+    assert "You chose this face for the person" in c.get("/corrections").text
+    # a name added on the card lands back on the list
+    listed = c.post(f"/identity/{astronaut}/label", data={"csrf": ctx.token, "label": "May", "next": "/"})
+    assert _path(listed) == "/" and ">May</div>" in listed.text
 
     forget = c.get(f"/identity/{tom}/forget").text
     assert "2 sightings in 2 videos" in forget and "fix_a.avi" in forget and "fix_b.avi" in forget
