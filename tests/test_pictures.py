@@ -8,7 +8,7 @@ import numpy as np
 
 from reid_pipeline.faces.chips import encode_jpeg
 from reid_pipeline.presentation import pictures
-from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, contact_sheet, identities_sheet, links_sheet
+from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, contact_sheet
 from reid_pipeline.silhouette import silhouette
 
 
@@ -45,25 +45,6 @@ def test_a_contact_sheet_wraps_chips_into_rows_with_captions_under_them():
 
 def test_a_sheet_without_rows_is_a_blank_picture():
     assert _image(chip_sheet([])).min() == 255
-
-
-def test_link_and_identity_sheets_show_both_sides_and_each_identity():
-    seqs = {1: {"partition_key": "video-a", "sequence_number": 0, "best_detection_id": 3},
-            2: {"partition_key": "video-b", "sequence_number": 4, "best_detection_id": 8}}
-    asked = []
-
-    def chip(key, det):
-        asked.append((key, det))
-        return _chip(0)
-
-    links = _image(links_sheet([{"sequence_a": 1, "sequence_b": 2, "score": 0.91}], seqs, chip))
-    assert asked == [("video-a", 3), ("video-b", 8)]
-    assert links.shape[0] < 100  # one row
-    sightings = [{"identity_id": "p1", "partition_key": "v", "best_detection_id": i} for i in range(10)]
-    idents = _image(identities_sheet([{"identity_id": "p1", "video_count": 1, "sequence_count": 10},
-                                      {"identity_id": "p2", "video_count": 2, "sequence_count": 2}], sightings, chip, per_identity=8))
-    assert idents.shape[0] > links.shape[0]  # two rows
-    assert len(asked) == 2 + 8
 
 
 def test_drawing_a_sheet_loads_neither_matplotlib_nor_scikit_learn():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -20,8 +20,6 @@ import numpy as np
 from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.presentation.pages import plural
 from reid_pipeline.silhouette import BANDS, Silhouette
-
-ChipLoader = Callable[[str, int], "bytes | None"]  # chip(partition_key, detection_id) -> JPEG
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _LABEL_SCALE, _CAPTION_SCALE = 0.4, 0.33
@@ -87,34 +85,6 @@ def sequence_label(sequence: dict, extra: str = "") -> str:
     """A sequence's label on a sheet: its number in the video, time span and face count."""
     return (f"sequence {sequence['sequence_number']}\n{sequence['start_s']:.1f}-{sequence['end_s']:.1f} s\n"
             f"{plural(sequence['face_count'], 'face')}{extra}")
-
-
-def _chips(chip: ChipLoader, sightings: Iterable[dict]) -> list[bytes]:
-    return [c for c in (chip(s["partition_key"], s["best_detection_id"]) for s in sightings) if c]
-
-
-def links_sheet(links: Sequence[dict], sequences: dict[int, dict], chip: ChipLoader) -> bytes:
-    """One row per scored pair (`sequence_a`, `sequence_b`, `score`): the score and both
-    sequences (video and number), then each sequence's best face. `sequences` by row id."""
-    rows = []
-    for link in links:
-        a, b = sequences[link["sequence_a"]], sequences[link["sequence_b"]]
-        label = f"score {link['score']:.3f}\n" + "\n".join(f"{s['partition_key'][:18]}:{s['sequence_number']}" for s in (a, b))
-        rows.append(SheetRow(_chips(chip, (a, b)), label))
-    return chip_sheet(rows)
-
-
-def identities_sheet(identities: Sequence[dict], sightings: Sequence[dict], chip: ChipLoader, per_identity: int = 8) -> bytes:
-    """One row per identity: its id, videos and sightings, then the best face of its first
-    `per_identity` sightings."""
-    by_identity: dict[str, list[dict]] = {}
-    for s in sightings:
-        by_identity.setdefault(s["identity_id"], []).append(s)
-    return chip_sheet([
-        SheetRow(_chips(chip, by_identity.get(ident["identity_id"], [])[:per_identity]),
-                 f"{ident['identity_id']}\n{plural(ident['video_count'], 'video')}\n{plural(ident['sequence_count'], 'sighting')}")
-        for ident in identities
-    ])
 
 
 def markdown_image(png: bytes, alt: str = "preview") -> str:
