@@ -22,6 +22,8 @@ loopback name are refused too (DNS rebinding).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import mimetypes
 import os
@@ -599,27 +601,36 @@ def create_app(ctx: GalleryContext) -> Starlette:
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
     async def search(request: Request):
+        """GET: the upload form. POST: the photo (an upload, or the kept copy of the last one
+        with another face chosen) shown with its faces boxed; each face to search with; the
+        identities matching the chosen face, each with its matching sightings."""
         if request.method == "GET":
-            return page(request, "search", title="search by photo", searched=False, results=[])
+            return page(request, "search", title="search by photo", searched=False, results=[], photo=None)
         data = await form(request)
         if data is None:
             return refused()
         upload = data.get("photo")
         raw = await upload.read() if hasattr(upload, "read") else b""
         try:
-            results = _photo_search(store, ctx.backend(), raw)
-        except ValueError as exc:
-            return page(request, "search", title="search by photo", searched=False, results=[], err=str(exc))
+            if not raw:  # another face of the photo shown last (kept in the page, never here)
+                raw = base64.b64decode(str(data.get("kept", "")), validate=True)
+            photo = _photo_search(store, ctx.backend(), raw, int(data.get("face", -1) or -1))
+        except (ValueError, binascii.Error) as exc:
+            return page(request, "search", title="search by photo", searched=False, results=[], photo=None, err=str(exc))
         known = {i["identity_id"]: i for i in identities()}
+        bands = suggestion_bands(ctx.backend().model_name)
         shown = []
-        for r in results:
+        for r in photo.pop("results"):
             ident = known.get(r["identity_id"])
-            first = r["sightings"][0]
+            files = {v["partition_key"]: file_name(v["source_uri"]) for v in store.rows(
+                "SELECT partition_key, source_uri FROM videos WHERE partition_key = ANY(%s)",
+                ([x["partition_key"] for x in r["sightings"]],))}
             shown.append({"href": f"/identity/{r['identity_id']}" if ident else "/",
                           "name": (ident["label"] or r["identity_id"]) if ident else "an unresolved sighting",
                           "thumb": card(ident)["thumb"] if ident else "", "score": r["score"],
-                          "sightings": len(r["sightings"]), "first": first})
-        return page(request, "search", title="search by photo", searched=True, results=shown)
+                          "sightings": [{**x, "file": files.get(x["partition_key"], x["partition_key"])} for x in r["sightings"]]})
+        return page(request, "search", title="search by photo", searched=True, results=shown, photo=photo,
+                    threshold=bands[1] if bands else None)
 
     async def correction_list(request: Request):
         """Every correction in words, with the faces it names (up to 4 a side) and its status."""
@@ -690,23 +701,45 @@ def _video_file(source_uri: str, video_cache: Path | None) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def _photo_search(store: Store, backend, raw: bytes) -> list[dict]:
-    """Identities matching the largest face of an uploaded photo (the same query as
-    `reid search --photo`). ValueError saying why there is no query."""
+PHOTO_SIDE = 1600  # a photo is searched (and kept in the page) at most this wide and high
+PHOTO_BYTES = 700_000  # ... and at most this big as JPEG: its base64 fits the form's 1 MB field limit
+
+
+def _photo_search(store: Store, backend, raw: bytes, face: int = -1) -> dict:
+    """Search with one face of an uploaded photo (the largest unless `face` names another,
+    as `reid search --photo`): {"kept" (the photo, JPEG, base64: the page keeps it for
+    another face), "width", "height", "faces" ([{box, chip (data URL)}], largest first),
+    "face" (the index searched with), "results" (`archive.search`)}. ValueError saying why
+    there is no query."""
     import cv2
     import numpy as np
 
-    from reid_pipeline.archive import photo_query, search
+    from reid_pipeline.archive import search
     from reid_pipeline.matching import match_settings_for
 
     image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
     if image is None:
         raise ValueError("that file is not an image")
-    vectors = photo_query(backend, image)  # ValueError: no face found
+    scale = PHOTO_SIDE / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    for quality in (90, 75, 60, 40):
+        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        if len(jpeg) <= PHOTO_BYTES:
+            break
+    found = sorted(backend.detect(image), key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    if not found:
+        raise ValueError("no face found in the photo")
+    face = face if 0 <= face < len(found) else 0
+
+    def data_url(chip) -> str:
+        return "data:image/jpeg;base64," + base64.b64encode(cv2.imencode(".jpg", chip)[1].tobytes()).decode()
+
     dims = {m["model"]: m["dim"] for m in store.models()}
-    if backend.model_name not in dims:
-        return []
-    return search(store, backend.model_name, dims[backend.model_name], vectors, match_settings_for(backend.model_name))
+    results = [] if backend.model_name not in dims else search(
+        store, backend.model_name, dims[backend.model_name], backend.embed([found[face].chip]), match_settings_for(backend.model_name))
+    return {"kept": base64.b64encode(jpeg).decode(), "width": image.shape[1], "height": image.shape[0], "face": face,
+            "faces": [{"box": [float(v) for v in d.box], "chip": data_url(d.chip)} for d in found], "results": results}
 
 
 def serve(ctx: GalleryContext, host: str = "127.0.0.1", port: int = 8765) -> None:

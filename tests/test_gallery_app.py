@@ -90,12 +90,16 @@ def gallery(processed, defs, instance, store):
         yield url, ctx
 
 
-def _photo_of(person, path):
+def _photo_of(person, path, *others):
+    """A photo of `person` (and `others`, smaller, to the right): a group photo."""
     import cv2
 
-    photo = np.full((400, 400, 3), 200, np.uint8)
+    photo = np.full((400, 400 + 260 * len(others), 3), 200, np.uint8)
     face = synthetic.face_by_person(person).image
     photo[60: 60 + face.shape[0], 80: 80 + face.shape[1]] = face
+    for k, other in enumerate(others):
+        face = cv2.resize(synthetic.face_by_person(other).image, None, fx=0.8, fy=0.8)
+        photo[80: 80 + face.shape[0], 420 + 260 * k: 420 + 260 * k + face.shape[1]] = face
     cv2.imwrite(str(path), photo)
     return path
 
@@ -402,3 +406,23 @@ def test_name_forget_page_and_player_boxes(client, store):
                        " WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY timestamp_s", (t1,))
     assert [f["t"] for f in boxes["faces"]] == [round(f["timestamp_s"], 3) for f in faces]
     assert boxes["faces"][0]["box"] == [round(float(v), 1) for v in faces[0]["box"]] and boxes["width"] > 0
+
+
+def test_search_by_photo_marks_the_face_and_searches_with_another(client, store, tmp_path):
+    """A group photo: shown with its faces boxed (the largest searched with), each face
+    offered; choosing another searches with it, from the copy kept in the page; the matches
+    are listed per identity with their sightings (file, time span)."""
+    import re
+
+    c, ctx = client
+    photo = _photo_of("astronaut", tmp_path / "group.png", "tom_hanks")
+    with photo.open("rb") as f:
+        first = c.post("/search", data={"csrf": ctx.token}, files={"photo": ("group.png", f, "image/png")}).text
+    assert first.count('class="face-box') == 2 and 'class="face-box chosen" data-face="0"' in first
+    astronaut = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    assert f'href="/identity/{astronaut}"' in first and "fix_a.avi" in first and "0.0-0.8 s" in first
+    kept = re.search(r'name="kept" value="([^"]+)"', first).group(1)
+    second = c.post("/search", data={"csrf": ctx.token, "kept": kept, "face": "1"}).text
+    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    assert 'class="face-box chosen" data-face="1"' in second and f'href="/identity/{tom}"' in second
+    assert f'href="/identity/{astronaut}"' not in second
