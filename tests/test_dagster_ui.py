@@ -1,9 +1,11 @@
-"""The Dagster UI as a user reads it, in a real headless browser against the real webserver:
-a partition whose video failed shows why (the partition view and the run), and the
+"""The Dagster UI as a user reads it, against the real webserver: in a headless browser, a
+partition whose video failed shows why (the partition view and the run), and the
 `archive_status` asset shows what `reid status` prints (a row per video with its key, status
-and reason; files not taken). The failure is made in-process first; screenshots go to the
-test's tmp dir (printed)."""
+and reason; files not taken); through its GraphQL (what the UI's pages query), the Checks tab
+of `silhouette_report` and the Launchpad's config of `register_archive`. The runs are made
+in-process first; screenshots go to the test's tmp dir (printed)."""
 
+import json
 import os
 import shutil
 import socket
@@ -28,8 +30,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--no-first-run"]
 REASON = "broken.mp4: not a video container"
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")]
+pytestmark = pytest.mark.e2e
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")
 
 
 def _free_port() -> int:
@@ -47,16 +49,25 @@ def _answering(url: str) -> bool:
 
 
 @pytest.fixture
-def failed_archive(reid_env, store, tmp_path):
-    """A Dagster home with one video that failed on its input, one that is fine, a file the
-    inbox did not take, and the archive's status observed (as the daemon's sensor tick would)."""
+def failed_archive(reid_env, store, tmp_path, two_people_video):
+    """A Dagster home with a video processed to `ready`, then one that failed on its input
+    (the latest run), a file the inbox did not take, and the archive's status observed (as
+    the daemon's sensor tick would). Returns the failed video's key and run, and the ready
+    video's key and run."""
     prepare(Settings())  # the Dagster home with the repo's dagster.yaml, its storage URL exported
     defs = build_defs()
     bad = tmp_path / "videos" / "broken.mp4"
     bad.parent.mkdir()
     bad.write_text("a text file under a video name")
     key = partition_key_for(str(bad))
+    good = partition_key_for(str(two_people_video[0]))
     with dg.DagsterInstance.get() as instance:
+        store.register_video(good, uri_for(two_people_video[0]))
+        instance.add_dynamic_partitions("videos", [good])
+        ready = defs.resolve_job_def("process_video").execute_in_process(
+            partition_key=good, instance=instance, raise_on_error=False,
+            run_config={"ops": {"frame_detections": {"config": {"sample_fps": 2}}}})
+        assert ready.success, failure_message(ready)
         store.register_video(key, uri_for(bad))
         instance.add_dynamic_partitions("videos", [key])
         result = defs.resolve_job_def("process_video").execute_in_process(partition_key=key, instance=instance,
@@ -66,7 +77,7 @@ def failed_archive(reid_env, store, tmp_path):
         with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
             for event in defs.resolve_sensor_def("archive_status_sensor")(context).asset_events:
                 instance.report_runless_asset_event(event)
-    return key, result.run_id
+    return key, result.run_id, good, ready.run_id
 
 
 @pytest.fixture
@@ -104,10 +115,11 @@ def _open(page, url: str) -> None:
         skip.first.click()
 
 
+@needs_chromium
 def test_a_failed_partition_and_the_archive_status_in_the_dagster_ui(failed_archive, webserver, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    key, run_id = failed_archive
+    key, run_id, _, _ = failed_archive
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with sync_playwright() as p:
@@ -140,6 +152,47 @@ def test_a_failed_partition_and_the_archive_status_in_the_dagster_ui(failed_arch
         expect(page.get_by_text(f"{key} (broken.mp4, failed): raw_video: {REASON}")).to_be_visible(timeout=30_000)
         page.screenshot(path=shots / "5-archive-status.png")
         text = page.inner_text("body")
-        assert REASON in text and "notes.txt" in text and "1 video: 1 failed" in text
+        assert REASON in text and "notes.txt" in text and "2 videos: 1 failed, 1 ready" in text
         browser.close()
     print(f"screenshots: {shots}")
+
+
+def graphql(base: str, query: str, variables: dict | None = None) -> dict:
+    """The answer of the webserver's `/graphql` (what the UI's pages query); fails on errors."""
+    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    assert not answer.get("errors"), answer["errors"]
+    return answer["data"]
+
+
+# what the asset page's Checks tab reads (AssetChecksQuery; AssetCheckPartitionDetailQuery for
+# one partition): a partitioned check's status is that of its partitions
+CHECKS_QUERY = """
+query ($assetKey: AssetKeyInput!, $partition: String) {
+  assetNodeOrError(assetKey: $assetKey) { ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks {
+    name
+    partitionStatuses { ... on AssetCheckDefaultPartitionStatuses {
+      succeededPartitions failedPartitions executionFailedPartitions skippedPartitions inProgressPartitions } }
+  } } } } }
+  assetCheckExecutions(assetKey: $assetKey, checkName: "silhouette_mean", partition: $partition, limit: 5) {
+    status runId partition evaluation { success metadataEntries { label } }
+  }
+}"""
+
+
+def test_the_silhouette_check_shows_as_evaluated_for_the_partition_that_ran(failed_archive, webserver):
+    """The Checks tab of `silhouette_report` shows the check succeeded for the video whose run
+    evaluated it, though a later run (of another video) failed before reaching it: the check
+    is partitioned like the asset, so each video keeps its own result (it showed the latest
+    run's, whichever video it was)."""
+    bad, _, good, ready_run = failed_archive
+    data = graphql(webserver, CHECKS_QUERY, {"assetKey": {"path": ["silhouette_report"]}, "partition": good})
+    [check] = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    assert check["name"] == "silhouette_mean"
+    assert check["partitionStatuses"] == {"succeededPartitions": [good], "failedPartitions": [], "skippedPartitions": [],
+                                          "executionFailedPartitions": [bad], "inProgressPartitions": []}
+    [execution] = data["assetCheckExecutions"]
+    assert (execution["status"], execution["runId"], execution["partition"]) == ("SUCCEEDED", ready_run, good)
+    assert execution["evaluation"]["success"] and "mean" in {e["label"] for e in execution["evaluation"]["metadataEntries"]}
