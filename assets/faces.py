@@ -30,10 +30,39 @@ from resources import DataStorage, FaceModel, ReidDatabase
 
 
 class DetectionConfig(dg.Config):
-    sample_fps: float = settings.sample_fps  # frames analysed per second; 0 = every frame
+    sample_fps: float = settings.sample_fps  # frames taken per second of video; 0 = every frame
     detect_threads: int | None = settings.detect_threads  # frames detected at once (whole-frame searches); unset: the backend's own
     # whole-frame search every N s of video; 0 = every sampled frame; unset: the backend's own
     full_detect_s: float | None = settings.full_detect_s
+
+
+# `FaceBackend.describe()` keys that mean the same under another name in some backends
+BACKEND_FIELD_NAMES = {"recognition": "recogniser", "descriptor_runtime": "runtime"}
+BACKEND_FIELD_ORDER = ("backend", "detector", "recogniser", "runtime", "providers", "source")
+
+
+def backend_fields(facts: dict) -> dict[str, str]:
+    """The face backend's facts (`describe()`) as separate text fields of the metadata, in
+    the order detector, recogniser, runtime, providers, source, then any others the backend
+    gives (the model is its own field already; the dimension is `face_embeddings`')."""
+    named = {BACKEND_FIELD_NAMES.get(k, k): str(v) for k, v in facts.items() if k not in ("model", "dim")}
+    order = [k for k in BACKEND_FIELD_ORDER if k in named] + [k for k in named if k not in BACKEND_FIELD_ORDER]
+    return {k: named[k] for k in order}
+
+
+def rates_note(sample_fps: float, frames: int, duration_s: float, processing_s: float, whole_searches: int) -> str:
+    """What `sample_fps` and `frames_per_processing_s` measure, with this run's numbers: the
+    first is a rate in the video's time, the second a speed in the machine's."""
+    taken = f"{sample_fps:g} frames per second of video" if sample_fps else "every frame of the video"
+    speed = frames / processing_s if processing_s else 0.0
+    searched = ("each searched whole" if whole_searches >= frames else
+                f"{whole_searches} searched whole, the others around the faces of the frame before (tracking: cheaper, "
+                "still analysed)")
+    return (f"sample_fps is the requested sampling, in the video's time: {taken} (never more than the video has), "
+            f"{frames} frames of the {duration_s:.1f} s video. frames_per_processing_s ({speed:.2f}) is this step's "
+            f"speed, in the machine's time: those {frames} frames analysed in {processing_s:.1f} s of wall-clock time "
+            "(decoding, face search, alignment, quality, embedding, writing); it depends on the machine and the backend, "
+            f"and no sampled frame is left out ({searched}).")
 
 
 @dg.asset(partitions_def=videos, group_name="video", deps=[raw_video], kinds={"parquet"}, pool="face_model")
@@ -101,13 +130,16 @@ def frame_detections(
         "frames_sampled": run.frames_sampled,
         "frames_with_faces": run.frames_with_faces,
         "sample_fps": config.sample_fps,
+        "frames_per_processing_s": round(run.frames_sampled / wall, 2) if wall else 0.0,
+        "rates": rates_note(config.sample_fps, run.frames_sampled, video["duration_s"] or decoded_s, wall,
+                            run.extra.get("full_searches", 0)),
         "model": backend.model_name,
-        "backend": dg.MetadataValue.json(backend.describe()),
+        **backend_fields(backend.describe()),
         "decode_s": round(run.decode_s, 3),
         "detect_s": round(run.detect_s, 3),
+        "processing_s": round(wall, 3),
         "detect_threads": threads,
         "whole_frame_searches": run.extra.get("full_searches", 0),
-        "analysed_fps": round(run.frames_sampled / wall, 2) if wall else 0.0,
         "decoded_s": round(decoded_s, 2),
         "path": str(out),
     }
@@ -117,7 +149,7 @@ def frame_detections(
         metadata["median_face_px"] = float(df["face_px"].median())
         metadata["median_blur"] = round(float(df["blur"].median()), 1)
         # the faces themselves: on the gallery's page of the video, behind its secret (never in metadata)
-        metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
+        metadata["faces_in_gallery"] = storage.video_page(key)
     else:
         context.log.warning(f"no faces found in {run.frames_sampled} sampled frames")
         metadata["note"] = f"no faces found in {run.frames_sampled} sampled frames"
@@ -164,5 +196,5 @@ def face_embeddings(
         "table": "faces",
     }
     if detections.height:
-        metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
+        metadata["faces_in_gallery"] = storage.video_page(key)
     return dg.MaterializeResult(metadata=metadata)

@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.partitions import videos
 from reid_pipeline.video import VideoError, probe, sha256_of
-from resources import ObjectStore, ReidDatabase
+from resources import DataStorage, ObjectStore, ReidDatabase
 
 
 def video_failure(store, partition_key: str, error: Exception) -> dg.Failure:
@@ -16,12 +16,21 @@ def video_failure(store, partition_key: str, error: Exception) -> dg.Failure:
     return dg.Failure(description=str(error), metadata={"partition": partition_key}, allow_retries=False)
 
 
+STATUS_NOTE = ("the video's status when this was written, at ingest; not updated later: a `processing` video becomes "
+               "`ready` once its matches are stored (or `failed`/`partial`, with the reason). The live status: the "
+               "gallery's page of the video (`video_in_gallery`), the `archive_status` asset, `reid status`")
+
+
 @dg.asset(partitions_def=videos, group_name="video", kinds={"postgres"})
-def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase, s3: ObjectStore) -> dg.MaterializeResult:
+def raw_video(
+    context: dg.AssetExecutionContext, database: ReidDatabase, s3: ObjectStore, storage: DataStorage
+) -> dg.MaterializeResult:
     """The registered video: content hash, size, codec, fps, frame count, duration,
     resolution and source URI, in the `videos` table. A file whose content hash matches an
     earlier video is marked a duplicate of it and is not analysed again downstream.
-    Unreadable files (empty, truncated, not a video) fail with the reason."""
+    Unreadable files (empty, truncated, not a video) fail with the reason. The metadata's
+    `status_at_ingest` is the status when it was written; the live one is on the gallery's
+    page of the video (`video_in_gallery`), `archive_status` and `reid status`."""
     key = context.partition_key
     store = database.store()
     row = store.get_video(key)
@@ -48,8 +57,11 @@ def raw_video(context: dg.AssetExecutionContext, database: ReidDatabase, s3: Obj
         "duration_s": round(info.duration_s, 2),
         "resolution": f"{info.width}x{info.height}",
         "rotation": info.rotation,
-        "status": "duplicate" if duplicate_of else "processing",  # ready once its matches are stored
+        # metadata is written once and never updated: it says only what was true then
+        "status_at_ingest": "duplicate" if duplicate_of else "processing",
+        "status_note": STATUS_NOTE,
         "probe_and_hash_s": round(time.perf_counter() - t0, 3),
+        "video_in_gallery": storage.video_page(key),
     }
     if duplicate_of:
         metadata["duplicate_of"] = duplicate_of

@@ -87,7 +87,7 @@ def cross_video_matches(
             **{f"{side}_{k}": sequences[r[f"sequence_{side}"]][col] for side in ("a", "b")
                for k, col in (("video", "partition_key"), ("sequence", "sequence_number"), ("start_s", "start_s"))},
         } for r in best if r["sequence_a"] in sequences and r["sequence_b"] in sequences), LINK_COLUMNS, digits=3)
-        metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
+    metadata["faces_in_gallery"] = storage.video_page(key)  # the video's faces, and the faces of its links
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -95,6 +95,7 @@ def face_sequences(
     }
     if result.sequences.height:
         metadata["sequences_table"] = table(result.sequences.head(30).iter_rows(named=True), SEQUENCE_COLUMNS)
+        metadata["faces_in_gallery"] = storage.video_page(key)  # the sequences' faces
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -157,5 +158,5 @@ def silhouette_report(context: dg.AssetExecutionContext, storage: DataStorage) -
     for name in ("silhouette_plot", "projection"):
         if name in pictures:
             metadata[name] = dg.MetadataValue.md(markdown_image(pictures[name], name))
-    metadata["faces_in_gallery"] = storage.gallery_page(f"/videos/{key}")
+    metadata["faces_in_gallery"] = storage.video_page(key)
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

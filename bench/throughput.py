@@ -237,7 +237,7 @@ def table(results: dict) -> str:
             lines.append(
                 f"\nDagster asset metadata (median run): raw_video probe_and_hash_s {rv.get('probe_and_hash_s')}, "
                 f"frame_detections decode_s {fd.get('decode_s')} detect_s {fd.get('detect_s')} "
-                f"(analysed_fps {fd.get('analysed_fps')}), face_embeddings embed_s {fe.get('embed_s')} "
+                f"(frames_per_processing_s {fd.get('frames_per_processing_s')}), face_embeddings embed_s {fe.get('embed_s')} "
                 f"({fe.get('ms_per_face')} ms/face) db_write_s {fe.get('db_write_s')}."
             )
     return "\n".join(lines)

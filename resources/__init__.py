@@ -135,6 +135,11 @@ class DataStorage(dg.ConfigurableResource):
 
         return dg.MetadataValue.url(self.gallery_url.rstrip("/") + quote(path))
 
+    def video_page(self, partition_key: str) -> dg.MetadataValue:
+        """A link to the gallery's page of one video (`/videos/<key>`): its live status and
+        its faces, sequences and identities."""
+        return self.gallery_page(f"/videos/{partition_key}")
+
 
 class Inbox(dg.ConfigurableResource):
     """The watched folder, or an S3-compatible bucket location (`s3://bucket/prefix`, with

