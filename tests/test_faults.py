@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from reid_pipeline.config import PROJECT_ROOT
 from reid_pipeline.inbox import partition_key_for
 from tests.test_e2e import (
+    PYTHON,
     _free_port,
     _make_root,
     _reid_env,
@@ -31,6 +34,7 @@ from tests.test_e2e import (
 pytestmark = pytest.mark.e2e
 
 READY_TIMEOUT_S = 300
+
 
 
 def _drop_video(root: Path, inbox: Path, seconds: float = 8.0, name: str = "clip.avi") -> str:
@@ -98,7 +102,7 @@ def _assert_rows_of_a_clean_run(home: Path, key: str) -> None:
     import polars as pl
     import psycopg
 
-    data = home / "data"
+    data = home.parent / "data"  # REID_DATA_ROOT of `_reid_env`
     faces = pl.read_parquet(data / "face_embeddings" / f"{key}.parquet").height
     sequences = pl.read_parquet(data / "face_sequences" / f"{key}.parquet").height
     with psycopg.connect(f"host={home / 'pgdata'} dbname=postgres user=postgres", connect_timeout=5) as conn:
@@ -181,6 +185,11 @@ def test_a_killed_reid_up_leaves_a_run_that_the_next_one_finishes(monkeypatch):
         port = _free_port()
         first = _start_up(env, port, root / "first.log")
         _wait_until_answering(first, f"http://127.0.0.1:{port}", root / "first.log")
+        # a second `reid up` on the same home says who runs and leaves
+        again = subprocess.run([PYTHON, "-m", "reid_pipeline.cli", "up", "--port", str(_free_port())], cwd=PROJECT_ROOT,
+                               env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert f"already running for {home} (pid {first.pid}, UI at http://127.0.0.1:{port})" in again.stderr
         key = _drop_video(root, inbox)
         _wait_for_worker(home, monkeypatch, env, key)
         os.kill(first.pid, signal.SIGKILL)  # no chance to clean up: its reaper ends the rest
@@ -240,15 +249,12 @@ def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready(mo
 def test_a_command_waiting_on_the_pool_says_who_holds_it_and_stops_on_sigterm(monkeypatch):
     """`reid process` whose step waits for a `face_model` slot held by a live run says which
     run holds it and how to free it, and SIGTERM stops it (the run marked canceled)."""
-    import subprocess
-
     import dagster as dg
     from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
     from dagster._core.events.log import EventLogEntry
 
     from reid_pipeline.cli.environment import prepare
-    from reid_pipeline.config import PROJECT_ROOT, Settings
-    from tests.test_e2e import PYTHON
+    from reid_pipeline.config import Settings
 
     root = _make_root()
     env = _reid_env(root)
