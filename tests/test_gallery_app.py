@@ -26,6 +26,7 @@ from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.testing import synthetic
 from tests.helpers import people, process, sequence
 
+A = "fix_a.webm"  # VP8 (browsers play it: the player draws the face box over it); fix_b.avi: MJPG, not playable
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-first-run"]
@@ -34,8 +35,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 def _matcher_errs(store):
     """Make the matcher wrong in the two ways people fix most: it misses that the astronaut
     of both videos is one person, and it links Tom Hanks (fix_a) to t1_0 (fix_b)."""
-    astro_a, astro_b = sequence(store, "fix_a.avi", 0), sequence(store, "fix_b.avi", 1)
-    tom, t1 = sequence(store, "fix_a.avi", 1), sequence(store, "fix_b.avi", 0)
+    astro_a, astro_b = sequence(store, A, 0), sequence(store, "fix_b.avi", 1)
+    tom, t1 = sequence(store, A, 1), sequence(store, "fix_b.avi", 0)
     with store.connection() as conn:
         conn.execute("UPDATE matches SET score = 0.2, linked = false WHERE sequence_a = %s AND sequence_b = %s",
                      (min(astro_a, astro_b), max(astro_a, astro_b)))
@@ -47,19 +48,29 @@ def _matcher_errs(store):
             " DO UPDATE SET score = 0.99, linked = true", (DEFAULT_METHOD, a, b, a, b))
 
 
+@pytest.fixture(scope="session")
+def gallery_videos(videos_dir, two_videos):
+    """fix_a as WebM (the scene of `two_videos`' fix_a), fix_b the AVI of `two_videos`."""
+    from tests.conftest import LEFT, RIGHT, _fix_scene
+
+    webm = videos_dir / A
+    synthetic.write_video(_fix_scene([[("astronaut", LEFT), ("tom_hanks", RIGHT)]]), webm)
+    return {"a": webm, "b": two_videos["b"]}
+
+
 @pytest.fixture
-def processed(defs, instance, store, two_videos, reid_env):
+def processed(defs, instance, store, gallery_videos, reid_env):
     """The two generated videos processed, the matcher's errors in, the identities computed;
     then the two astronauts' pair scored just under the link threshold (as the matcher
     scores a hard pair it misses: offered as "possibly the same person")."""
-    process(defs, instance, store, [two_videos["a"], two_videos["b"]], rebuild=False)
+    process(defs, instance, store, [gallery_videos["a"], gallery_videos["b"]], rebuild=False)
     _matcher_errs(store)
     assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
     assert people(store) == [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
     floor, threshold = suggestion_bands("sface_2021dec")
     with store.connection() as conn:
         conn.execute("UPDATE matches SET score = %s WHERE sequence_a = %s AND sequence_b = %s", ((floor + threshold) / 2,
-                     *sorted((sequence(store, "fix_a.avi", 0), sequence(store, "fix_b.avi", 1)))))
+                     *sorted((sequence(store, A, 0), sequence(store, "fix_b.avi", 1)))))
 
 
 @contextlib.contextmanager
@@ -140,9 +151,9 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     url, ctx = gallery
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    astronaut_a = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    astronaut_a = corrections.identity_holding(store, sequence(store, A, 0))
     astronaut_b = corrections.identity_holding(store, sequence(store, "fix_b.avi", 1))
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, A, 1))
     t1 = sequence(store, "fix_b.avi", 0)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -208,6 +219,9 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         assert page.locator("#sightings tr[data-sequence]").count() == 2 and page.locator("#sightings img").count() >= 2
         assert page.locator("#contact-sheet").count() == 1
 
+        # a WebM plays with the stored face box drawn over it and the chip of the moment marked
+        _player_draws_the_box(browser, url, ctx, store, sequence(store, A, 0), shots)
+
         # an AVI: the browser cannot play it, the sighting's faces are shown instead
         page.goto(f"{url}/play/{t1}")
         assert page.locator("#stills img").count() >= 3 and page.locator("video").count() == 0
@@ -223,7 +237,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         page.goto(f"{url}/corrections")
         assert page.locator("tr[data-correction]").count() == 2 and page.inner_text("main").count("applied:") == 2
         page.screenshot(path=shots / "8-corrections.png", full_page=True)
-        page.goto(f"{url}/identity/{corrections.identity_holding(store, sequence(store, 'fix_a.avi', 1))}/forget")
+        page.goto(f"{url}/identity/{corrections.identity_holding(store, sequence(store, A, 1))}/forget")
         assert page.locator("#forget-what img").count() >= 2
         page.screenshot(path=shots / "9-forget.png", full_page=True)
         browser.close()
@@ -234,7 +248,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
 
     # the video answers range requests (the player seeks); posts from elsewhere are refused;
     # forget asks for a confirmation
-    key = partition_key_for("fix_a.avi")
+    key = partition_key_for(A)
     from reid_pipeline.gallery_app import cookie_name
 
     owner = f"{cookie_name(int(url.rsplit(':', 1)[1]))}={ctx.secret}"  # the cookie the printed URL gave
@@ -242,7 +256,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     with urllib.request.urlopen(request) as response:
         assert response.status == 206 and len(response.read()) == 100
         assert response.headers["Content-Range"].startswith("bytes 0-99/")
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))  # Tom Hanks alone now
+    tom = corrections.identity_holding(store, sequence(store, A, 1))  # Tom Hanks alone now
 
     def post(path, data, host=None):
         body = urllib.parse.urlencode(data).encode()
@@ -258,11 +272,71 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     assert post(f"/identity/{tom}/hide", {"csrf": ctx.token}, host="evil.example")[0] == 400
     # forget asks first: a wrong confirmation forgets nothing
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "yes"})
-    assert status == 200 and "Nothing forgotten" in html and corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    assert status == 200 and "Nothing forgotten" in html and corrections.identity_holding(store, sequence(store, A, 1))
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "forget"})
     assert status == 200 and "Forgotten:" in html
     assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_number = 1", (key,))
     assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_b", 0)]]  # the others and their corrections stay
+
+
+# the face-box canvas read back: its size, where it and the video lie, the painted pixels, the marked chips
+READ_CANVAS = """() => {
+  const c = document.getElementById("face-box"), v = document.getElementById("player");
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data, painted = [];
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 128) painted.push([((i - 3) / 4) % c.width, Math.floor((i - 3) / 4 / c.width)]);
+  const vr = v.getBoundingClientRect(), cr = c.getBoundingClientRect();
+  return {dpr: devicePixelRatio, size: [c.width, c.height], video: [vr.x, vr.y, vr.width, vr.height],
+          canvas: [cr.x, cr.y, cr.width, cr.height], painted, t: v.currentTime,
+          now: Array.from(document.querySelectorAll("#stills figure.now")).map(f => f.dataset.t)};
+}"""
+
+
+def _player_draws_the_box(browser, url, ctx, store, seq, shots):
+    """The player of sighting `seq` (a WebM) on a screen of device pixel ratio 2: the video
+    plays; paused at a sampled face's time, the canvas holds that face's stored box, scaled
+    to the video's picture (with letterboxing when the element's shape differs), and nothing
+    else; that face's chip is the marked one."""
+    faces = store.rows("SELECT f.timestamp_s, f.box FROM faces f JOIN sequences s USING (partition_key, model, sequence_number)"
+                       " WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY f.timestamp_s", (seq,))
+    face = faces[len(faces) // 2]
+    page = browser.new_page(viewport={"width": 1100, "height": 900}, device_scale_factor=2)
+    page.goto(f"{url}/play/{seq}?token={ctx.secret}")
+    assert page.locator("video#player").count() == 1
+    page.wait_for_function("document.getElementById('player').currentTime > 0.2", timeout=15_000)  # it plays
+    page.evaluate("""t => new Promise(done => {
+        const v = document.getElementById("player");
+        v.pause();
+        v.addEventListener("seeked", () => requestAnimationFrame(() => requestAnimationFrame(done)), {once: true});
+        v.currentTime = t;
+    })""", face["timestamp_s"])
+
+    def check(width, height):
+        got = page.evaluate(READ_CANVAS)
+        assert got["dpr"] == 2 and abs(got["t"] - face["timestamp_s"]) < 1e-3
+        assert got["canvas"] == got["video"], got  # the canvas lies exactly over the video
+        assert got["size"] == [round(2 * got["video"][2]), round(2 * got["video"][3])]  # device pixels: a sharp line
+        assert got["now"] == [f"{face['timestamp_s']:.3f}"]
+        # the 640x480 picture as the video element shows it (object-fit: contain), in device pixels
+        k = min(width / 640, height / 480)
+        dx, dy = (width - 640 * k) / 2, (height - 480 * k) / 2
+        x1, y1, x2, y2 = [2 * (dx + face["box"][0] * k), 2 * (dy + face["box"][1] * k),
+                          2 * (dx + face["box"][2] * k), 2 * (dy + face["box"][3] * k)]
+        pts = np.array(got["painted"], dtype=float)
+        assert len(pts) > 2 * ((x2 - x1) + (y2 - y1)) * 3, len(pts)  # four sides of a 3 px (6 device px) line
+        inside_x, inside_y = (pts[:, 0] > x1 - 6) & (pts[:, 0] < x2 + 6), (pts[:, 1] > y1 - 6) & (pts[:, 1] < y2 + 6)
+        near_edge = ((np.abs(pts[:, 0] - x1) < 6) | (np.abs(pts[:, 0] - x2) < 6)) & inside_y \
+            | ((np.abs(pts[:, 1] - y1) < 6) | (np.abs(pts[:, 1] - y2) < 6)) & inside_x
+        assert near_edge.all(), (pts[~near_edge][:5], (x1, y1, x2, y2))  # nothing away from the box's edges
+        for edge, axis in ((x1, 0), (x2, 0), (y1, 1), (y2, 1)):  # each side drawn
+            assert (np.abs(pts[:, axis] - edge) < 6).sum() > 0.5 * (y2 - y1 if axis == 0 else x2 - x1), edge
+
+    check(720, 540)
+    page.screenshot(path=shots / "6a-player-box.png")
+    page.evaluate("document.getElementById('player').style.height = '300px'")  # a wide element: the picture pillarboxed
+    page.wait_for_timeout(300)
+    check(720, 300)
+    page.screenshot(path=shots / "6b-player-box-pillarboxed.png")
+    page.close()
 
 
 class RecomputeNow:
@@ -324,9 +398,9 @@ def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, 
     import re
 
     c, ctx = client
-    astronaut_a = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    astronaut_a = corrections.identity_holding(store, sequence(store, A, 0))
     astronaut_b = corrections.identity_holding(store, sequence(store, "fix_b.avi", 1))
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, A, 1))
     html = c.get(f"/identity/{astronaut_a}").text
     suggested = re.findall(r'data-suggestion="([^"]+)" data-band="(\w+)"', html)
     assert suggested == [(astronaut_b, "possibly")]  # Tom Hanks + t1_0 score below the floor: not offered
@@ -371,22 +445,22 @@ def test_name_forget_page_and_player_boxes(client, store):
     """A name is saved without a recomputation, back on the same page; the forget page shows
     the faces, videos and sightings that go in words; the player carries the face boxes."""
     c, ctx = client
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, A, 1))
     named = c.post(f"/identity/{tom}/label", data={"csrf": ctx.token, "label": "Tom"})
     assert _path(named) == f"/identity/{tom}" and "Recomputing" not in named.text
     assert 'alt="face of Tom"> Tom' in named.text and 'id="undo"' in named.text
     assert store.rows("SELECT label FROM identities WHERE identity_id = %s", (tom,)) == [{"label": "Tom"}]
 
     # the card shows the best face by quality, or the face chosen on the identity page
-    astronaut = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
+    astronaut = corrections.identity_holding(store, sequence(store, A, 0))
     faces = store.rows("SELECT f.detection_id, f.quality_weight FROM faces f JOIN sequences s USING (partition_key, model,"
                        " sequence_number) WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY f.timestamp_s",
-                       (sequence(store, "fix_a.avi", 0),))
+                       (sequence(store, A, 0),))
     best = max(faces, key=lambda f: f["quality_weight"])["detection_id"]
-    key = partition_key_for("fix_a.avi")
+    key = partition_key_for(A)
     assert f'href="/identity/{astronaut}" data-identity="{astronaut}"><img src="/chip/{key}/{best}"' in c.get("/").text
     other = next(f["detection_id"] for f in faces if f["detection_id"] != best)
-    covered = c.post(f"/identity/{astronaut}/cover", data={"csrf": ctx.token, "sequence": sequence(store, "fix_a.avi", 0),
+    covered = c.post(f"/identity/{astronaut}/cover", data={"csrf": ctx.token, "sequence": sequence(store, A, 0),
                                                             "detection": other})
     assert _path(covered) == f"/identity/{astronaut}" and 'id="undo"' in covered.text and "on the card" in covered.text
     assert f'data-identity="{astronaut}"><img src="/chip/{key}/{other}"' in c.get("/").text
@@ -396,7 +470,7 @@ def test_name_forget_page_and_player_boxes(client, store):
     assert _path(listed) == "/" and ">May</div>" in listed.text
 
     forget = c.get(f"/identity/{tom}/forget").text
-    assert "2 sightings in 2 videos" in forget and "fix_a.avi" in forget and "fix_b.avi" in forget
+    assert "2 sightings in 2 videos" in forget and A in forget and "fix_b.avi" in forget
     assert forget.count("/chip/") >= 4 and "Dagster runs" in forget and "run history" in forget
 
     t1 = sequence(store, "fix_b.avi", 0)
@@ -419,10 +493,10 @@ def test_search_by_photo_marks_the_face_and_searches_with_another(client, store,
     with photo.open("rb") as f:
         first = c.post("/search", data={"csrf": ctx.token}, files={"photo": ("group.png", f, "image/png")}).text
     assert first.count('class="face-box') == 2 and 'class="face-box chosen" data-face="0"' in first
-    astronaut = corrections.identity_holding(store, sequence(store, "fix_a.avi", 0))
-    assert f'href="/identity/{astronaut}"' in first and "fix_a.avi" in first and "0.0-0.8 s" in first
+    astronaut = corrections.identity_holding(store, sequence(store, A, 0))
+    assert f'href="/identity/{astronaut}"' in first and A in first and "0.0-0.8 s" in first
     kept = re.search(r'name="kept" value="([^"]+)"', first).group(1)
     second = c.post("/search", data={"csrf": ctx.token, "kept": kept, "face": "1"}).text
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
+    tom = corrections.identity_holding(store, sequence(store, A, 1))
     assert 'class="face-box chosen" data-face="1"' in second and f'href="/identity/{tom}"' in second
     assert f'href="/identity/{astronaut}"' not in second

@@ -556,8 +556,9 @@ def write_video(
     """Render `scene` to `path` and return its ground truth.
 
     fps/size default to the Scene's own (10 fps, 640x480 for a plain list of shots). MJPG in
-    .avi is what OpenCV's wheel writes reliably (it cannot write H.264). `save_gt=True` also
-    writes `<stem>.gt.json` next to the video.
+    .avi is what OpenCV's wheel writes reliably (it cannot write H.264); a `.webm` path is
+    written as VP8 with PyAV instead (browsers play it). `save_gt=True` also writes
+    `<stem>.gt.json` next to the video.
     """
     if fps is None:
         fps = scene.fps if isinstance(scene, Scene) else 10.0
@@ -565,16 +566,19 @@ def write_video(
         size = scene.size if isinstance(scene, Scene) else (640, 480)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), tuple(size))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
     frames: list[list[FaceTruth]] = []
-    try:
-        for frame, faces in render_frames(scene, size):
-            writer.write(frame)
-            frames.append(faces)
-    finally:
-        writer.release()
+    if path.suffix.lower() == ".webm":
+        _write_webm(scene, path, fps, size, frames)
+    else:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), tuple(size))
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
+        try:
+            for frame, faces in render_frames(scene, size):
+                writer.write(frame)
+                frames.append(faces)
+        finally:
+            writer.release()
     shots, cuts, start = [], [], 0
     for i, shot in enumerate(scene):
         if i:
@@ -585,6 +589,26 @@ def write_video(
     if save_gt:
         gt.save(path)
     return gt
+
+
+def _write_webm(scene, path: Path, fps: float, size: tuple[int, int], frames: list) -> None:
+    """VP8 in WebM with PyAV (libvpx), which browsers play (they cannot play MJPG/AVI):
+    high quality, realtime speed; each frame at pts = index / fps."""
+    from fractions import Fraction
+
+    import av
+
+    rate = Fraction(fps).limit_denominator(1000)
+    with av.open(str(path), "w", format="webm") as out:
+        stream = out.add_stream("libvpx", rate=rate, options={"crf": "4", "b": "4M", "deadline": "realtime", "cpu-used": "8"})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        for i, (frame, faces) in enumerate(render_frames(scene, size)):
+            picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            picture.pts, picture.time_base = i, 1 / rate
+            out.mux(stream.encode(picture))
+            frames.append(faces)
+        out.mux(stream.encode())
 
 
 # --------------------------------------------------------------------------- ready-made scenes
