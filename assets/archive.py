@@ -27,10 +27,16 @@ def _table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
 
 
 class RegisterArchiveConfig(dg.Config):
-    source: str | None = Field(
-        default=None,
-        description="The archive: a folder on the machine that runs the job (searched recursively), or "
-                    "s3://bucket/prefix. Empty: REID_ARCHIVE.")
+    """Where the archive is. Required, so the Launchpad asks for it (its "Scaffold missing
+    config" writes `ops: register_videos: config: source:` with a placeholder); with
+    REID_ARCHIVE set it is that location by default, and "Scaffold all default config"
+    fills it in."""
+
+    source: str = Field(
+        default=settings.archive or ...,
+        description="The archive to register: a folder on the machine that runs the job (searched recursively), "
+                    "e.g. /srv/archive, or s3://bucket/prefix (endpoint: REID_S3_ENDPOINT_URL). Default: REID_ARCHIVE "
+                    "where it is set.")
 
 
 @dg.op(description="Registers every video under the archive as a partition of `videos` (with its source); "
@@ -41,24 +47,33 @@ def register_videos(context: dg.OpExecutionContext, config: RegisterArchiveConfi
     if not source:
         raise dg.Failure(description="no archive given: set `source` in the run's config (a folder or s3://bucket/prefix), "
                          "or REID_ARCHIVE", allow_retries=False)
-    known = context.instance.get_dynamic_partitions(videos.name)
     try:
-        registration = catalog.register_archive(database.store(), source, known, archive.endpoint_url)
+        registration = catalog.register_archive(database.store(), source, archive.endpoint_url)
     except ValueError as exc:  # not a folder here, or a key that belongs to another file
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    if registration.keys:
-        context.instance.add_dynamic_partitions(videos.name, registration.keys)
+    partitions = set(context.instance.get_dynamic_partitions(videos.name))
+    missing = [key for key in registration.all_keys if key not in partitions]  # a known video whose partition was removed
+    if missing:
+        context.instance.add_dynamic_partitions(videos.name, missing)
     for key, uri in registration.registered:
-        context.log.info(f"{uri} -> partition {key}")
+        context.log.info(f"{uri} -> partition {key} (new)")
+    for key, uri, status in registration.known:
+        context.log.info(f"{uri}: already known as partition {key} ({status})")
     for where, reason in registration.skipped:
         context.log.info(f"skipped {where}: {reason}")
     new = len(registration.keys)
-    context.log.info(f"{new} videos registered as partitions of `videos`; nothing launched: {BACKFILL_HINT}")
+    summary = registration.summary()
+    context.log.info(f"{summary}; nothing launched" + (f": {BACKFILL_HINT}" if new else ""))
+    rows = ([{"partition": k, "status": "new", "source": u} for k, u in registration.registered]
+            + [{"partition": k, "status": f"already known ({status})", "source": u} for k, u, status in registration.known])
     return dg.Output(new, metadata={
         "source": source,
+        "summary": summary,
         "registered": new,
+        "already_known": len(registration.known),
+        **{f"already_{status}": n for status, n in registration.known_by_status().items()},
         "next": BACKFILL_HINT if new else "nothing new to process",
-        "partitions": _table([{"partition": k, "source": u} for k, u in registration.registered[:500]], ["partition", "source"]),
+        "partitions": _table(rows[:500], ["partition", "status", "source"]),
         "skipped": _table([{"location": w, "reason": r} for w, r in registration.skipped[:500]], ["location", "reason"]),
     })
 

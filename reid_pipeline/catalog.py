@@ -17,11 +17,30 @@ from reid_pipeline.store import Store
 @dataclass
 class Registration:
     registered: list[tuple[str, str]] = field(default_factory=list)  # (partition key, source URI), new ones
+    known: list[tuple[str, str, str]] = field(default_factory=list)  # (key, source URI, status): registered before
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (location, reason): not a video, empty, a link...
 
     @property
     def keys(self) -> list[str]:
+        """The partition keys of the new videos."""
         return [key for key, _ in self.registered]
+
+    @property
+    def all_keys(self) -> list[str]:
+        """The partition keys of every video found: new ones, then those known before."""
+        return self.keys + [key for key, _, _ in self.known]
+
+    def known_by_status(self) -> dict[str, int]:
+        """How many of the videos known before are in each status, most first."""
+        counts: dict[str, int] = {}
+        for _, _, status in self.known:
+            counts[status] = counts.get(status, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def summary(self) -> str:
+        """e.g. "2 new, 2 already known (1 ready, 1 processing)"."""
+        statuses = ", ".join(f"{n} {status}" for status, n in self.known_by_status().items())
+        return f"{len(self.registered)} new, {len(self.known)} already known" + (f" ({statuses})" if statuses else "")
 
 
 def check_source(source: str) -> None:
@@ -32,19 +51,25 @@ def check_source(source: str) -> None:
         raise ValueError(f"{source}: not a folder on this machine, nor an s3://bucket/prefix location")
 
 
-def register_archive(store: Store, source: str, known_keys: Iterable[str] = (), endpoint_url: str | None = None) -> Registration:
+def register_archive(store: Store, source: str, endpoint_url: str | None = None) -> Registration:
     """Register every video under `source` now (a folder, searched recursively, or
-    `s3://bucket/prefix`) in the `videos` table, except those whose partition key is in
-    `known_keys`: two listings, the second taking each file that did not change since the
-    first. Analyses nothing; the caller adds the keys as partitions."""
+    `s3://bucket/prefix`) in the `videos` table: two listings, the second taking each file
+    that did not change since the first. Videos registered before are reported apart, with
+    their status (`known`), and left as they are. Analyses nothing; the caller adds the keys
+    as partitions."""
     check_source(source)
-    known = set(known_keys)
-    listing = scan_source(source, known, settle_s=0, endpoint_url=endpoint_url)
-    result = scan_source(source, known, listing.pending, listing.ignored, 0, endpoint_url)
+    listing = scan_source(source, set(), settle_s=0, endpoint_url=endpoint_url)
+    result = scan_source(source, set(), listing.pending, listing.ignored, 0, endpoint_url)
     registration = Registration(skipped=[(str(where), reason) for where, reason in listing.skipped])
-    for key, uri in result.ready:
-        store.register_video(key, str(uri))
-        registration.registered.append((key, str(uri)))
+    found = [(key, str(uri)) for key, uri in result.ready]
+    status = {r["partition_key"]: r["status"] for r in store.rows(
+        "SELECT partition_key, status FROM videos WHERE partition_key = ANY(%s)", ([key for key, _ in found],))}
+    for key, uri in found:
+        store.register_video(key, uri)  # a no-op for a known video; an error if its key is another file's
+        if key in status:
+            registration.known.append((key, uri, status[key]))
+        else:
+            registration.registered.append((key, uri))
     return registration
 
 

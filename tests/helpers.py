@@ -1,5 +1,8 @@
 """Helpers shared by the Dagster tests."""
 
+import yaml
+
+from reid_pipeline.config import PROJECT_ROOT
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
 
@@ -7,6 +10,16 @@ from reid_pipeline.sources import uri_for
 def failure_message(result) -> str:
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return failures[0].step_failure_data.error.message if failures else ""
+
+
+def readme_run_config(source) -> dict:
+    """The run config of `register_archive` as the README gives it, with `source` in place
+    of its example folder."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    start = text.index("```yaml\n", text.index("*Jobs* > `register_archive` > *Launchpad*")) + len("```yaml\n")
+    block = text[start:text.index("```", start)]
+    assert "/srv/archive" in block, block
+    return yaml.safe_load(block.replace("/srv/archive", str(source)))
 
 
 def process(defs, instance, store, paths, rebuild=True):

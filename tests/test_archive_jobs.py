@@ -8,11 +8,12 @@ import shutil
 import time
 
 import dagster as dg
+import pytest
 
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
 from tests.conftest import build_defs
-from tests.helpers import failure_message
+from tests.helpers import failure_message, readme_run_config
 
 
 def _archive(tmp_path, two_people_video, faceless_video):
@@ -42,21 +43,20 @@ def _output_metadata(result, op="register_videos"):
 def test_register_archive_job_makes_partitions_and_launches_nothing(
         defs, instance, store, tmp_path, two_people_video, faceless_video):
     folder, keys = _archive(tmp_path, two_people_video, faceless_video)
-    result = _register(defs, instance, folder)
+    # launched with the README's config (the Launchpad's YAML)
+    result = defs.resolve_job_def("register_archive").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=readme_run_config(folder))
     assert result.success, failure_message(result)
     assert set(instance.get_dynamic_partitions("videos")) == keys
     for key in keys:
         assert store.get_video(key)["status"] == "registered"
     assert [r.run_id for r in instance.get_runs()] == [result.run_id]  # nothing launched
     md = _output_metadata(result)
-    assert md["registered"] == 2 and "Launch backfill" in md["next"]
+    assert md["registered"] == 2 and md["summary"] == "2 new, 0 already known" and "Launch backfill" in md["next"]
     assert {r.data["partition"] for r in md["partitions"].records} == keys
+    assert {r.data["status"] for r in md["partitions"].records} == {"new"}
     [skipped] = md["skipped"].records
     assert skipped.data["location"].endswith("index.txt") and skipped.data["reason"].startswith("not a video file")
-
-    # again: nothing new; a new file later is the only one registered
-    again = _register(defs, instance, folder)
-    assert again.success and _output_metadata(again)["registered"] == 0
 
     # the UI's backfill then processes each partition as an ordinary run of the per-video job
     empty = partition_key_for(str((folder / "empty room.avi").resolve()))
@@ -66,15 +66,30 @@ def test_register_archive_job_makes_partitions_and_launches_nothing(
     assert run.success, failure_message(run)
     assert store.get_video(empty)["status"] == "ready"
 
+    # again, with a new file: it is the only new one; the others are known, by status, and left as they are
+    shutil.copy(faceless_video, folder / "another room.avi")
+    again = _register(defs, instance, folder)
+    assert again.success, failure_message(again)
+    md = _output_metadata(again)
+    summary = "1 new, 2 already known (1 ready, 1 registered)"
+    assert (md["summary"], md["registered"], md["already_known"], md["already_ready"]) == (summary, 1, 2, 1)
+    assert sorted(r.data["status"] for r in md["partitions"].records) == [
+        "already known (ready)", "already known (registered)", "new"]
+    assert any(summary in (e.user_message or "") for e in instance.all_logs(again.run_id))  # the run's log says it too
+    assert store.get_video(empty)["status"] == "ready" and len(instance.get_dynamic_partitions("videos")) == 3
+
 
 def test_register_archive_job_refuses_what_is_not_an_archive(defs, instance, store, tmp_path):
     result = _register(defs, instance, tmp_path / "nowhere")
     assert not result.success
     assert "nowhere: not a folder on this machine" in failure_message(result)
     assert instance.get_dynamic_partitions("videos") == []
-    # no source in the config and no REID_ARCHIVE: says how to give one
-    bare = defs.resolve_job_def("register_archive").execute_in_process(instance=instance, raise_on_error=False)
-    assert not bare.success and "no archive given" in failure_message(bare)
+    # no source in the config (and no REID_ARCHIVE for a default): the config is refused with an example of it
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"\{'register_videos': \{'config': \{'source': '\.\.\.'\}"):
+        defs.resolve_job_def("register_archive").execute_in_process(instance=instance, raise_on_error=False)
+    # an empty one: says how to give one
+    empty = _register(defs, instance, "")
+    assert not empty.success and "no archive given" in failure_message(empty)
 
 
 def test_a_partition_typed_by_hand_fails_with_a_message_and_prune_removes_it(defs, instance, store, tmp_path, faceless_video):

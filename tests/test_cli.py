@@ -152,17 +152,30 @@ def test_an_archive_registers_without_launching_and_stray_partitions_are_pruned(
     archive = reid_env / "archive"
     archive.mkdir()
     synthetic.write_video(synthetic.faceless(seconds=1.0), archive / "a.avi")
+    shutil.copy(archive / "a.avi", archive / "b.avi")
     assert main(["backfill", str(archive), "--register-only"]) == 0
     out = capsys.readouterr().out
-    assert "1 videos registered" in out and "nothing launched" in out
+    assert "2 new, 0 already known: 2 videos under" in out and "nothing launched" in out
     instance = dg.DagsterInstance.get()
-    key = partition_key_for(str((archive / "a.avi").resolve()))
+    key, other = (partition_key_for(str((archive / name).resolve())) for name in ("a.avi", "b.avi"))
     assert store.get_video(key)["status"] == "registered" and not instance.get_run_records()
+    # again, once one is processed and one is being processed, with two more files: the known
+    # ones are told apart, by status, and left as they are
+    with store.connection() as conn:
+        conn.execute("UPDATE videos SET status = 'processing' WHERE partition_key = ANY(%s)", ([key, other],))
+    store.mark_ready(key)
+    for name in ("c.avi", "d.avi"):
+        shutil.copy(archive / "a.avi", archive / name)
+    assert main(["backfill", str(archive), "--register-only"]) == 0
+    assert "2 new, 2 already known (1 processing, 1 ready): 4 videos under" in capsys.readouterr().out
+    assert (store.get_video(key)["status"], store.get_video(other)["status"]) == ("ready", "processing")
+    assert not instance.get_run_records()
     # a key typed into the UI's "Add a partition" box backs no video
     instance.add_dynamic_partitions("videos", ["/home/me/typed by hand.mp4"])
     assert main(["prune"]) == 0
     assert "removed partition '/home/me/typed by hand.mp4'" in capsys.readouterr().out
-    assert instance.get_dynamic_partitions("videos") == [key]
+    assert set(instance.get_dynamic_partitions("videos")) == {partition_key_for(str((archive / name).resolve()))
+                                                              for name in ("a.avi", "b.avi", "c.avi", "d.avi")}
 
 
 def test_every_subcommand_helps_and_common_mistakes_get_one_plain_line(tmp_path):

@@ -23,7 +23,7 @@ from reid_pipeline.config import PROJECT_ROOT, Settings
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.sources import uri_for
 from tests.conftest import build_defs
-from tests.helpers import failure_message
+from tests.helpers import failure_message, readme_run_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -196,3 +196,64 @@ def test_the_silhouette_check_shows_as_evaluated_for_the_partition_that_ran(fail
     [execution] = data["assetCheckExecutions"]
     assert (execution["status"], execution["runId"], execution["partition"]) == ("SUCCEEDED", ready_run, good)
     assert execution["evaluation"]["success"] and "mean" in {e["label"] for e in execution["evaluation"]["metadataEntries"]}
+
+
+LAUNCHPAD_QUERY = """
+query ($selector: PipelineSelector!, $config: RunConfigData) {
+  runConfigSchemaOrError(selector: $selector) { ... on RunConfigSchema {
+    rootDefaultYaml
+    allConfigTypes { ... on CompositeConfigType { fields { name isRequired description } } }
+  } }
+  isPipelineConfigValid(pipeline: $selector, mode: "default", runConfigData: $config) {
+    __typename ... on RunConfigValidationInvalid { errors { reason message } }
+  }
+}"""
+
+
+def test_the_register_archive_launchpad_asks_for_the_source(failed_archive, webserver, tmp_path):
+    """The Launchpad of `register_archive` (its config schema and the validation it shows as
+    you type): `source` is a required field with a description, so an empty config is
+    "missing" it (the Launchpad's *Scaffold missing config* writes it), and the README's
+    YAML is valid."""
+    selector = {"repositoryLocationName": "reid_pipeline", "repositoryName": "__repository__",
+                "pipelineName": "register_archive"}
+    data = graphql(webserver, LAUNCHPAD_QUERY, {"selector": selector, "config": {}})
+    fields = [f for t in data["runConfigSchemaOrError"]["allConfigTypes"] for f in t.get("fields") or ()
+              if f["name"] == "source" and "archive to register" in (f["description"] or "")]
+    assert fields and all(f["isRequired"] for f in fields), fields
+    assert "s3://bucket/prefix" in fields[0]["description"]
+    invalid = data["isPipelineConfigValid"]
+    assert invalid["__typename"] == "RunConfigValidationInvalid"
+    assert [e["reason"] for e in invalid["errors"]] == ["MISSING_REQUIRED_FIELD"]
+    assert "'source'" in invalid["errors"][0]["message"]
+    valid = graphql(webserver, LAUNCHPAD_QUERY, {"selector": selector, "config": readme_run_config(tmp_path)})
+    assert valid["isPipelineConfigValid"]["__typename"] == "PipelineConfigValidationValid"
+
+
+@needs_chromium
+def test_the_register_archive_launchpad_scaffolds_the_source(failed_archive, webserver, tmp_path):
+    """In the browser: the Launchpad of `register_archive` says its config misses `source`,
+    and *Scaffold missing config* writes `ops: register_videos: config: source:` into the
+    editor (a screenshot goes to the test's tmp dir)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        _open(page, f"{webserver}/locations/reid_pipeline/jobs/register_archive/playground")
+        scaffold = page.get_by_role("button", name="Scaffold missing config")
+        expect(scaffold).to_be_enabled(timeout=60_000)
+        page.screenshot(path=tmp_path / "launchpad-missing.png")
+        skip = page.get_by_role("button", name="Skip")  # Dagster's sign-up dialog, if it came up late
+        if skip.count():
+            skip.first.click()
+        scaffold.click()
+        page.get_by_role("button", name="Confirm").click()  # "Missing paths: ops"
+        editor = page.locator(".cm-editor, .CodeMirror").first
+        expect(editor).to_contain_text("register_videos", timeout=30_000)
+        page.screenshot(path=tmp_path / "launchpad-scaffolded.png")
+        text = editor.inner_text()
+        browser.close()
+    print(f"screenshots: {tmp_path}\n{text}")
+    lines = [line.strip() for line in text.splitlines()]
+    assert {"ops:", "register_videos:", "config:"} <= set(lines) and any(line.startswith("source:") for line in lines)

@@ -410,7 +410,7 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
         )
         # the broken file fails on its own (no retry of a step that failed on its input); the others go on
         assert backfill.returncode == 1, backfill.stdout + backfill.stderr
-        assert "3 videos registered" in backfill.stdout and "3/3 videos finished, 1 failed" in backfill.stdout
+        assert "3 new, 0 already known" in backfill.stdout and "3/3 videos finished, 1 failed" in backfill.stdout
         assert "failed: broken-" in backfill.stdout
         assert "skipped" in backfill.stdout and "index.txt" in backfill.stdout
         backfill_done = time.time()
@@ -520,3 +520,52 @@ def _run_workers(home: Path) -> list[int]:
         except OSError:
             continue
     return out
+
+
+
+RESOURCE_QUERY = """
+query {
+  topLevelResourceDetailsOrError(resourceSelector: {repositoryLocationName: "reid_pipeline",
+  repositoryName: "__repository__", resourceName: "database"}) {
+    __typename ... on ResourceDetails { configuredValues { key value type } }
+    ... on PythonError { message } ... on ResourceNotFoundError { message } }
+  instance { info }
+}
+"""
+
+
+def test_the_ui_never_shows_the_database_password():
+    """REID_DATABASE_URL with a password (the embedded server over its socket ignores it):
+    the webserver's GraphQL shows the resource's database_url as the variable's name."""
+    from reid_pipeline.database import embedded_url
+
+    root = _make_root()
+    home = root / "home"
+    secret = "s3cr3t-Pa55"
+    url = embedded_url(home / "pgdata").replace("postgres:@", f"postgres:{secret}@", 1)
+    assert secret in url
+    env = _reid_env(root, REID_DATABASE_URL=url)
+    proc = None
+    try:
+        port = _free_port()
+        proc = _start_up(env, port, root / "up.log")
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_answering(proc, base, root / "up.log")
+        answer = _graphql(base, RESOURCE_QUERY)
+        data = answer["topLevelResourceDetailsOrError"]
+        assert data["__typename"] == "ResourceDetails", data
+        log = (root / "up.log").read_text(errors="replace")
+        assert secret not in json.dumps(data) and secret not in log
+        # the instance's storage is the same database (its URL, password and all, in
+        # DAGSTER_POSTGRES_URL): the UI's Deployment > Configuration names its class only
+        info = answer["instance"]["info"]
+        assert "PostgresRunStorage" in info and secret not in info, info
+        # no Python warning (a deprecation, a supersession like `dagster dev`'s) in what `reid up` prints
+        assert not re.search(r"\w+Warning\b", log), log
+        [value] = [v for v in data["configuredValues"] if v["key"] == "database_url"]
+        assert value["type"] == "ENV_VAR" and value["value"] == "REID_DATABASE_URL", value
+    finally:
+        if proc is not None:
+            _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)

@@ -169,19 +169,24 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         print(f"reid: {exc}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions("videos")) if args.new_only else set()
-    registration = register_archive(store, args.source, known, settings.s3_endpoint_url)
+    partitions = set(instance.get_dynamic_partitions("videos"))
+    registration = register_archive(store, args.source, settings.s3_endpoint_url)
     for where, reason in registration.skipped:
         print(f"skipped {where}: {reason}")
-    keys = registration.keys
-    if not keys:
+    if not registration.all_keys:
         print("reid: no video to backfill")
         return 0
-    instance.add_dynamic_partitions("videos", keys)
-    print(f"{len(keys)} videos registered as partitions of `videos`")
+    missing = [key for key in registration.all_keys if key not in partitions]  # new, or a known video's removed partition
+    if missing:
+        instance.add_dynamic_partitions("videos", missing)
+    print(f"{registration.summary()}: {len(registration.all_keys)} videos under {args.source} are partitions of `videos`")
     if args.register_only:
         print("nothing launched: process them from the UI (Assets > select the per-video assets > Materialize, pick "
               "the partitions > Launch backfill), or run `reid backfill` again without --register-only")
+        return 0
+    keys = missing if args.new_only else registration.all_keys
+    if not keys:
+        print("reid: no new video to backfill (--new-only)")
         return 0
     batch = settings.backfill_batch if args.batch is None else args.batch
     return launch_backfill(instance, keys, batch, args.tags, args.wait)
