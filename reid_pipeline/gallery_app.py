@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -549,8 +550,21 @@ def create_app(ctx: GalleryContext) -> Starlette:
                   else f"browsers cannot play {suffix or 'this'} files")
         return page(request, "player", title=file_name(s["source_uri"]), s=s, file=file_name(s["source_uri"]),
                     identity_id=corrections.identity_holding(store, seq), playable=playable, reason=reason,
+                    frame=f"/frame/{seq}" if video is not None and faces else None,
                     boxes=boxes, faces=[{"chip": _chip_url(s["partition_key"], f["detection_id"]), "t": f["timestamp_s"]}
                                         for f in _spread(faces, 60)])
+
+    async def frame_image(request: Request):
+        """The whole frame of the sighting's middle face with its box drawn (JPEG): what the
+        player shows of a video the browser cannot play."""
+        seq = int(request.path_params["sequence"])
+        faces = faces_by_sequence([seq]).get(seq, [])
+        rows = store.rows("SELECT v.source_uri FROM sequences s JOIN videos v USING (partition_key) WHERE s.id = %s", (seq,))
+        path = _video_file(rows[0]["source_uri"], ctx.video_cache) if rows and faces else None
+        data = await run_in_threadpool(_frame_with_box, path, faces[len(faces) // 2]) if path is not None else None
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
     async def video(request: Request):
         row = store.get_video(request.path_params["partition_key"])
@@ -682,6 +696,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         Route("/sequence/{sequence:int}/move-out", move_out, methods=["GET", "POST"]),
         Route("/sequence/{sequence:int}/moved", moved),
         Route("/play/{sequence:int}", play),
+        Route("/frame/{sequence:int}", frame_image),
         Route("/video/{partition_key}", video),
         Route("/chip/{partition_key}/{detection_id:int}", chip_image),
         Route("/videos/{partition_key}", video_page),
@@ -699,6 +714,25 @@ def _video_file(source_uri: str, video_cache: Path | None) -> Path | None:
     """The video's bytes on this machine: the user's file, or the cached copy of a bucket object."""
     path = source_file(source_uri) or cached_copy(source_uri, video_cache)
     return path if path is not None and path.is_file() else None
+
+
+def _frame_with_box(path: Path, face: dict) -> bytes | None:
+    """The frame of `path` at the face's time (upright, as the pipeline read it), the face's
+    box drawn in blue, as JPEG; None when no frame decodes there."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        cap.set(cv2.CAP_PROP_POS_MSEC, max(float(face["timestamp_s"]) * 1000.0, 0.0))
+        ok, image = cap.read()
+    finally:
+        cap.release()
+    if not ok or image is None:
+        return None
+    x1, y1, x2, y2 = (round(float(v)) for v in face["box"])
+    cv2.rectangle(image, (x1, y1), (x2, y2), (255, 143, 47), max(2, round(image.shape[1] / 320)))
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
 
 PHOTO_SIDE = 1600  # a photo is searched (and kept in the page) at most this wide and high

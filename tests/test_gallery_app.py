@@ -225,6 +225,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         # an AVI: the browser cannot play it, the sighting's faces are shown instead
         page.goto(f"{url}/play/{t1}")
         assert page.locator("#stills img").count() >= 3 and page.locator("video").count() == 0
+        assert page.locator("#frame").evaluate("img => img.complete && img.naturalWidth") == 640  # the middle moment, boxed
         page.screenshot(path=shots / "6-player.png", full_page=True)
 
         # search by photo; the corrections with their status
@@ -379,7 +380,18 @@ def client(processed, store):
             def post(self, path, **kw):
                 return session.post(url + path, **kw)
 
+            def url(self, path):
+                return url + path
+
         yield Client(), ctx
+
+
+def gallery_video_b(store):
+    """fix_b's file on this machine."""
+    from reid_pipeline.sources import source_file
+
+    [row] = store.rows("SELECT source_uri FROM videos WHERE partition_key = %s", (partition_key_for("fix_b.avi"),))
+    return source_file(row["source_uri"])
 
 
 def _path(response) -> str:
@@ -480,6 +492,25 @@ def test_name_forget_page_and_player_boxes(client, store):
                        " WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY timestamp_s", (t1,))
     assert [f["t"] for f in boxes["faces"]] == [round(f["timestamp_s"], 3) for f in faces]
     assert boxes["faces"][0]["box"] == [round(float(v), 1) for v in faces[0]["box"]] and boxes["width"] > 0
+
+    # an AVI (the browser cannot play it): the frame of the sighting's middle face, that face boxed
+    import cv2
+
+    from reid_pipeline.video import iter_frames
+
+    assert f'<img id="frame" src="/frame/{t1}"' in player
+    got = c.get(f"/frame/{t1}")
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg" and "no-store" in got.headers["cache-control"]
+    shown = cv2.imdecode(np.frombuffer(got.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    middle = faces[len(faces) // 2]
+    x1, y1, x2, y2 = (round(float(v)) for v in middle["box"])
+    assert shown.shape == (480, 640, 3) and shown[(y1 + y2) // 2, x1 - 1: x1 + 2].mean(axis=0)[0] > 200  # blue line (BGR)
+    inner = (slice(y1 + 6, y2 - 6), slice(x1 + 6, x2 - 6))  # the face inside its box, of the frame at its time
+    frames = list(iter_frames(gallery_video_b(store)))
+    diffs = [np.abs(shown[inner] - f.image[inner].astype(int)).mean() for f in frames]
+    assert abs(frames[int(np.argmin(diffs))].timestamp_s - middle["timestamp_s"]) < 1e-3, diffs
+    assert c.get(f"/frame/{t1 + 1000}").status_code == 404
+    assert __import__("requests").get(c.url(f"/frame/{t1}")).status_code == 403  # behind the home's secret, as chips
 
 
 def test_search_by_photo_marks_the_face_and_searches_with_another(client, store, tmp_path):
