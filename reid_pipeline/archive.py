@@ -85,7 +85,7 @@ def pair_scorer(store: Store, method: str):
 
 @dataclass
 class IdentityResult:
-    identities: list[dict]
+    identities: list[dict]  # stored rows, plus "cover": the card's face (partition key, detection id) or None
     members: list[tuple[str, int]]  # (identity_id, sequence row id)
     seconds: float
     unresolved: list[tuple[int, str]] = field(default_factory=list)  # (sequence row id, reason)
@@ -163,6 +163,9 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
                              sightings=[(ident, seq, refs[seq]) for ident, seq in members if seq in refs],
                              forwards=[(f.old_id, f.new_ids, f.reason) for f in forwards])
     corrections.save_report(store, model, constraints.report)
+    faces = corrections.card_covers(store, model)  # the face on each card, as the live gallery shows it
+    for ident in identities:
+        ident["cover"] = faces.get(ident["identity_id"])
     return IdentityResult(identities, members, time.perf_counter() - t0, unresolved, constraints.report,
                           [{"old_id": f.old_id, "new_ids": list(f.new_ids), "reason": f.reason} for f in forwards])
 

@@ -227,6 +227,22 @@ def covers(store: Store) -> dict[str, tuple[str, int]]:
     return out
 
 
+def card_covers(store: Store, model: str | None = None) -> dict[str, tuple[str, int]]:
+    """The face on each identity's card (of `model`, else of every model), as both galleries
+    show it: the face a person chose (`covers`), else the identity's best face by quality
+    (the highest quality weight among its sightings' best faces). Identity id ->
+    (partition key, detection id); an identity without a face is left out."""
+    rows = store.rows(
+        "SELECT i.identity_id, c.partition_key, c.detection_id FROM identities i LEFT JOIN LATERAL ("
+        "SELECT f.partition_key, f.detection_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
+        " JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model AND f.detection_id = s.best_detection_id"
+        " WHERE m.identity_id = i.identity_id ORDER BY f.quality_weight DESC NULLS LAST, s.id LIMIT 1) c ON true"
+        " WHERE %s::text IS NULL OR i.model = %s", (model, model))
+    out = {r["identity_id"]: (r["partition_key"], r["detection_id"]) for r in rows}
+    out.update((ident, face) for ident, face in covers(store).items() if ident in out)
+    return {ident: face for ident, face in out.items() if face[1] is not None}
+
+
 def forward_sentence(forward: dict) -> str:
     """What became of an ended id (`Store.forward`), in words."""
     old, live = forward["old_id"], forward["live"]

@@ -26,7 +26,9 @@ def write_gallery(
     """Write `index.html`, `<identity>.html` and face thumbnails under `folder` (a local
     folder, or a prefix in a bucket: `storage.data_root`).
 
-    `identities` rows: identity_id, sequence_count, video_count, face_count, best_sequence;
+    `identities` rows: identity_id, sequence_count, video_count, face_count, best_sequence,
+    and cover (the card's face: (partition_key, detection_id), as `corrections.card_covers`
+    picks it for the live gallery too; without it, the best sequence's best face);
     `sightings` rows: identity_id, id (sequence row), partition_key, sequence_number, start_s,
     end_s, face_count, best_detection_id; `unresolved` rows: the same less identity_id, plus
     reason; `chip(partition_key, detection_id)` gives a JPEG."""
@@ -58,6 +60,8 @@ def write_gallery(
         if not rows:
             continue
         best = next((s for s in rows if s["id"] == ident["best_sequence"]), rows[0])
+        if ident.get("cover"):
+            best = {"partition_key": ident["cover"][0], "best_detection_id": ident["cover"][1]}
         page = f"{ident['identity_id']}.html"
         cards.append({"page": page, "thumb": thumb(best), "identity_id": ident["identity_id"], "label": ident.get("label"),
                       "videos": ident["video_count"], "sightings": ident["sequence_count"], "faces": ident["face_count"]})

@@ -229,19 +229,13 @@ def create_app(ctx: GalleryContext) -> Starlette:
         return HTMLResponse("refused: this form did not come from the gallery page (reload it)", status_code=403)
 
     def identities() -> list[dict]:
-        """Every identity, most seen first, with its cover: the face chosen for it, else its
-        best face by quality (the highest quality weight among its sightings' best faces)."""
-        rows = store.rows(
-            "SELECT i.identity_id, i.model, i.sequence_count, i.video_count, i.face_count, i.label, i.hidden,"
-            " c.partition_key, c.detection_id AS best_detection_id FROM identities i LEFT JOIN LATERAL ("
-            "SELECT f.partition_key, f.detection_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
-            " JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model AND f.detection_id = s.best_detection_id"
-            " WHERE m.identity_id = i.identity_id ORDER BY f.quality_weight DESC NULLS LAST, s.id LIMIT 1) c ON true"
-            " ORDER BY i.sequence_count DESC, i.video_count DESC, i.identity_id")
-        chosen = corrections.covers(store)
+        """Every identity, most seen first, with its cover (`corrections.card_covers`: the face
+        chosen for it, else its best face by quality)."""
+        rows = store.rows("SELECT identity_id, model, sequence_count, video_count, face_count, label, hidden FROM identities"
+                          " ORDER BY sequence_count DESC, video_count DESC, identity_id")
+        faces = corrections.card_covers(store)
         for r in rows:
-            if r["identity_id"] in chosen:
-                r["partition_key"], r["best_detection_id"] = chosen[r["identity_id"]]
+            r["partition_key"], r["best_detection_id"] = faces.get(r["identity_id"], (None, None))
         return rows
 
     def card(i: dict) -> dict:
@@ -319,6 +313,14 @@ def create_app(ctx: GalleryContext) -> Starlette:
             " OR sequence_b = ANY(%s)) ORDER BY score DESC", (model, DEFAULT_METHOD, ids, ids))
         info = {r["id"]: r for r in rows}
         inside = [p for p in pairs if p["sequence_a"] in info and p["sequence_b"] in info]
+        bands = suggestion_bands(model)
+
+        def band_of(score: float) -> str | None:
+            """A pair score in words, as the suggestions say it: likely, possibly, or None (below the floor)."""
+            if bands is None:
+                return None
+            return "likely" if score >= bands[1] else "possibly" if score >= bands[0] else None
+
         shown = []
         for r in rows:
             picks = _spread(by_seq.get(r["id"], []))
@@ -327,12 +329,11 @@ def create_app(ctx: GalleryContext) -> Starlette:
             if best is not None:
                 other = info[best["sequence_b"] if best["sequence_a"] == r["id"] else best["sequence_a"]]
                 link = {"score": best["score"], "linked": best["linked"], "file": file_name(other["source_uri"]),
-                        "start_s": other["start_s"], "end_s": other["end_s"]}
+                        "start_s": other["start_s"], "end_s": other["end_s"], "band": band_of(best["score"])}
             shown.append({**r, "file": file_name(r["source_uri"]), "link": link,
                           "chips": [(d, _chip_url(r["partition_key"], d)) for d in dict.fromkeys(picks)]})
         # the identities whose sightings score at or above the floor with these: the likely merges,
         # each with its best pair of sightings (pairs come best first)
-        bands = suggestion_bands(model)
         outside = [p for p in pairs if (p["sequence_a"] in info) != (p["sequence_b"] in info)
                    and bands is not None and p["score"] >= bands[0]]
         holder = store.identity_of(model, sorted({p["sequence_b"] if p["sequence_a"] in info else p["sequence_a"] for p in outside}))
@@ -354,7 +355,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
             pair = best_by_identity[i]
             mine, theirs = best_face[pair["mine"]], best_face[pair["theirs"]]
             suggestions.append({**card(everyone[i]), "score": pair["score"],
-                                "band": "likely" if pair["score"] >= bands[1] else "possibly",
+                                "band": band_of(pair["score"]),
                                 "mine": _chip_url(mine["partition_key"], mine["best_detection_id"]),
                                 "theirs": _chip_url(theirs["partition_key"], theirs["best_detection_id"])})
         return page(request, "identity", title=ident["label"] or ident_id, name=ident["label"] or ident_id, ident=ident,

@@ -426,6 +426,9 @@ def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, 
     assert _count(store) == 0
     done = c.post(f"/identity/{astronaut_a}/merge", data={"csrf": ctx.token, "other": astronaut_b})
     assert "Merged" in done.text and 'id="undo"' in done.text and people(store)[0] == [("fix_a", 0), ("fix_b", 1)]
+    # what ties each sighting in, in the suggestions' words: merged by a correction, the pair only "possibly"
+    assert done.text.count('<td class="tie" data-band="possibly">a correction; <span class="possibly">possibly the same person'
+                           '</span> as ') == 2 and "not linked by the matcher, score 0.4" in done.text
     # browser back + resubmit: nothing more stored
     c.post(f"/identity/{astronaut_a}/merge", data={"csrf": ctx.token, "other": astronaut_b})
     assert _count(store) == 1
@@ -436,7 +439,10 @@ def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, 
 
     # not this person: asks first (the sighting's faces, the identity's other faces), then says where it went
     t1 = sequence(store, "fix_b.avi", 0)
-    assert f'href="/sequence/{t1}/move-out"' in c.get(f"/identity/{tom}").text
+    tom_page = c.get(f"/identity/{tom}").text
+    assert f'href="/sequence/{t1}/move-out"' in tom_page
+    assert tom_page.count('<td class="tie" data-band="likely"><span class="likely">likely the same person</span> as') == 2
+    assert "linked by the matcher, score 0.990" in tom_page and "link, score" not in tom_page
     confirm = c.get(f"/sequence/{t1}/move-out")
     assert "this sighting" in confirm.text and "the other sightings of" in confirm.text and _count(store) == 0
     moved = c.post(f"/sequence/{t1}/move-out", data={"csrf": ctx.token, "from": tom})
@@ -453,7 +459,7 @@ def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, 
     assert listed[listed.index("data-correction"):].count("/chip/") >= 2
 
 
-def test_name_forget_page_and_player_boxes(client, store):
+def test_name_forget_page_and_player_boxes(client, store, tmp_path):
     """A name is saved without a recomputation, back on the same page; the forget page shows
     the faces, videos and sightings that go in words; the player carries the face boxes."""
     c, ctx = client
@@ -477,6 +483,15 @@ def test_name_forget_page_and_player_boxes(client, store):
     assert _path(covered) == f"/identity/{astronaut}" and 'id="undo"' in covered.text and "on the card" in covered.text
     assert f'data-identity="{astronaut}"><img src="/chip/{key}/{other}"' in c.get("/").text
     assert "You chose this face for the person" in c.get("/corrections").text
+    # the static gallery (written by the identities asset) shows the same face on the card
+    from reid_pipeline.archive import recompute_identities
+    from reid_pipeline.gallery import write_gallery
+    from reid_pipeline.matching import match_settings_for
+
+    result = recompute_identities(store, "sface_2021dec", match_settings_for("sface_2021dec"))
+    assert {i["identity_id"]: i["cover"] for i in result.identities}[astronaut] == (key, other)
+    static = write_gallery(tmp_path / "static", result.identities, store.sightings("sface_2021dec"), lambda k, d: b"jpeg")
+    assert f'<a class="card" href="{astronaut}.html"><img src="faces/{key}_{other}.jpg"' in static.read_text()
     # a name added on the card lands back on the list
     listed = c.post(f"/identity/{astronaut}/label", data={"csrf": ctx.token, "label": "May", "next": "/"})
     assert _path(listed) == "/" and ">May</div>" in listed.text

@@ -43,3 +43,20 @@ def test_a_script_in_a_file_name_never_runs_in_the_browser(tmp_path):
     ).stdout
     assert "<title>person-1</title>" in dom and "PWNED</title>" not in dom
     assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;.avi" in dom  # shown as text
+
+
+def test_the_card_shows_the_cover_given_else_the_best_sequences_face(tmp_path):
+    """The card's face: the identity's `cover` (the face chosen in `reid gallery`, or its best
+    by quality: `corrections.card_covers`, as the live gallery shows it), else the best
+    sequence's best face; the sightings on the identity's page keep their own faces."""
+    sightings = [{"identity_id": "person-1", "id": n, "partition_key": "v-1", "sequence_number": n, "start_s": float(n),
+                  "end_s": n + 1.0, "face_count": 3, "best_detection_id": 10 + n, "source_uri": "file:///v/a.avi"}
+                 for n in (1, 2)]
+    identity = {"identity_id": "person-1", "sequence_count": 2, "video_count": 1, "face_count": 6, "best_sequence": 2}
+    write_gallery(tmp_path, [identity], sightings, lambda key, det: b"\xff\xd8" + bytes([det]))
+    assert '<img src="faces/v-1_12.jpg" alt="face of person-1">' in (tmp_path / "index.html").read_text()
+    write_gallery(tmp_path, [{**identity, "cover": ("v-2", 7)}], sightings, lambda key, det: b"\xff\xd8" + bytes([det]))
+    assert '<img src="faces/v-2_7.jpg" alt="face of person-1">' in (tmp_path / "index.html").read_text()
+    assert (tmp_path / "faces" / "v-2_7.jpg").read_bytes() == b"\xff\xd8\x07"
+    person = (tmp_path / "person-1.html").read_text()
+    assert "faces/v-1_11.jpg" in person and "faces/v-1_12.jpg" in person
