@@ -1,5 +1,10 @@
 """Helpers shared by the Dagster tests."""
 
+import contextlib
+import socket
+import threading
+import time
+
 import yaml
 
 from reid_pipeline.config import PROJECT_ROOT
@@ -49,3 +54,27 @@ def sequence(store, video, number):
     """The row id of a video's sequence by its number (fix_a: 0 astronaut, 1 Tom Hanks; fix_b: 0 t1_0, 1 astronaut)."""
     [row] = store.sequences_at(partition_key_for(video), sequence_number=number)
     return row["id"]
+
+
+@contextlib.contextmanager
+def serve_gallery(ctx):
+    """The gallery app over `ctx` on a free port of 127.0.0.1 (uvicorn on a thread), until
+    the block ends; yields its base URL."""
+    import uvicorn
+
+    from reid_pipeline.gallery_app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -6,6 +6,7 @@ by a dead run (issue 22). Marked `e2e` like tests/test_e2e.py, whose helpers the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -140,16 +141,36 @@ def _runs_of(instance, key: str) -> list:
     return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))
 
 
-@pytest.mark.timeout(900)
-def test_a_killed_run_worker_gives_back_its_slot_and_is_retried(monkeypatch):
+@contextlib.contextmanager
+def _stack_home():
+    """A fresh root with the user's environment pointed into it, and `start(log_name)`,
+    which starts `reid up` there and waits until its UI answers (returns the process, its
+    port and its log); whatever was started is stopped and the root removed at the end."""
     root = _make_root()
     env = {**_reid_env(root), "REID_SAMPLE_FPS": "6"}
-    home, inbox, log = Path(env["REID_HOME"]), Path(env["REID_INBOX"]), root / "up.log"
-    proc = None
-    try:
-        port = _free_port()
+    home, started = Path(env["REID_HOME"]), []
+
+    def start(log_name: str = "up.log"):
+        port, log = _free_port(), root / log_name
         proc = _start_up(env, port, log)
+        started.append(proc)
         _wait_until_answering(proc, f"http://127.0.0.1:{port}", log)
+        return proc, port, log
+
+    try:
+        yield root, env, start
+    finally:
+        for proc in started:
+            _stop_stack(proc, home)
+        _stop_postgres(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_run_worker_gives_back_its_slot_and_is_retried(monkeypatch):
+    with _stack_home() as (root, env, start):
+        home, inbox = Path(env["REID_HOME"]), Path(env["REID_INBOX"])
+        _, _, log = start()
         # three times in a row (the default pool limit is 2: two dead runs holding their
         # slots wedged the pipeline), then a new video still goes through
         for i in range(3):
@@ -166,25 +187,15 @@ def test_a_killed_run_worker_gives_back_its_slot_and_is_retried(monkeypatch):
                     assert time.monotonic() < deadline, f"pool face_model still held by finished runs: {held}"
                     time.sleep(1)
         _wait_ready(home, _drop_video(root, inbox, seconds=3.0, name="fresh.avi"), log)
-    finally:
-        if proc is not None:
-            _stop_stack(proc, home)
-        _stop_postgres(home)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.timeout(720)
 def test_a_killed_reid_up_leaves_a_run_that_the_next_one_finishes(monkeypatch):
     from reid_pipeline.database import embedded_running
 
-    root = _make_root()
-    env = {**_reid_env(root), "REID_SAMPLE_FPS": "6"}
-    home, inbox = Path(env["REID_HOME"]), Path(env["REID_INBOX"])
-    first = second = None
-    try:
-        port = _free_port()
-        first = _start_up(env, port, root / "first.log")
-        _wait_until_answering(first, f"http://127.0.0.1:{port}", root / "first.log")
+    with _stack_home() as (root, env, start):
+        home, inbox = Path(env["REID_HOME"]), Path(env["REID_INBOX"])
+        first, port, _ = start("first.log")
         # a second `reid up` on the same home says who runs and leaves
         again = subprocess.run([PYTHON, "-m", "reid_pipeline.cli", "up", "--port", str(_free_port())], cwd=PROJECT_ROOT,
                                env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
@@ -199,34 +210,21 @@ def test_a_killed_reid_up_leaves_a_run_that_the_next_one_finishes(monkeypatch):
             assert time.monotonic() < deadline, "the killed reid up left processes behind"
             time.sleep(0.5)
 
-        port = _free_port()
-        second = _start_up(env, port, root / "second.log")
-        _wait_until_answering(second, f"http://127.0.0.1:{port}", root / "second.log")
-        _wait_ready(home, key, root / "second.log")
-        said = (root / "second.log").read_text(errors="replace")
+        _, _, log = start("second.log")
+        _wait_ready(home, key, log)
+        said = log.read_text(errors="replace")
         assert "was left running but process" in said and "marked failed" in said, said
         with _instance(monkeypatch, env) as instance:
             assert not _slots_of_finished_runs(instance)
-    finally:
-        for proc in (first, second):
-            if proc is not None:
-                _stop_stack(proc, home)
-        _stop_postgres(home)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.timeout(720)
 def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready(monkeypatch):
     from reid_pipeline.database import embedded_running
 
-    root = _make_root()
-    env = {**_reid_env(root), "REID_SAMPLE_FPS": "6"}
-    home, inbox, log = Path(env["REID_HOME"]), Path(env["REID_INBOX"]), root / "up.log"
-    proc = None
-    try:
-        port = _free_port()
-        proc = _start_up(env, port, log)
-        _wait_until_answering(proc, f"http://127.0.0.1:{port}", log)
+    with _stack_home() as (root, env, start):
+        home, inbox = Path(env["REID_HOME"]), Path(env["REID_INBOX"])
+        proc, _, log = start()
         key = _drop_video(root, inbox)
         _wait_for_worker(home, monkeypatch, env, key)
         postmaster = int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
@@ -238,11 +236,6 @@ def test_a_killed_embedded_postgres_is_started_again_and_the_video_ends_ready(mo
         assert proc.poll() is None, _tail(log)
         _wait_ready(home, key, log)
         assert proc.poll() is None, _tail(log)
-    finally:
-        if proc is not None:
-            _stop_stack(proc, home)
-        _stop_postgres(home)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.timeout(300)

@@ -3,11 +3,7 @@ generated person, move a wrongly attached sighting out, and see the recomputed i
 (each action a Dagster run of `rebuild_identities`); then range requests, refused foreign
 posts and a confirmed forget. Screenshots go to the test's tmp dir (printed)."""
 
-import contextlib
 import shutil
-import socket
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,11 +16,11 @@ from reid_pipeline import corrections
 from reid_pipeline.cli.execution import DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
-from reid_pipeline.gallery_app import GalleryContext, create_app, suggestion_bands
+from reid_pipeline.gallery_app import GalleryContext, suggestion_bands
 from reid_pipeline.inbox import partition_key_for
 from reid_pipeline.matching import DEFAULT_METHOD
 from reid_pipeline.testing import synthetic
-from tests.helpers import people, process, sequence
+from tests.helpers import people, process, sequence, serve_gallery
 
 A = "fix_a.webm"  # VP8 (browsers play it: the player draws the face box over it); fix_b.avi: MJPG, not playable
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -73,31 +69,12 @@ def processed(defs, instance, store, gallery_videos, reid_env):
                      *sorted((sequence(store, A, 0), sequence(store, "fix_b.avi", 1)))))
 
 
-@contextlib.contextmanager
-def _serve(ctx):
-    """The app on a free port of 127.0.0.1 (uvicorn on a thread), until the block ends."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
 @pytest.fixture
 def gallery(processed, defs, instance, store):
     """The app on a free port, recomputing through Dagster runs."""
     ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=DagsterRecompute(defs, instance),
                          backend=lambda: load_backend("yunet_sface"), video_cache=Settings().video_cache)
-    with _serve(ctx) as url:
+    with serve_gallery(ctx) as url:
         yield url, ctx
 
 
@@ -370,7 +347,7 @@ def client(processed, store):
 
     ctx = GalleryContext(store=store, data_root=Settings().data_root, recompute=RecomputeNow(store),
                          backend=lambda: load_backend("yunet_sface"), video_cache=Settings().video_cache)
-    with _serve(ctx) as url, requests.Session() as session:
+    with serve_gallery(ctx) as url, requests.Session() as session:
         session.get(f"{url}/?token={ctx.secret}")
 
         class Client:

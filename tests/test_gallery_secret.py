@@ -2,10 +2,7 @@
 prints, then a cookie; a request without it gets a 403 page and no face picture."""
 
 import os
-import socket
 import stat
-import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -14,8 +11,9 @@ import polars as pl
 import pytest
 
 from reid_pipeline.faces.chips import encode_jpeg
-from reid_pipeline.gallery_app import GalleryContext, cookie_name, create_app, home_secret
+from reid_pipeline.gallery_app import GalleryContext, cookie_name, home_secret
 from reid_pipeline.storage import write_parquet
+from tests.helpers import serve_gallery
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -38,25 +36,13 @@ def _get(url: str, cookie: str | None = None):
 @pytest.fixture
 def app_with_a_face(tmp_path):
     """The app over a data root holding one face chip (no database: the gate answers first)."""
-    import uvicorn
-
     rng = np.random.default_rng(0)
     chip = encode_jpeg(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8))
     write_parquet(pl.DataFrame({"detection_id": [7], "chip": [chip]}), tmp_path / "data" / "frame_detections" / "k1.parquet")
     ctx = GalleryContext(store=None, data_root=str(tmp_path / "data"), recompute=None, backend=lambda: None,
                          secret=home_secret(tmp_path / "home"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", port, ctx, chip
-    server.should_exit = True
-    thread.join(10)
+    with serve_gallery(ctx) as url:
+        yield url, int(url.rsplit(":", 1)[1]), ctx, chip
 
 
 def test_a_request_without_the_secret_gets_no_face_and_with_it_does(app_with_a_face):
