@@ -4,7 +4,12 @@
 Dagster webserver + daemon) on a free port with everything under one temporary folder,
 drops a synthetic video and a text file into the watched inbox the way a user would, and
 follows the inbox sensor's run through the webserver's GraphQL API until the video's faces
-are embedded; then it reads the vectors back from Postgres.
+are embedded; then it reads the vectors back from Postgres. Then it backfills an archive with
+`reid backfill`, and, as a user does from the UI, registers two more videos only (`reid
+backfill --register-only`) and backfills them in Chromium (*Jobs* > `process_video` >
+*Materialize all…*, the two partitions picked, *Launch backfill*; screenshots of the dialog
+and of the finished backfill in the test's tmp dir; without Chromium that step is left out
+with a warning).
 
 `test_process_command_summarises_good_and_bad_files` runs `reid process` on a good video and
 a text file named like a video, and reads its summary and exit code.
@@ -274,11 +279,71 @@ def _run_failures(base: str, run_id: str) -> str:
     return "\n".join(lines)
 
 
+BACKFILL_QUERY = """
+query ($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status partitionNames runs(limit: 20) { runId status tags { key value } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _backfill_from_the_ui(base: str, keys: list[str], shots: Path, wait) -> str:
+    """As a user does it, in Chromium: *Jobs* > `process_video` > *Materialize all…*, the
+    partitions `keys` picked one by one in the dialog's partition selection, *Launch backfill*,
+    then the toast's *View*: the backfill's page. `wait(backfill_id)` returns once it finished;
+    then the page is drawn again. Screenshots of the dialog and of the finished backfill go to
+    `shots`; returns the page's text."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_dagster_ui import CHROMIUM, FLAGS, _open
+
+    _graphql(base, "mutation { setNuxSeen }")  # Dagster's one-time sign-up dialog: seen, so it never covers the page
+    partitions = _graphql(base, '{ assetNodeOrError(assetKey: {path: ["raw_video"]}) { ... on AssetNode { partitionKeys } } }')
+    partitions = set(partitions["assetNodeOrError"]["partitionKeys"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _open(page, f"{base}/locations/reid_pipeline/jobs/process_video")
+            materialize = page.get_by_role("button", name="Materialize all…")
+            expect(materialize).to_be_enabled(timeout=60_000)
+            materialize.click()
+            dialog = page.get_by_role("dialog")
+            # nothing chosen until the user picks (not every partition), so it cannot launch yet
+            expect(dialog.get_by_text("0 partitions")).to_be_visible(timeout=30_000)
+            expect(dialog.get_by_role("button", name="Launch backfill")).to_be_disabled()
+            dialog.get_by_text("Select a partition or create one").click()
+            expect(page.get_by_role("menuitem", name=keys[0])).to_be_visible(timeout=30_000)
+            listed = {t.splitlines()[0].strip() for t in page.get_by_role("menuitem").all_inner_texts()}
+            listed -= {"Add partition", f"Select all ({len(partitions)})"}
+            assert listed == partitions, f"the dialog lists {sorted(listed)}; the partitions are {sorted(partitions)}"
+            for key in keys:
+                page.get_by_role("menuitem", name=key).click()
+            dialog.get_by_text("Launch runs to materialize").click()  # closes the list, keeps the dialog
+            expect(dialog.get_by_text(f"{len(keys)} partitions")).to_be_visible()
+            page.screenshot(path=shots / "1-materialize-partitions.png")
+            dialog.get_by_role("button", name="Launch backfill").click()
+            expect(page.get_by_text("Created backfill")).to_be_visible(timeout=30_000)
+            page.get_by_role("link", name="View", exact=True).click()  # the toast's
+            page.wait_for_url("**/runs/b/*", timeout=30_000)
+            wait(page.url.rstrip("/").rsplit("/", 1)[1])
+            page.reload()
+            expect(page.get_by_text("100% completed")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("link", name="process_video", exact=True)).to_be_visible()  # the page drawn in full
+            page.screenshot(path=shots / "2-backfill-done.png")
+            return page.inner_text("body")
+        finally:
+            browser.close()
+
+
 # --------------------------------------------------------------------------- the stack
 
 
-@pytest.mark.timeout(STARTUP_TIMEOUT_S + PROCESS_TIMEOUT_S + 480)
-def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
+@pytest.mark.timeout(STARTUP_TIMEOUT_S + PROCESS_TIMEOUT_S + 660)
+def test_dropped_video_is_processed_by_the_running_stack(monkeypatch, tmp_path):
     import psycopg
 
     from reid_pipeline.database import embedded_url
@@ -298,6 +363,11 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
         # outside the inbox: a user copies a finished file in.
         source = root / "src" / "walk.avi"
         _write_video(source)
+        from reid_pipeline.testing import synthetic
+
+        picked = [root / "picked" / "ui a.avi", root / "picked" / "ui b.avi"]  # backfilled from the UI at the end
+        for n, path in enumerate(picked):  # unlike backgrounds: the same bytes twice would be a duplicate
+            synthetic.write_video(synthetic.two_people_walking(seconds=1.0, background=synthetic.background_for(3 + n)), path)
 
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -397,8 +467,6 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
         print(f"{faces} faces of {DROPPED_NAME!r} in Postgres; total {time.monotonic() - t_start:.1f} s")
 
         # An archive backfill against the same running stack: a folder of two more videos.
-        from reid_pipeline.testing import synthetic
-
         archive = root / "archive"
         synthetic.write_video(synthetic.cut_and_return(seconds_per_shot=2.0), archive / "sub" / "cut, [b].avi")
         synthetic.write_video(synthetic.faceless(seconds=1.0), archive / "empty room.avi")
@@ -434,6 +502,51 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch):
         # walk: astronaut + tom_hanks; cut: the same two + t1_0 (the astronaut twice); sequences
         # need 3+ usable faces (4 sampled frames per shot here) to be matched
         assert event.asset_materialization.metadata["identities"].value == 3
+
+        # A backfill from the UI: two videos registered only, picked in the browser, run by the daemon.
+        registered = subprocess.run(
+            [PYTHON, "-m", "reid_pipeline.cli", "backfill", str(root / "picked"), "--register-only"],
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )
+        assert registered.returncode == 0, registered.stdout + registered.stderr
+        assert "2 new, 0 already known" in registered.stdout and "nothing launched" in registered.stdout
+        picked_keys = [partition_key_for(str(path.resolve())) for path in picked]
+        from tests.test_dagster_ui import CHROMIUM
+
+        if CHROMIUM is None:
+            import warnings
+
+            warnings.warn("Debian's chromium is not installed: the backfill from the Dagster UI was not tried", stacklevel=1)
+        else:
+            t_ui = time.monotonic()
+            shots = tmp_path / "screenshots"
+            shots.mkdir()
+            finished = {}
+
+            def wait(backfill_id: str) -> None:
+                deadline = time.monotonic() + 180
+                while True:
+                    found = _graphql(base, BACKFILL_QUERY, {"id": backfill_id})["partitionBackfillOrError"]
+                    assert found["__typename"] == "PartitionBackfill", found
+                    assert sorted(found["partitionNames"]) == sorted(picked_keys), found["partitionNames"]
+                    if found["status"] != "REQUESTED" or time.monotonic() > deadline:
+                        break
+                    time.sleep(2)
+                ran = {next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition"): r for r in found["runs"]}
+                failures = "\n".join(f"run {r['runId']}:\n{_run_failures(base, r['runId'])}" for r in found["runs"]
+                                      if r["status"] != "SUCCESS")
+                assert found["status"] == "COMPLETED_SUCCESS", f"backfill {backfill_id}: {found['status']}, runs {ran}\n{failures}"
+                assert set(ran) == set(picked_keys) and all(r["status"] == "SUCCESS" for r in ran.values()), ran
+                finished["id"] = backfill_id
+
+            page = _backfill_from_the_ui(base, picked_keys, shots, wait)
+            assert "Succeeded" in page and "2 partitions" in page, page
+            with psycopg.connect(embedded_url(home / "pgdata")) as conn:
+                statuses = dict(conn.execute("SELECT partition_key, status FROM videos WHERE partition_key = ANY(%s)",
+                                             (picked_keys,)).fetchall())
+            assert statuses == dict.fromkeys(picked_keys, "ready"), statuses
+            print(f"backfill {finished['id']} of 2 videos from the UI done in {time.monotonic() - t_ui:.1f} s;"
+                  f" screenshots: {shots}")
         passed = True
     finally:
         try:
