@@ -181,7 +181,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         instance.add_dynamic_partitions("videos", missing)
     print(f"{registration.summary()}: {len(registration.all_keys)} videos under {args.source} are partitions of `videos`")
     if args.register_only:
-        print("nothing launched: process them from the UI (Assets > select the per-video assets > Materialize, pick "
+        print("nothing launched: process them from the UI (Jobs > process_video > Materialize all..., pick "
               "the partitions > Launch backfill), or run `reid backfill` again without --register-only")
         return 0
     keys = missing if args.new_only else registration.all_keys
