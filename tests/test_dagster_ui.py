@@ -31,7 +31,6 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 REASON = "broken.mp4: not a video container"
 
 pytestmark = pytest.mark.e2e
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./reid test installs it where it can)")
 
 
 def _free_port() -> int:
@@ -115,8 +114,21 @@ def _open(page, url: str) -> None:
         skip.first.click()
 
 
-@needs_chromium
-def test_a_failed_partition_and_the_archive_status_in_the_dagster_ui(failed_archive, webserver, tmp_path):
+def test_the_dagster_ui_as_a_user_reads_it(failed_archive, webserver, tmp_path):
+    """One webserver over one archive (a ready video, a failed one), read four ways: the
+    Checks tab and the Launchpad's schema through GraphQL, then, where Chromium is
+    installed, the failed partition and archive_status, and the Launchpad, in the browser."""
+    _the_silhouette_check_shows_as_evaluated_for_the_partition_that_ran(failed_archive, webserver)
+    _the_register_archive_launchpad_asks_for_the_source(webserver, tmp_path)
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (./reid test installs it where it can): the browser part is left out")
+    _a_failed_partition_and_the_archive_status_in_the_browser(failed_archive, webserver, tmp_path)
+    _the_register_archive_launchpad_scaffolds_the_source(webserver, tmp_path)
+
+
+def _a_failed_partition_and_the_archive_status_in_the_browser(failed_archive, webserver, tmp_path):
+    """The partition view and the events of the failed video say why, by which run; the runs
+    list and the run; the archive_status asset shows what `reid status` prints."""
     from playwright.sync_api import expect, sync_playwright
 
     key, run_id, _, _ = failed_archive
@@ -182,7 +194,7 @@ query ($assetKey: AssetKeyInput!, $partition: String) {
 }"""
 
 
-def test_the_silhouette_check_shows_as_evaluated_for_the_partition_that_ran(failed_archive, webserver):
+def _the_silhouette_check_shows_as_evaluated_for_the_partition_that_ran(failed_archive, webserver):
     """The Checks tab of `silhouette_report` shows the check succeeded for the video whose run
     evaluated it, though a later run (of another video) failed before reaching it: the check
     is partitioned like the asset, so each video keeps its own result (it showed the latest
@@ -210,7 +222,7 @@ query ($selector: PipelineSelector!, $config: RunConfigData) {
 }"""
 
 
-def test_the_register_archive_launchpad_asks_for_the_source(failed_archive, webserver, tmp_path):
+def _the_register_archive_launchpad_asks_for_the_source(webserver, tmp_path):
     """The Launchpad of `register_archive` (its config schema and the validation it shows as
     you type): `source` is a required field with a description, so an empty config is
     "missing" it (the Launchpad's *Scaffold missing config* writes it), and the README's
@@ -230,8 +242,7 @@ def test_the_register_archive_launchpad_asks_for_the_source(failed_archive, webs
     assert valid["isPipelineConfigValid"]["__typename"] == "PipelineConfigValidationValid"
 
 
-@needs_chromium
-def test_the_register_archive_launchpad_scaffolds_the_source(failed_archive, webserver, tmp_path):
+def _the_register_archive_launchpad_scaffolds_the_source(webserver, tmp_path):
     """In the browser: the Launchpad of `register_archive` says its config misses `source`,
     and *Scaffold missing config* writes `ops: register_videos: config: source:` into the
     editor (a screenshot goes to the test's tmp dir)."""
