@@ -215,7 +215,16 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         page.goto(f"{url}/corrections")
         assert page.locator("tr[data-correction]").count() == 2 and page.inner_text("main").count("applied:") == 2
         page.screenshot(path=shots / "8-corrections.png", full_page=True)
-        page.goto(f"{url}/identity/{corrections.identity_holding(store, sequence(store, A, 1))}/forget")
+
+        # a name typed on the card itself: saved in place, the card shows it
+        tom_now = corrections.identity_holding(store, sequence(store, A, 1))
+        page.goto(url)
+        page.get_by_label(f"name of {tom_now}").fill("Tom")
+        with page.expect_navigation():
+            page.get_by_label(f"name of {tom_now}").press("Enter")
+        assert "Tom" in page.locator(f"[data-identity='{tom_now}']").inner_text()
+        page.screenshot(path=shots / "8a-named-in-place.png", full_page=True)
+        page.goto(f"{url}/identity/{tom_now}/forget")
         assert page.locator("#forget-what img").count() >= 2
         page.screenshot(path=shots / "9-forget.png", full_page=True)
         browser.close()
