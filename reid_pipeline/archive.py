@@ -218,10 +218,15 @@ def search(store: Store, model: str, dim: int, vectors: np.ndarray, settings: Ma
     return sorted(results.values(), key=lambda r: -r["score"])
 
 
-def photo_query(backend, image_bgr: np.ndarray) -> np.ndarray:
-    """The embedding of the largest face in a photo, as a (1, dim) query."""
-    found = backend.detect(image_bgr)
+def photo_faces(backend, image_bgr: np.ndarray) -> list:
+    """The faces of a photo (the backend's detections), the largest first; ValueError when
+    there is none."""
+    found = sorted(backend.detect(image_bgr), key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
     if not found:
         raise ValueError("no face found in the photo")
-    largest = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-    return backend.embed([largest.chip])
+    return found
+
+
+def photo_query(backend, image_bgr: np.ndarray) -> np.ndarray:
+    """The embedding of the largest face in a photo, as a (1, dim) query."""
+    return backend.embed([photo_faces(backend, image_bgr)[0].chip])

@@ -216,13 +216,12 @@ def covers(store: Store) -> dict[str, tuple[str, int]]:
     out: dict[str, tuple[str, int]] = {}
     for c in store.rows("SELECT side_a FROM corrections WHERE kind = 'cover' ORDER BY id DESC"):
         [ref] = c["side_a"]
-        near = store.rows(
-            "SELECT f.detection_id, f.box, f.timestamp_s, m.identity_id FROM faces f JOIN sequences s"
+        best = _face_of(ref, store.rows(
+            "SELECT f.detection_id, f.box, f.timestamp_s, s.id, m.identity_id FROM faces f JOIN sequences s"
             " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
             " JOIN identity_sequences m ON m.sequence_id = s.id WHERE f.partition_key = %s AND abs(f.timestamp_s - %s) <= %s",
-            (ref["partition_key"], ref["t"], FACE_TOLERANCE_S))
-        best = max(near, key=lambda f: (_box_iou(f["box"], ref["box"]), -abs(f["timestamp_s"] - ref["t"])), default=None)
-        if best is not None and _box_iou(best["box"], ref["box"]) >= MIN_BOX_IOU:
+            (ref["partition_key"], ref["t"], FACE_TOLERANCE_S)))
+        if best is not None:
             out.setdefault(best["identity_id"], (ref["partition_key"], best["detection_id"]))
     return out
 
@@ -281,6 +280,16 @@ def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _face_of(ref: dict, faces: Sequence[dict]) -> dict | None:
+    """The face (rows with box, timestamp_s and the sequence row id) that a reference's
+    remembered face is now: the one nearest in time (within FACE_TOLERANCE_S) whose box
+    overlaps the remembered box most, at least MIN_BOX_IOU; None when there is none."""
+    near = [(_box_iou(f["box"], ref["box"]), -abs(f["timestamp_s"] - ref["t"]), -f["id"], i)
+            for i, f in enumerate(faces) if abs(f["timestamp_s"] - ref["t"]) <= FACE_TOLERANCE_S]
+    best = max(near, default=None)
+    return faces[best[3]] if best is not None and best[0] >= MIN_BOX_IOU else None
+
+
 def _span_iou(a0: float, a1: float, b0: float, b1: float) -> float:
     inter = max(0.0, min(a1, b1) - max(a0, b0))
     union = max(a1, b1) - min(a0, b0)
@@ -307,11 +316,8 @@ def resolve(store: Store, model: str, refs: Sequence[dict], sequences: Sequence[
     for ref in refs:
         found = None
         if ref.get("box"):
-            near = [(_box_iou(f["box"], ref["box"]), -abs(f["timestamp_s"] - ref["t"]), -f["id"], f["id"])
-                    for f in faces.get(ref["partition_key"], ()) if abs(f["timestamp_s"] - ref["t"]) <= FACE_TOLERANCE_S]
-            best = max(near, default=None)
-            if best is not None and best[0] >= MIN_BOX_IOU:
-                found = best[3]
+            face = _face_of(ref, faces.get(ref["partition_key"], []))
+            found = face["id"] if face is not None else None
         if found is None:
             spans = [s["id"] for s in by_video.get(ref["partition_key"], ())
                      if _span_iou(s["start_s"], s["end_s"], ref["start_s"], ref["end_s"]) >= MIN_SPAN_IOU]

@@ -46,7 +46,7 @@ from starlette.routing import Route
 from reid_pipeline import corrections
 from reid_pipeline.detection import chip_reader
 from reid_pipeline.matching import DEFAULT_METHOD
-from reid_pipeline.presentation.pages import plural
+from reid_pipeline.presentation.pages import plural, spread
 from reid_pipeline.sources import cached_copy, file_name, source_file
 from reid_pipeline.storage import StoragePath, data_root
 from reid_pipeline.store import Store
@@ -177,8 +177,8 @@ def _ref_key(ref: dict) -> str:
 
 
 def _spread(items: list, n: int = 4) -> list:
-    """`n` of `items` spread evenly from the first to the last (all of them when there are no more)."""
-    return [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)] if len(items) > n else list(items)
+    """`n` of `items` spread evenly from the first to the last (`pages.spread`)."""
+    return [items[i] for i in spread(len(items), n)]
 
 
 def _local(url: str, default: str = "/") -> str:
@@ -291,17 +291,18 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     async def identity(request: Request):
         ident_id = request.path_params["identity_id"]
-        found = [i for i in identities() if i["identity_id"] == ident_id]
+        known = identities()
+        found = [i for i in known if i["identity_id"] == ident_id]
         forward = store.forward(ident_id) if not found else None
         if forward is not None and len(forward["live"]) == 1:  # an id that ended: what became of it, and its successor
             return RedirectResponse(f"/identity/{forward['live'][0]}?{urlencode({'msg': corrections.forward_sentence(forward)})}",
                                     status_code=303)
         if forward is not None:  # split (its successors' cards), forgotten or unresolved
             return page(request, "index", status_code=404 if not forward["live"] else 200, unresolved=[], hidden_count=0,
-                        cards=[card(i) for i in identities() if i["identity_id"] in forward["live"]],
+                        cards=[card(i) for i in known if i["identity_id"] in forward["live"]],
                         err=corrections.forward_sentence(forward))
         if not found:
-            return page(request, "index", status_code=404, cards=[card(i) for i in identities() if not i["hidden"]], unresolved=[],
+            return page(request, "index", status_code=404, cards=[card(i) for i in known if not i["hidden"]], unresolved=[],
                         hidden_count=0, err=f"{ident_id} does not exist (any more): the identities were recomputed since")
         ident = found[0]
         model = ident["model"]
@@ -346,7 +347,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         apart = {p for a, b in corrections.constraints_for(store, model, store.all_sequences(model), []).cannot_link
                  for p in ((a, b), (b, a))}
         kept_apart = {holder.get(b) for a, b in apart if a in info}
-        everyone = {i["identity_id"]: i for i in identities() if i["model"] == model and i["identity_id"] != ident_id}
+        everyone = {i["identity_id"]: i for i in known if i["model"] == model and i["identity_id"] != ident_id}
         ranked = [i for i in best_by_identity if i in everyone and i not in kept_apart][:5]
         best_face = {r["id"]: r for r in store.rows("SELECT id, partition_key, best_detection_id FROM sequences WHERE id = ANY(%s)",
                                                     ([best_by_identity[i][k] for i in ranked for k in ("mine", "theirs")],))}
@@ -585,14 +586,10 @@ def create_app(ctx: GalleryContext) -> Starlette:
                         unresolved=[], hidden_count=0, err=f"no video {key} (any more)")
         seqs = store.rows("SELECT id, model, sequence_number, start_s, end_s FROM sequences WHERE partition_key = %s"
                           " ORDER BY model, sequence_number", (key,))
-        faces = store.rows("SELECT model, sequence_number, detection_id FROM faces WHERE partition_key = %s"
-                           " AND sequence_number IS NOT NULL AND reject_reason IS NULL ORDER BY timestamp_s", (key,))
-        by_seq: dict[tuple, list[int]] = {}
-        for f in faces:
-            by_seq.setdefault((f["model"], f["sequence_number"]), []).append(f["detection_id"])
+        by_seq = faces_by_sequence([s["id"] for s in seqs])
         rows = []
         for s in seqs:
-            picks = _spread(by_seq.get((s["model"], s["sequence_number"]), []))
+            picks = _spread([f["detection_id"] for f in by_seq.get(s["id"], [])])
             rows.append({**s, "identity_id": corrections.identity_holding(store, s["id"]),
                          "chips": [_chip_url(key, d) for d in dict.fromkeys(picks)]})
         sheet = data_root(ctx.data_root) / "silhouette_report" / key / "contact_sheet.png"
@@ -749,7 +746,7 @@ def _photo_search(store: Store, backend, raw: bytes, face: int = -1) -> dict:
     import cv2
     import numpy as np
 
-    from reid_pipeline.archive import search
+    from reid_pipeline.archive import photo_faces, search
     from reid_pipeline.matching import match_settings_for
 
     image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
@@ -762,9 +759,7 @@ def _photo_search(store: Store, backend, raw: bytes, face: int = -1) -> dict:
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
         if len(jpeg) <= PHOTO_BYTES:
             break
-    found = sorted(backend.detect(image), key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-    if not found:
-        raise ValueError("no face found in the photo")
+    found = photo_faces(backend, image)  # ValueError: no face found
     face = face if 0 <= face < len(found) else 0
 
     def data_url(chip) -> str:

@@ -10,7 +10,7 @@ import polars as pl
 
 from reid_pipeline.detection import ChipSource, chips_in
 from reid_pipeline.evidence import evidence_at
-from reid_pipeline.presentation.pages import render
+from reid_pipeline.presentation.pages import render, spread
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, projection_plot, sequence_label, silhouette_plot
 from reid_pipeline.silhouette import Silhouette, silhouette
 from reid_pipeline.storage import StoragePath, write_bytes, write_parquet, write_text
@@ -19,8 +19,7 @@ from reid_pipeline.storage import StoragePath, write_bytes, write_parquet, write
 def chip_ids_of(membership: pl.DataFrame, sequence_number: int, n: int = 6) -> list[int]:
     """Up to `n` detections of a sequence, spread over its span."""
     ids = membership.filter(pl.col("sequence_number") == sequence_number)["detection_id"].sort().to_list()
-    picks = np.linspace(0, len(ids) - 1, min(n, len(ids))).round().astype(int) if ids else []
-    return [ids[i] for i in picks]
+    return [ids[i] for i in spread(len(ids), n)]
 
 
 def write_silhouette_report(

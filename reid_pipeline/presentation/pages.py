@@ -11,6 +11,14 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def spread(n_total: int, n_pick: int) -> list[int]:
+    """`n_pick` indices spread evenly over range(n_total), from the first to the last (all
+    of them when there are no more): which faces of a sighting a page or a sheet shows."""
+    if n_total <= n_pick:
+        return list(range(n_total))
+    return [round(i * (n_total - 1) / (n_pick - 1)) for i in range(n_pick)] if n_pick > 1 else [0]
+
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reid_pipeline", "templates/pages"),
     autoescape=True,

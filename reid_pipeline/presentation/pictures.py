@@ -92,13 +92,6 @@ def markdown_image(png: bytes, alt: str = "preview") -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def spread(n_total: int, n_pick: int) -> list[int]:
-    """`n_pick` indices spread evenly over range(n_total)."""
-    if n_total <= n_pick:
-        return list(range(n_total))
-    return [round(i * (n_total - 1) / (n_pick - 1)) for i in range(n_pick)] if n_pick > 1 else [0]
-
-
 # plots --------------------------------------------------------------------------------
 
 
