@@ -2,7 +2,7 @@
 anything (the `register_archive` job, or the `archive_sensor` once turned on), so that the
 UI's backfill of the per-video assets processes it; remove partitions that name no video
 (`prune_partitions`); and the archive's status as an asset the UI shows (`archive_status`).
-The logic is `reid_pipeline.catalog`'s; the CLI's `reid backfill --register-only` and
+The logic is `reid_pipeline.ingest.catalog`'s; the CLI's `reid backfill --register-only` and
 `reid prune` do the same."""
 
 import dagster as dg
@@ -11,7 +11,7 @@ from pydantic import Field
 from assets.partitions import videos
 from assets.sensors import scan_tick
 from assets.settings import settings
-from reid_pipeline import catalog
+from reid_pipeline.ingest import catalog
 from resources import Archive, ReidDatabase
 
 BACKFILL_HINT = ("then process them: Assets > select the per-video assets (or the `process_video` job) > "

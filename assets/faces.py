@@ -10,7 +10,8 @@ import polars as pl
 from assets.ingest import raw_video, video_failure
 from assets.partitions import videos
 from assets.settings import settings
-from reid_pipeline.detection import (
+from reid_pipeline.faces.chips import decode_jpeg
+from reid_pipeline.faces.detection import (
     DETECTION_SCHEMA,
     FRAME_SCHEMA,
     ChipEmbedder,
@@ -23,9 +24,8 @@ from reid_pipeline.detection import (
     read_detections,
     tracking_for,
 )
-from reid_pipeline.faces.chips import decode_jpeg
+from reid_pipeline.ingest.video import VideoError, shortfall
 from reid_pipeline.storage import write_parquet
-from reid_pipeline.video import VideoError, shortfall
 from resources import DataStorage, FaceModel, ReidDatabase
 
 

@@ -6,7 +6,7 @@ import time
 import dagster as dg
 
 from assets.partitions import videos
-from reid_pipeline.video import VideoError, probe, sha256_of
+from reid_pipeline.ingest.video import VideoError, probe, sha256_of
 from resources import DataStorage, ObjectStore, ReidDatabase
 
 

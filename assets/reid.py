@@ -7,10 +7,10 @@ import dagster as dg
 from assets.partitions import videos
 from assets.sequences import face_sequences
 from assets.tables import table
-from reid_pipeline.archive import match_partition, recompute_identities
-from reid_pipeline.detection import chip_reader
-from reid_pipeline.gallery import remove_galleries, write_gallery
-from reid_pipeline.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
+from reid_pipeline.faces.detection import chip_reader
+from reid_pipeline.identities.archive import match_partition, recompute_identities
+from reid_pipeline.identities.matching import DEFAULT_METHOD, MatchSettings, match_settings_for
+from reid_pipeline.presentation.gallery import remove_galleries, write_gallery
 from reid_pipeline.storage import read_parquet
 from resources import DataStorage, ReidDatabase
 

@@ -11,8 +11,8 @@ from assets.partitions import videos
 from assets.reid import cross_video_matches
 from assets.sequences import face_sequences, silhouette_report
 from assets.settings import settings
-from reid_pipeline.buckets import BucketError
-from reid_pipeline.inbox import scan_source
+from reid_pipeline.ingest.buckets import BucketError
+from reid_pipeline.ingest.inbox import scan_source
 from resources import Inbox, ReidDatabase
 
 

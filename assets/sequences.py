@@ -9,18 +9,18 @@ import polars as pl
 from assets.faces import face_embeddings, frame_detections
 from assets.partitions import videos
 from assets.tables import table
-from reid_pipeline.detection import chips_from_file, load_partition_faces
+from reid_pipeline.faces.detection import chips_from_file, load_partition_faces
 from reid_pipeline.presentation.pictures import markdown_image
-from reid_pipeline.report import write_silhouette_report
-from reid_pipeline.sequences import build_sequences, current_columns, gate_for, link_settings_for
-from reid_pipeline.silhouette import WARN_BELOW
+from reid_pipeline.presentation.report import write_silhouette_report
+from reid_pipeline.sequences.silhouette import WARN_BELOW
+from reid_pipeline.sequences.tracking import build_sequences, current_columns, gate_for, link_settings_for
 from reid_pipeline.storage import read_parquet, write_parquet
 from resources import DataStorage, ReidDatabase
 
 
 class SequenceConfig(dg.Config):
     """Quality gate and linking settings; unset values take those calibrated for the model
-    that made the vectors (`reid_pipeline/thresholds.py`)."""
+    that made the vectors (`reid_pipeline/faces/thresholds.py`)."""
 
     min_face_px: float | None = None
     min_blur: float | None = None

@@ -114,7 +114,7 @@ def run_clips(files: list[Path], stage: str) -> dict:
     from reid_pipeline import cli
     from reid_pipeline.cli.environment import open_store
     from reid_pipeline.config import Settings
-    from reid_pipeline.inbox import partition_key_for
+    from reid_pipeline.ingest.inbox import partition_key_for
 
     if stage == "all":
         cli.main(["process", *map(str, files)])
@@ -143,7 +143,7 @@ def rerun_from_sequences(files: list[Path]) -> None:
 
     from reid_pipeline.cli.environment import open_store, prepare
     from reid_pipeline.config import Settings
-    from reid_pipeline.inbox import partition_key_for
+    from reid_pipeline.ingest.inbox import partition_key_for
 
     settings = Settings()
     prepare(settings)
@@ -263,7 +263,7 @@ def pair_scores(pairs: list[tuple[bool, float | None, bool]]) -> dict:
 
 
 def bcubed(predicted: dict, truth: dict) -> dict:
-    from reid_pipeline.identities import bcubed as core_bcubed
+    from reid_pipeline.identities.clustering import bcubed as core_bcubed
 
     if not truth:
         return {"precision": math.nan, "recall": math.nan, "f1": math.nan}
@@ -274,9 +274,9 @@ def bcubed(predicted: dict, truth: dict) -> dict:
 def score(store, truth: dict, files: list[Path]) -> dict:
     import polars as pl
 
-    from reid_pipeline.detection import asset_path
-    from reid_pipeline.inbox import partition_key_for
-    from reid_pipeline.matching import spans_overlap
+    from reid_pipeline.faces.detection import asset_path
+    from reid_pipeline.identities.matching import spans_overlap
+    from reid_pipeline.ingest.inbox import partition_key_for
 
     data_root = Path(os.environ["REID_HOME"]) / "data"
     videos = {partition_key_for(str(f.resolve())): v for f, v in zip(files, truth["videos"])}

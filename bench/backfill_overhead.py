@@ -50,7 +50,7 @@ def main() -> int:
     import yaml
 
     from reid_pipeline.database import stop_embedded
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     root = Path(tempfile.mkdtemp(prefix="reid-bf-", dir="/tmp"))
     archive = root / "archive"

@@ -50,9 +50,9 @@ import dagster as dg
 
 from assets.backfill import BACKFILL_TAG
 from definitions import build_definitions
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.sources import uri_for
-from reid_pipeline.testing import synthetic
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.sources import uri_for
+from tests import synthetic
 
 arch = root / "archive"
 paths = []

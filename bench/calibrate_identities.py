@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_pipeline.archive import cannot_links
-from reid_pipeline.identities import Link, bcubed, cluster
-from reid_pipeline.matching import match_settings_for
+from reid_pipeline.identities.archive import cannot_links
+from reid_pipeline.identities.clustering import Link, bcubed, cluster
+from reid_pipeline.identities.matching import match_settings_for
 
 BACKEND = {"dlib_resnet_v1": "dlib", "sface_2021dec": "yunet_sface"}
 # grids in units of the model's spread: dlib's similarities of different people sit within

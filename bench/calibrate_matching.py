@@ -15,7 +15,7 @@ sequences with `sequences.build_sequences` at the library's current defaults:
 
 Each sequence is labelled with the majority ground-truth person of its faces. Every pair of
 sequences of one set (different videos, or the same video without overlapping spans) is
-scored with the three measures of `reid_pipeline.matching` (quality weights of the faces).
+scored with the three measures of `reid_pipeline.identities.matching` (quality weights of the faces).
 Per measure the threshold is chosen on the tune split only (lowest threshold with pairwise
 precision >= 0.99) and reported on held-out and on the clips, together with the oracle
 recall at precision 0.99 on held-out, ROC-AUC, score distributions, and the identities
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _shot_pair(ph, n, bg):
     """Two people side by side, drifting; the right one dims."""
-    from reid_pipeline.testing.synthetic import Actor, Shot
+    from tests.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.28, 0.5), (0.33, 0.5)),
                         Actor(ph[1], (0.72, 0.5), (0.68, 0.52), scale=0.9, brightness=(1.0, 0.75))]), None
@@ -80,7 +80,7 @@ def _shot_pair(ph, n, bg):
 
 def _shot_trio_small(ph, n, bg):
     """Three small faces (55-65 px) in a row."""
-    from reid_pipeline.testing.synthetic import Actor, Shot
+    from tests.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.18, 0.5), (0.2, 0.48), scale=0.55),
                         Actor(ph[1], (0.5, 0.5), (0.5, 0.53), scale=0.65),
@@ -89,7 +89,7 @@ def _shot_trio_small(ph, n, bg):
 
 def _shot_zoom_walk(ph, n, bg):
     """One person zooms in (60 -> 140 px), another walks in from the right edge."""
-    from reid_pipeline.testing.synthetic import Actor, Shot
+    from tests.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.3, 0.5), (0.3, 0.5), scale=0.6, end_scale=1.4),
                         Actor(ph[1], (1.02, 0.5), (0.72, 0.5), enter=4)]), None
@@ -97,7 +97,7 @@ def _shot_zoom_walk(ph, n, bg):
 
 def _shot_cross(ph, n, bg):
     """Two people walk towards each other and cross; the second covers the first."""
-    from reid_pipeline.testing.synthetic import Actor, Shot
+    from tests.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.15, 0.45), (0.85, 0.45)),
                         Actor(ph[1], (0.85, 0.5), (0.15, 0.5), scale=1.1)]), None
@@ -105,7 +105,7 @@ def _shot_cross(ph, n, bg):
 
 def _shot_close_dim(ph, n, bg):
     """A close-up that dims to 55 %, with a camera defocus in the middle third."""
-    from reid_pipeline.testing.synthetic import Actor, Shot
+    from tests.synthetic import Actor, Shot
 
     return Shot(n, bg, [Actor(ph[0], (0.5, 0.5), (0.47, 0.5), scale=1.5, brightness=(1.0, 0.55))]), (n // 3, n // 3 + 5)
 
@@ -121,7 +121,7 @@ def recurrence_scenes(split: str, people: list[str], photos: dict, used: set[str
     uses (`used` holds the photos of calibrate_sequences' videos)."""
     import numpy as np
 
-    from reid_pipeline.testing.synthetic import Scene, background_for
+    from tests.synthetic import Scene, background_for
 
     rng = np.random.default_rng(11 if split == "tune" else 12)
     queue: list[str] = []
@@ -224,7 +224,7 @@ def sequences_of(videos: list, gate, link, start_uid: int = 0) -> list[Seq]:
     import numpy as np
 
     from reid_pipeline.faces.base import l2_normalise
-    from reid_pipeline.sequences import build_sequences
+    from reid_pipeline.sequences.tracking import build_sequences
 
     out = []
     for v in videos:
@@ -247,7 +247,7 @@ def score_pairs(left: list[Seq], right: list[Seq] | None = None) -> tuple[list[d
     """Every pair of `left` (or every left x right pair) that matching would score: different
     videos, or the same video without overlapping spans. Returns the pairs and the scoring
     time per method."""
-    from reid_pipeline.matching import METHODS, similarity, spans_overlap
+    from reid_pipeline.identities.matching import METHODS, similarity, spans_overlap
 
     if right is None:
         todo = [(a, b) for i, a in enumerate(left) for b in left[i + 1:]]
@@ -363,7 +363,7 @@ def identities(seqs: list[Seq], pairs: list[dict], method: str, threshold: float
     clusters for shuffled inputs?"""
     import random
 
-    from reid_pipeline.identities import Link, bcubed, cluster
+    from reid_pipeline.identities.clustering import Link, bcubed, cluster
 
     ids = [s.uid for s in seqs]
     links = [Link(p["a"], p["b"], p["scores"][method]) for p in pairs]
@@ -414,11 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import functools
 
-    from reid_pipeline import matching
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.sequences import gate_for, link_settings_for
-    from reid_pipeline.thresholds import thresholds_for
+    from reid_pipeline.faces.thresholds import thresholds_for
+    from reid_pipeline.identities import matching
+    from reid_pipeline.sequences.tracking import gate_for, link_settings_for
 
     t_start = time.perf_counter()
     facts = machine_facts("dlib", "cv2", "onnxruntime")

@@ -7,7 +7,7 @@ Data (from <repo>/../shared/data/dev, never copied into the repository):
   belongs to its person and fragmentation = sequences per clip; plus "chains" that play
   several clips one after another (the clip boundaries are true cuts between different
   real people);
-- videos built from LFW photos with `reid_pipeline.testing.synthetic` (2-3 people per shot, moving,
+- videos built from LFW photos with `tests.synthetic` (2-3 people per shot, moving,
   crossing, zooming, dimming, a defocus, leaving and coming back, three shots with hard
   cuts, a new photo of a person in every shot). People are split by a fixed rule: sorted
   names, even index = tune, odd index = held-out; the clips likewise by sorted file name.
@@ -107,7 +107,7 @@ def analyse_cached(name: str, video_path: Path, key_obj: dict, label, backend, s
     import numpy as np
     import polars as pl
 
-    from reid_pipeline.detection import detect_video, embed_detections
+    from reid_pipeline.faces.detection import detect_video, embed_detections
 
     key = _hash({**key_obj, "backend": backend.describe(), "sample_fps": sample_fps, "v": CACHE_VERSION})
     det_file, frm_file, emb_file, info_file = (cache / f"{name}{s}" for s in
@@ -152,8 +152,8 @@ def analyse_cached(name: str, video_path: Path, key_obj: dict, label, backend, s
 def clip_videos(dev: Path, backend, sample_fps: float, cache: Path, refresh: bool) -> tuple[list[Video], dict]:
     """The real clips (sorted by name; even index tune, odd held-out) and the colour
     histograms of each clip's first and last sampled frame (for chains)."""
-    from reid_pipeline.shots import colour_histogram
-    from reid_pipeline.video import iter_frames
+    from reid_pipeline.ingest.shots import colour_histogram
+    from reid_pipeline.ingest.video import iter_frames
 
     out, hists = [], {}
     for i, path in enumerate(sorted((dev / "clips").glob("*.mp4"))):
@@ -184,7 +184,7 @@ def chain(videos: list[Video], hists: dict, name: str, split: str) -> Video:
     import numpy as np
     import polars as pl
 
-    from reid_pipeline.shots import cut_score
+    from reid_pipeline.ingest.shots import cut_score
 
     dets, embs, frames = [], [], []
     offset, id_offset, prev = 0, 0, None
@@ -213,7 +213,7 @@ def chain(videos: list[Video], hists: dict, name: str, split: str) -> Video:
 
 def boundary_scores(videos: list[Video], hists: dict) -> list[dict]:
     """Cut score from the last sampled frame of clip a to the first of clip b, every ordered pair."""
-    from reid_pipeline.shots import cut_score
+    from reid_pipeline.ingest.shots import cut_score
 
     return [
         {"from": a.name, "to": b.name, "split": a.split if a.split == b.split else "mixed",
@@ -228,7 +228,7 @@ def boundary_scores(videos: list[Video], hists: dict) -> list[dict]:
 def lfw_people(dev: Path) -> tuple[dict, dict]:
     """{split: [person, ...]} (sorted names; even index tune, odd held-out) and
     {person: [FacePhoto, ...]}."""
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     photos: dict[str, list] = {}
     for p in synthetic.photos_from_folder(dev / "lfw"):
@@ -242,7 +242,7 @@ def lfw_people(dev: Path) -> tuple[dict, dict]:
 def lfw_scenes(people: list[str], photos: dict) -> list[tuple[str, object, list]]:
     """Four scene layouts, the same for both splits (only the people differ):
     (layout name, Scene, defocus frame ranges). A person gets a new photo in every shot."""
-    from reid_pipeline.testing.synthetic import Actor, Background, Scene, Shot, background_for
+    from tests.synthetic import Actor, Background, Scene, Shot, background_for
 
     used: dict[str, int] = {}
 
@@ -346,7 +346,7 @@ def render(scene, blur: list, path: Path):
     """Write the scene (MJPG .avi) and its ground truth; defocus the frames in `blur`."""
     import cv2
 
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     gt = synthetic.write_video(scene, path, save_gt=True)
     if blur:
@@ -371,7 +371,7 @@ def render(scene, blur: list, path: Path):
 def analyse_scene(name: str, scene, blur: list, out: Path, backend, sample_fps: float, refresh: bool) -> tuple:
     """Render a scene to `out/videos/<name>.avi` (unless the same scene is there already),
     then detect, embed and label it through `analyse_cached`; `info` gets `true_faces`."""
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     path = out / "videos" / f"{name}.avi"
     key = _hash(scene_spec(scene, blur))
@@ -415,7 +415,7 @@ def score(videos: list[Video], gate, link) -> dict:
     import numpy as np
     import polars as pl
 
-    from reid_pipeline.sequences import build_sequences, purity_and_fragmentation
+    from reid_pipeline.sequences.tracking import build_sequences, purity_and_fragmentation
 
     sids, persons, shots = [], [], []
     labelled = rejected = unlabelled = unlabelled_rejected = 0
@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.sequences import QualityGate, gate_for, link_settings_for
+    from reid_pipeline.sequences.tracking import QualityGate, gate_for, link_settings_for
 
     t_start = time.perf_counter()
     facts = machine_facts("dlib", "cv2", "onnxruntime")
@@ -818,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     report["one_at_a_time"] = {k: [{"value": v, "scores": s} for v, s in rows] for k, rows in one_at_a_time.items()}
     report["dropouts_by_max_gap"] = dropouts
     # what linking costs per video (the detections and embeddings are already in memory)
-    from reid_pipeline.sequences import build_sequences
+    from reid_pipeline.sequences.tracking import build_sequences
 
     cost = []
     for v in clips + lfw:

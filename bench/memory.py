@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="640x360")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = p.parse_args(argv)
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     width, height = (int(v) for v in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="reid-memory-"))

@@ -46,10 +46,10 @@ from machine import loadavg, machine_facts  # bench/machine.py (the script's fol
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reid_pipeline.archive import match_partition  # noqa: E402
 from reid_pipeline.config import Settings  # noqa: E402
 from reid_pipeline.database import embedded_server  # noqa: E402
-from reid_pipeline.matching import MatchSettings, robust_hausdorff_similarity  # noqa: E402
+from reid_pipeline.identities.archive import match_partition  # noqa: E402
+from reid_pipeline.identities.matching import MatchSettings, robust_hausdorff_similarity  # noqa: E402
 from reid_pipeline.store import Store, connect, hnsw_index_name  # noqa: E402
 
 MODEL, BACKEND = "dlib_resnet_v1", "dlib"

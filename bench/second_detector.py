@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from reid_pipeline.faces import load_backend
     from reid_pipeline.faces.dlib_backend import _models_dir
-    from reid_pipeline.video import iter_frames
+    from reid_pipeline.ingest.video import iter_frames
 
     truth = json.loads((args.videos / "truth.json").read_text())
     hog = load_backend("dlib")

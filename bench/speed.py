@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from reid_pipeline.database import embedded_server
-    from reid_pipeline.video import probe
+    from reid_pipeline.ingest.video import probe
 
     facts = machine_facts("dlib", "cv2", "dagster", "onnxruntime")
     work = Path(tempfile.mkdtemp(prefix="reid-speed-"))

@@ -79,7 +79,7 @@ def median(values):
 
 
 def measure_decode(path: Path, sample_fps: float, repeats: int) -> dict:
-    from reid_pipeline.video import iter_frames
+    from reid_pipeline.ingest.video import iter_frames
 
     runs = []
     for _ in range(repeats):
@@ -91,7 +91,7 @@ def measure_decode(path: Path, sample_fps: float, repeats: int) -> dict:
 
 
 def measure_model(path: Path, sample_fps: float, backend, repeats: int, batch: int = 64) -> dict:
-    from reid_pipeline.video import iter_frames
+    from reid_pipeline.ingest.video import iter_frames
 
     images = [f.image for f in iter_frames(path, sample_fps)]  # decoded beforehand, untimed
     runs = []
@@ -123,7 +123,7 @@ def measure_model(path: Path, sample_fps: float, backend, repeats: int, batch: i
 
 
 def measure_core(path: Path, sample_fps: float, backend, repeats: int) -> dict:
-    from reid_pipeline.detection import detect_video, embed_detections
+    from reid_pipeline.faces.detection import detect_video, embed_detections
 
     runs = []
     for _ in range(repeats):
@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from reid_pipeline.config import Settings
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.testing import synthetic
-    from reid_pipeline.video import probe
+    from reid_pipeline.ingest.video import probe
+    from tests import synthetic
 
     settings = Settings()
     rates = [settings.sample_fps if args.sample_fps is None else args.sample_fps]
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             import dagster as dg
 
             from reid_pipeline.database import embedded_url
-            from reid_pipeline.sources import uri_for
+            from reid_pipeline.ingest.sources import uri_for
             from reid_pipeline.store import Store
 
             with Timer() as t:

@@ -572,7 +572,7 @@ def screenshot(stack: Stack, path: Path) -> int:
 
 def make_clips(folder: Path) -> list[Path]:
     """Two clips of real people (package photos): one person is in both."""
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     folder.mkdir(parents=True, exist_ok=True)
     walk, back = folder / CLIPS[0], folder / CLIPS[1]

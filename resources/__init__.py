@@ -12,11 +12,11 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from reid_pipeline.buckets import is_s3_uri
 from reid_pipeline.config import Settings
 from reid_pipeline.database import resolve_url
 from reid_pipeline.faces import FaceBackend, load_backend
-from reid_pipeline.sources import local_path
+from reid_pipeline.ingest.buckets import is_s3_uri
+from reid_pipeline.ingest.sources import local_path
 from reid_pipeline.storage import S3Options, StoragePath, asset_path, data_root, folder
 from reid_pipeline.store import Store
 
@@ -101,7 +101,7 @@ class ObjectStore(S3Resource):
 
     def local_path(self, source_uri: str) -> Path:
         """The local file of a registered video: itself, or a bucket object's cached copy
-        fetched with this resource's client (`reid_pipeline.sources.local_path`)."""
+        fetched with this resource's client (`reid_pipeline.ingest.sources.local_path`)."""
         if not is_s3_uri(source_uri):
             return local_path(source_uri)
         return local_path(source_uri, self.video_cache, self.get_client())

@@ -1,7 +1,7 @@
--- Identities keep their id across recomputation (reid_pipeline.identities.carry_ids): each
+-- Identities keep their id across recomputation (reid_pipeline.identities.clustering.carry_ids): each
 -- recomputation matches its clusters to the previous identities by the sightings they share.
 -- The previous identities' sightings are kept here by what survives re-running a video (the
--- references of reid_pipeline.corrections: partition key, time span, one face's time and box),
+-- references of reid_pipeline.identities.corrections: partition key, time span, one face's time and box),
 -- since re-running a video replaces its sequence rows (and their identity_sequences rows).
 CREATE TABLE identity_sightings (
     model       text NOT NULL REFERENCES face_models (model) ON DELETE CASCADE,

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from reid_pipeline.testing import synthetic
+from tests import synthetic
 
 
 def encode_mp4(scene, path: Path, fps: int = 10, gop: int = 25) -> Path:

@@ -1,7 +1,7 @@
 """Shared fixtures: an embedded Postgres per test session, isolated settings, test videos.
 
 Test videos are composed from real face photos that installed packages ship
-(`reid_pipeline.testing.synthetic`); nothing here needs the dev data or the network.
+(`tests.synthetic`); nothing here needs the dev data or the network.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from reid_pipeline.config import Settings
 from reid_pipeline.database import embedded_server
 from reid_pipeline.store import Store
-from reid_pipeline.testing import synthetic
+from tests import synthetic
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import time
 import yaml
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.sources import uri_for
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.sources import uri_for
 
 
 def failure_message(result) -> str:
@@ -62,7 +62,7 @@ def serve_gallery(ctx):
     the block ends; yields its base URL."""
     import uvicorn
 
-    from reid_pipeline.gallery_app import create_app
+    from reid_pipeline.presentation.gallery_app import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

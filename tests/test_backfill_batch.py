@@ -8,9 +8,9 @@ import dagster as dg
 
 from assets.backfill import BACKFILL_TAG
 from assets.partitions import videos
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.sources import uri_for
-from reid_pipeline.testing import synthetic
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.sources import uri_for
+from tests import synthetic
 from tests.helpers import failure_message
 
 PER_VIDEO = ["raw_video", "frame_detections", "face_embeddings", "face_sequences", "silhouette_report", "cross_video_matches"]

@@ -3,8 +3,8 @@
 import shutil
 
 from reid_pipeline.cli import main
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.testing import synthetic
+from reid_pipeline.ingest.inbox import partition_key_for
+from tests import synthetic
 
 
 def test_cli_process_evidence_search_status(reid_env, store, capsys, videos_dir):

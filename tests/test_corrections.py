@@ -1,9 +1,9 @@
 """People's corrections survive recomputation: re-running a video, processing the videos in
 another order; a correction whose sightings are gone is reported stale, not dropped."""
 
-from reid_pipeline import corrections
 from reid_pipeline.cli import main
-from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.identities import corrections
+from reid_pipeline.ingest.inbox import partition_key_for
 from tests.helpers import people, process, sequence
 
 

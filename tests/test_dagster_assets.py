@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from reid_pipeline.faces import load_backend
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.sources import uri_for
-from reid_pipeline.testing import synthetic
-from tests import avclips
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.sources import uri_for
+from tests import avclips, synthetic
 from tests.helpers import failure_message
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reid_pipeline.detection import ChipEmbedder, Tracking, detect_video, embed_detections, tracking_for
 from reid_pipeline.faces import load_backend
 from reid_pipeline.faces.base import box_iou
-from reid_pipeline.testing import synthetic
+from reid_pipeline.faces.detection import ChipEmbedder, Tracking, detect_video, embed_detections, tracking_for
+from tests import synthetic
 
 
 @pytest.fixture(scope="module")

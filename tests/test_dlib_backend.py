@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from reid_pipeline.faces import load_backend
-from reid_pipeline.testing import synthetic
+from tests import synthetic
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.ingest.inbox import partition_key_for
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,7 @@ def _make_root() -> Path:
 
 def _write_video(path: Path) -> None:
     """A 3 s MJPG clip of two real people walking past each other (package photos)."""
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     gt = synthetic.write_video(synthetic.two_people_walking(seconds=3.0), path)
     assert path.stat().st_size > 0 and len(gt.persons) == 2
@@ -363,7 +363,7 @@ def test_dropped_video_is_processed_by_the_running_stack(monkeypatch, tmp_path):
         # outside the inbox: a user copies a finished file in.
         source = root / "src" / "walk.avi"
         _write_video(source)
-        from reid_pipeline.testing import synthetic
+        from tests import synthetic
 
         picked = [root / "picked" / "ui a.avi", root / "picked" / "ui b.avi"]  # backfilled from the UI at the end
         for n, path in enumerate(picked):  # unlike backgrounds: the same bytes twice would be a duplicate

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.ingest.inbox import partition_key_for
 from tests.test_e2e import (
     PYTHON,
     _free_port,
@@ -40,7 +40,7 @@ READY_TIMEOUT_S = 300
 
 def _drop_video(root: Path, inbox: Path, seconds: float = 8.0, name: str = "clip.avi") -> str:
     """A synthetic clip copied into the inbox; returns its partition key."""
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     source = root / "src" / name
     if not source.exists():
@@ -270,7 +270,7 @@ def test_a_command_waiting_on_the_pool_says_who_holds_it_and_stops_on_sigterm(mo
             for step in ("frame_detections", "face_embeddings"):
                 assert instance.event_log_storage.claim_concurrency_slot("face_model", holder, step).is_claimed
         clip = root / "src" / "clip.avi"
-        from reid_pipeline.testing import synthetic
+        from tests import synthetic
 
         synthetic.write_video(synthetic.two_people_walking(seconds=2.0), clip)
         err = root / "stderr.txt"

@@ -9,13 +9,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from reid_pipeline.archive import photo_query, search
 from reid_pipeline.cli import main
 from reid_pipeline.faces import load_backend
 from reid_pipeline.faces.chips import decode_jpeg
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.matching import match_settings_for
-from reid_pipeline.testing import synthetic
+from reid_pipeline.identities.archive import photo_query, search
+from reid_pipeline.identities.matching import match_settings_for
+from reid_pipeline.ingest.inbox import partition_key_for
+from tests import synthetic
 
 
 def _scene(pairs):
@@ -54,8 +54,8 @@ def test_forget_a_person_then_a_video(reid_env, store, capsys, videos_dir):
 
     # the person's chips, as they are before the forget: no byte of them may stay anywhere
     from reid_pipeline.config import Settings
-    from reid_pipeline.detection import read_chips
-    from reid_pipeline.forget import plan_identity
+    from reid_pipeline.faces.detection import read_chips
+    from reid_pipeline.identities.forget import plan_identity
 
     data_root = Settings().data_path()
     before = plan_identity(store, data_root, backend.model_name, found["identity_id"])

@@ -12,14 +12,14 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from reid_pipeline import corrections
 from reid_pipeline.cli.execution import DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
-from reid_pipeline.gallery_app import GalleryContext, suggestion_bands
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.matching import DEFAULT_METHOD
-from reid_pipeline.testing import synthetic
+from reid_pipeline.identities import corrections
+from reid_pipeline.identities.matching import DEFAULT_METHOD
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.presentation.gallery_app import GalleryContext, suggestion_bands
+from tests import synthetic
 from tests.helpers import people, process, sequence, serve_gallery
 
 A = "fix_a.webm"  # VP8 (browsers play it: the player draws the face box over it); fix_b.avi: MJPG, not playable
@@ -236,7 +236,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     # the video answers range requests (the player seeks); posts from elsewhere are refused;
     # forget asks for a confirmation
     key = partition_key_for(A)
-    from reid_pipeline.gallery_app import cookie_name
+    from reid_pipeline.presentation.gallery_app import cookie_name
 
     owner = f"{cookie_name(int(url.rsplit(':', 1)[1]))}={ctx.secret}"  # the cookie the printed URL gave
     request = urllib.request.Request(f"{url}/video/{key}", headers={"Range": "bytes=0-99", "Cookie": owner})
@@ -334,8 +334,8 @@ class RecomputeNow:
 
     def start(self, reason: str) -> str:
         """Recompute every model's identities now."""
-        from reid_pipeline.archive import recompute_identities
-        from reid_pipeline.matching import match_settings_for
+        from reid_pipeline.identities.archive import recompute_identities
+        from reid_pipeline.identities.matching import match_settings_for
 
         for m in self.store.models():
             recompute_identities(self.store, m["model"], match_settings_for(m["model"]))
@@ -374,7 +374,7 @@ def client(processed, store):
 
 def gallery_video_b(store):
     """fix_b's file on this machine."""
-    from reid_pipeline.sources import source_file
+    from reid_pipeline.ingest.sources import source_file
 
     [row] = store.rows("SELECT source_uri FROM videos WHERE partition_key = %s", (partition_key_for("fix_b.avi"),))
     return source_file(row["source_uri"])
@@ -470,9 +470,9 @@ def test_name_forget_page_and_player_boxes(client, store, tmp_path):
     assert f'data-identity="{astronaut}"><img src="/chip/{key}/{other}"' in c.get("/").text
     assert "You chose this face for the person" in c.get("/corrections").text
     # the static gallery (written by the identities asset) shows the same face on the card
-    from reid_pipeline.archive import recompute_identities
-    from reid_pipeline.gallery import write_gallery
-    from reid_pipeline.matching import match_settings_for
+    from reid_pipeline.identities.archive import recompute_identities
+    from reid_pipeline.identities.matching import match_settings_for
+    from reid_pipeline.presentation.gallery import write_gallery
 
     result = recompute_identities(store, "sface_2021dec", match_settings_for("sface_2021dec"))
     assert {i["identity_id"]: i["cover"] for i in result.identities}[astronaut] == (key, other)
@@ -497,7 +497,7 @@ def test_name_forget_page_and_player_boxes(client, store, tmp_path):
     # an AVI (the browser cannot play it): the frame of the sighting's middle face, that face boxed
     import cv2
 
-    from reid_pipeline.video import iter_frames
+    from reid_pipeline.ingest.video import iter_frames
 
     assert f'<img id="frame" src="/frame/{t1}"' in player
     got = c.get(f"/frame/{t1}")

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from reid_pipeline.faces.chips import encode_jpeg
-from reid_pipeline.gallery_app import GalleryContext, cookie_name, home_secret
+from reid_pipeline.presentation.gallery_app import GalleryContext, cookie_name, home_secret
 from reid_pipeline.storage import write_parquet
 from tests.helpers import serve_gallery
 

@@ -4,12 +4,12 @@ person; an id that ends leaves a forward that corrections and the gallery follow
 
 import asyncio
 
-from reid_pipeline import corrections
 from reid_pipeline.cli import main
 from reid_pipeline.config import Settings
-from reid_pipeline.gallery_app import GalleryContext, create_app
-from reid_pipeline.identities import Forward, carry_ids
-from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.identities import corrections
+from reid_pipeline.identities.clustering import Forward, carry_ids
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.presentation.gallery_app import GalleryContext, create_app
 from tests.helpers import people, process, sequence
 
 

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from reid_pipeline.identities import Link, bcubed, cluster, identity_id
-from reid_pipeline.matching import METHODS, match_settings_for, similarity, spans_overlap
+from reid_pipeline.identities.clustering import Link, bcubed, cluster, identity_id
+from reid_pipeline.identities.matching import METHODS, match_settings_for, similarity, spans_overlap
 
 
 def _person(rng, centre, n, spread=0.05):

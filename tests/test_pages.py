@@ -1,6 +1,6 @@
 """The static pages: names from files are shown as text, never run as markup."""
 
-from reid_pipeline.gallery import write_gallery
+from reid_pipeline.presentation.gallery import write_gallery
 
 
 def test_gallery_escapes_file_names_and_lists_unresolved_sequences(tmp_path):

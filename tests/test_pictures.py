@@ -9,7 +9,7 @@ import numpy as np
 from reid_pipeline.faces.chips import encode_jpeg
 from reid_pipeline.presentation import pictures
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, contact_sheet
-from reid_pipeline.silhouette import silhouette
+from reid_pipeline.sequences.silhouette import silhouette
 
 
 def _chip(value: int) -> bytes:
@@ -48,7 +48,7 @@ def test_a_sheet_without_rows_is_a_blank_picture():
 
 
 def test_drawing_a_sheet_loads_neither_matplotlib_nor_scikit_learn():
-    code = ("import sys; import reid_pipeline.evidence, reid_pipeline.presentation.pictures as p;"
+    code = ("import sys; import reid_pipeline.presentation.evidence, reid_pipeline.presentation.pictures as p;"
             "p.contact_sheet([]);"
             "print(sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

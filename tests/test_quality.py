@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_pipeline.quality import blur_score, pose_from_points
+from reid_pipeline.faces.quality import blur_score, pose_from_points
 
 
 def test_frontal_face_has_no_pose():
@@ -31,7 +31,7 @@ def test_blur_score_prefers_sharp_chips():
 def test_a_small_sharp_face_is_judged_at_its_own_resolution():
     """A 40-px face enlarged into a 150-px chip looks soft at 112 px; at the face's own
     resolution it is sharp, and a blurred one still reads as blurred."""
-    from reid_pipeline.testing import synthetic
+    from tests import synthetic
 
     photo = synthetic.face_by_person("astronaut")
     x1, y1, x2, y2 = photo.face_box

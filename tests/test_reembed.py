@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reid_pipeline.cli import main
-from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.ingest.inbox import partition_key_for
 from reid_pipeline.store import hnsw_index_name
 from tests.test_store import _add_video, _rows
 
@@ -114,7 +114,7 @@ def test_a_faceless_video_records_its_model_and_a_model_with_faces_is_never_reti
 
 def test_reembed_plans_the_videos_of_other_models_and_leaves_those_whose_file_is_gone(store, tmp_path):
     from reid_pipeline.cli.reembed import plan_reembed
-    from reid_pipeline.sources import uri_for
+    from reid_pipeline.ingest.sources import uri_for
 
     rng = np.random.default_rng(5)
     store.ensure_model("old-m8", "test", 8)
@@ -285,7 +285,7 @@ def test_reembed_backfill_hands_the_videos_to_the_daemon_tagged_with_the_model(r
     daemon picks up: here, with no daemon, it stays queued), for the videos of other models."""
     import dagster as dg
 
-    from reid_pipeline.sources import uri_for
+    from reid_pipeline.ingest.sources import uri_for
 
     rng = np.random.default_rng(6)
     store.ensure_model(DLIB, "dlib", 128)

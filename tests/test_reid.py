@@ -4,10 +4,10 @@ depend on the order the videos are processed in."""
 
 import pytest
 
-from reid_pipeline.inbox import partition_key_for
-from reid_pipeline.matching import DEFAULT_METHOD
-from reid_pipeline.sources import uri_for
-from reid_pipeline.testing import synthetic
+from reid_pipeline.identities.matching import DEFAULT_METHOD
+from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.sources import uri_for
+from tests import synthetic
 from tests.helpers import failure_message
 
 
@@ -116,9 +116,9 @@ def test_search_by_photo_by_time_and_gallery_in_a_browser(defs, instance, store,
     import cv2
     import numpy as np
 
-    from reid_pipeline.archive import photo_query, search
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.matching import match_settings_for
+    from reid_pipeline.identities.archive import photo_query, search
+    from reid_pipeline.identities.matching import match_settings_for
 
     md = _process(defs, instance, store, [archive["a.avi"], archive["b.avi"], archive["c.avi"]])
     a, b = partition_key_for("a.avi"), partition_key_for("b.avi")

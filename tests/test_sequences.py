@@ -4,19 +4,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reid_pipeline.detection import detect_video, embed_detections
-from reid_pipeline.evidence import evidence_at
 from reid_pipeline.faces import load_backend
-from reid_pipeline.report import write_silhouette_report
-from reid_pipeline.sequences import (
+from reid_pipeline.faces.detection import detect_video, embed_detections
+from reid_pipeline.presentation.evidence import evidence_at
+from reid_pipeline.presentation.report import write_silhouette_report
+from reid_pipeline.sequences.silhouette import band, silhouette
+from reid_pipeline.sequences.tracking import (
     LinkSettings,
     QualityGate,
     build_sequences,
     link_settings_for,
     purity_and_fragmentation,
 )
-from reid_pipeline.silhouette import band, silhouette
-from reid_pipeline.testing import synthetic
+from tests import synthetic
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from upath import UPath
 
 from reid_pipeline import storage
-from reid_pipeline.detection import DetectionSink, chip_reader, read_chips
-from reid_pipeline.inbox import partition_key_for
+from reid_pipeline.faces.detection import DetectionSink, chip_reader, read_chips
+from reid_pipeline.ingest.inbox import partition_key_for
 from reid_pipeline.storage import S3Options
 from tests.helpers import people, process
 
@@ -149,7 +149,7 @@ def test_the_whole_pipeline_with_its_data_root_in_a_bucket(endpoint, reid_env, i
     removes its objects."""
     from reid_pipeline.cli import main
     from reid_pipeline.config import Settings
-    from reid_pipeline.forget import carry_out, plan_video
+    from reid_pipeline.identities.forget import carry_out, plan_video
     from tests.conftest import build_defs
 
     paths = [two_videos["a"], two_videos["b"]]

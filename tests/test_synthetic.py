@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_pipeline.testing import synthetic
+from tests import synthetic
 
 dlib = pytest.importorskip("dlib")
 

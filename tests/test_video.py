@@ -5,9 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_pipeline.testing import synthetic
-from reid_pipeline.video import VideoError, iter_frames, probe, sha256_of
-from tests import avclips
+from reid_pipeline.ingest.video import VideoError, iter_frames, probe, sha256_of
+from tests import avclips, synthetic
 
 
 def test_probe_reports_the_container_facts(two_people_video):
@@ -136,7 +135,7 @@ def test_rotation_metadata_is_applied(tmp_path, two_people_video):
 
 
 def test_shortfall_allows_a_sampling_step_and_a_margin():
-    from reid_pipeline.video import shortfall
+    from reid_pipeline.ingest.video import shortfall
 
     assert shortfall(17.0, 16.9, 0.25) is None
     assert shortfall(None, 3.0, 0.25) is None and shortfall(0.0, 3.0, 0.25) is None

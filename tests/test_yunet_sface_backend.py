@@ -19,7 +19,7 @@ from reid_pipeline.faces.yunet_sface import (
     plain_graph,
     shipped_file,
 )
-from reid_pipeline.testing import synthetic
+from tests import synthetic
 
 
 @pytest.fixture(scope="module")

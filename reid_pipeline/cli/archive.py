@@ -16,7 +16,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     `search`, `evidence`, `retry` and `forget` take), file, faces, sequences, identities;
     videos held `processing` by a dead run; files not taken. `--failed`: only the videos
     that failed, with why; `--json`: all of it as one JSON object (for scripts)."""
-    from reid_pipeline.sources import file_name
+    from reid_pipeline.ingest.sources import file_name
 
     store = open_store(Settings())
     counts, failed = store.status_summary()
@@ -95,7 +95,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     stays in every asset's counts until it is removed."""
     import dagster as dg
 
-    from reid_pipeline.catalog import stray_partitions
+    from reid_pipeline.ingest.catalog import stray_partitions
 
     settings = Settings()
     prepare(settings)
@@ -122,8 +122,8 @@ def photo_query(settings: Settings, photo: str):
     not (no such file, not an image: 2; no face in it: 1)."""
     import cv2
 
-    from reid_pipeline.archive import photo_query as face_query
     from reid_pipeline.faces import load_backend
+    from reid_pipeline.identities.archive import photo_query as face_query
 
     if not Path(photo).is_file():
         raise Refused(f"{photo}: no such file", 2)
@@ -157,8 +157,8 @@ def other_models_note(store, model: str) -> tuple[bool, str | None]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Where else does this person appear? Query by photo, by video time or by sequence."""
-    from reid_pipeline.archive import search
-    from reid_pipeline.matching import match_settings_for
+    from reid_pipeline.identities.archive import search
+    from reid_pipeline.identities.matching import match_settings_for
 
     settings = Settings()
     store = open_store(settings)
@@ -215,9 +215,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_evidence(args: argparse.Namespace) -> int:
     """The sequences on screen at a moment of a video, with their face chips, as a PNG."""
 
-    from reid_pipeline.detection import chips_from_file, read_detections
-    from reid_pipeline.evidence import evidence_at
-    from reid_pipeline.sequences import current_columns
+    from reid_pipeline.faces.detection import chips_from_file, read_detections
+    from reid_pipeline.presentation.evidence import evidence_at
+    from reid_pipeline.sequences.tracking import current_columns
     from reid_pipeline.storage import asset_path, read_parquet
 
     settings = Settings()

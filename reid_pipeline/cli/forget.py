@@ -18,8 +18,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     """Forget a video or a person: rows, files, chips, reports, cached copies, the Dagster
     runs whose event logs show their faces; the gallery is rebuilt. Asks first."""
 
-    from reid_pipeline.forget import carry_out, plan_identity, plan_video
-    from reid_pipeline.inbox import partition_key_for
+    from reid_pipeline.identities.forget import carry_out, plan_identity, plan_video
+    from reid_pipeline.ingest.inbox import partition_key_for
 
     settings = Settings()
     prepare(settings)
@@ -61,8 +61,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def identity_of_photo(store: Store, settings: Settings, photo: str) -> str | None:
     """The identity that the largest face of `photo` matches best (None, said why)."""
-    from reid_pipeline.archive import search
-    from reid_pipeline.matching import match_settings_for
+    from reid_pipeline.identities.archive import search
+    from reid_pipeline.identities.matching import match_settings_for
 
     try:
         backend, vectors = photo_query(settings, photo)

@@ -16,7 +16,7 @@ from reid_pipeline.store import Store
 def sightings(store: Store, text: str) -> tuple[list[int], str]:
     """Sequence row ids named by `text`: an identity id (person-...), PARTITION_KEY:SEQUENCE_NUMBER
     or PARTITION_KEY@SECONDS (the one sequence on screen then). ValueError saying why not."""
-    from reid_pipeline import corrections
+    from reid_pipeline.identities import corrections
 
     if text.startswith("person-"):
         try:
@@ -43,7 +43,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
     """Correct the identities: merge, split (move a sighting out), not-same, label, hide;
     list the corrections or undo one. Each correction is a constraint that every
     recomputation obeys; the identities are recomputed at once (unless --no-rebuild)."""
-    from reid_pipeline import corrections
+    from reid_pipeline.identities import corrections
 
     store = open_store(Settings())
     if args.action == "corrections":

@@ -66,7 +66,7 @@ def plan_reembed(store: Store, model: str, everything: bool = False) -> ReembedP
     that were last embedded with another (a video without faces records its model too);
     with `everything`, every video. A local source file that is gone is left out: its run
     would fail and mark a video that still has its vectors `failed`."""
-    from reid_pipeline.sources import source_file
+    from reid_pipeline.ingest.sources import source_file
 
     plan = ReembedPlan(model)
     for video in store.video_models():
@@ -96,7 +96,7 @@ def configured_backend(settings: Settings):
 def cmd_reembed(args: argparse.Namespace) -> int:
     """Re-process the videos whose vectors are of another face model than the configured
     one (every video with --all); --dry-run only lists them."""
-    from reid_pipeline.sources import file_name
+    from reid_pipeline.ingest.sources import file_name
 
     settings = Settings()
     prepare(settings)
@@ -134,7 +134,7 @@ def _run_here(settings: Settings, store: Store, plan: ReembedPlan, log_level: st
     retry`), then the identities; says what is left of the old models."""
     from reid_pipeline.cli.execution import code_location
     from reid_pipeline.cli.runs import run_videos
-    from reid_pipeline.sources import file_name
+    from reid_pipeline.ingest.sources import file_name
 
     before = {m["model"] for m in store.models()}
     defs, instance = code_location()

@@ -27,8 +27,8 @@ from reid_pipeline.store import Store
 def cmd_process(args: argparse.Namespace) -> int:
     """Headless: each file becomes a partition and goes through the Dagster job in this
     process; the runs show in the UI too. One bad file never stops the others."""
-    from reid_pipeline.inbox import partition_key_for, skip_reason
-    from reid_pipeline.sources import uri_for
+    from reid_pipeline.ingest.inbox import partition_key_for, skip_reason
+    from reid_pipeline.ingest.sources import uri_for
 
     settings = Settings()
     prepare(settings)
@@ -93,7 +93,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for r in rows:
         instance.add_dynamic_partitions("videos", [r["partition_key"]])
         print(f"retry {r['partition_key']} (was {r['status']})")
-    from reid_pipeline.sources import file_name
+    from reid_pipeline.ingest.sources import file_name
 
     videos = [(file_name(r["source_uri"]) or r["partition_key"], r["partition_key"]) for r in rows]
     failed = run_videos(defs, instance, store, videos, settings.sample_fps, args.log_level)
@@ -156,7 +156,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     """Register every video under a folder (or bucket prefix) as a partition and launch a Dagster backfill of
     the per-video job; the daemon (from `reid up`, or a deployment's) runs it, and the UI
     shows and controls it (Runs > Backfills)."""
-    from reid_pipeline.catalog import check_source, register_archive
+    from reid_pipeline.ingest.catalog import check_source, register_archive
 
     settings = Settings()
     prepare(settings)

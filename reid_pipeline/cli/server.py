@@ -17,7 +17,7 @@ from reid_pipeline.store import Store
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from reid_pipeline.supervise import UpLock
+    from reid_pipeline.cli.supervise import UpLock
 
     settings = Settings()
     # the embedded Postgres this command starts (prepare: it holds the instance's storage too)
@@ -59,7 +59,7 @@ def run_dagster(home: Path, host: str, port: int, own_pgdata: Path | None = None
     import dagster as dg
 
     from reid_pipeline.cli.run_health import resolve_dead_runs
-    from reid_pipeline.supervise import run_group
+    from reid_pipeline.cli.supervise import run_group
 
     # the instance's tables made here, once, before two services race to create them; the
     # runs a killed `reid up` left STARTED are marked failed (the daemon's run retries then
@@ -81,7 +81,7 @@ def run_dagster(home: Path, host: str, port: int, own_pgdata: Path | None = None
     watch = None
     if own_pgdata is not None:  # the embedded Postgres this command started: started again when it dies
         from reid_pipeline.cli.run_health import OutageRetries
-        from reid_pipeline.supervise import EmbeddedWatch
+        from reid_pipeline.cli.supervise import EmbeddedWatch
 
         def say(line: str) -> None:
             print(f"reid: {line}", file=sys.stderr, flush=True)
@@ -124,9 +124,9 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     """The local gallery app: review, correct and forget identities in a browser."""
     from reid_pipeline.cli.execution import code_location
     from reid_pipeline.cli.forget import ForgettingRecompute
+    from reid_pipeline.cli.supervise import running_ui
     from reid_pipeline.faces import load_backend
-    from reid_pipeline.gallery_app import GalleryContext, home_secret, serve
-    from reid_pipeline.supervise import running_ui
+    from reid_pipeline.presentation.gallery_app import GalleryContext, home_secret, serve
 
     if args.host not in ("127.0.0.1", "localhost"):
         print("reid: the gallery shows faces and can forget people: it listens on 127.0.0.1 only", file=sys.stderr)

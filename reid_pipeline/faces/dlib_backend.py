@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_pipeline.faces.base import Detection, l2_normalise, near_crops, suppress_overlaps
 from reid_pipeline.faces.dlib_onnx import DlibDescriptor, cached_file
-from reid_pipeline.quality import pose_from_points
+from reid_pipeline.faces.quality import pose_from_points
 
 MODEL_NAME = "dlib_resnet_v1"
 NEAR_MARGIN = 1.5  # face widths searched on each side of a face seen on the previous sampled frame

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_pipeline.faces.base import Detection, l2_normalise
-from reid_pipeline.quality import pose_from_points
+from reid_pipeline.faces.quality import pose_from_points
 
 DEFAULT_ROOT = "~/.insightface/models"
 DEFAULT_PACK = "buffalo_l"

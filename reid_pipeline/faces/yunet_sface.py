@@ -37,7 +37,7 @@ import numpy as np
 
 from reid_pipeline.faces.base import Detection, l2_normalise, near_crops
 from reid_pipeline.faces.dlib_onnx import cached_file
-from reid_pipeline.quality import NOSE_TIP_DROP, pose_from_points
+from reid_pipeline.faces.quality import NOSE_TIP_DROP, pose_from_points
 
 MODEL_NAME = "sface_2021dec"
 DERIVED_FORMAT = "fp32v1"  # of the derived graphs: part of their cache file names

@@ -1,5 +1,5 @@
 """The HTML pages the pipeline writes (static gallery, silhouette report), from the jinja2
-templates under `reid_pipeline/templates/pages/`, with autoescaping: file names and values
+templates under `reid_pipeline/presentation/templates/pages/`, with autoescaping: file names and values
 from videos are text, never markup."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def spread(n_total: int, n_pick: int) -> list[int]:
 
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("reid_pipeline", "templates/pages"),
+    loader=jinja2.PackageLoader("reid_pipeline.presentation", "templates/pages"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )

@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.presentation.pages import plural
-from reid_pipeline.silhouette import BANDS, Silhouette
+from reid_pipeline.sequences.silhouette import BANDS, Silhouette
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _LABEL_SCALE, _CAPTION_SCALE = 0.4, 0.33

@@ -1,6 +1,6 @@
 """The watched bucket: the inbox as an S3-compatible location (endpoint, bucket, prefix).
 
-The same guarantees as the folder scan in `reid_pipeline.inbox`, over one object listing
+The same guarantees as the folder scan in `reid_pipeline.ingest.inbox`, over one object listing
 per tick (never a download): only new objects, a cursor of objects seen but not settled,
 non-videos reported once with a reason, and an object is taken only once it holds still:
 the same size and ETag on two scans in a row and a LastModified at least `settle_s` old.
@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from reid_pipeline.inbox import ScanResult, consider
+from reid_pipeline.ingest.inbox import ScanResult, consider
 
 
 class BucketError(Exception):

@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 
 from reid_pipeline.faces.base import FaceBackend, box_iou
 from reid_pipeline.faces.chips import embed_jpegs, encode_jpeg
-from reid_pipeline.quality import blur_score
-from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, FrameChange
+from reid_pipeline.faces.quality import blur_score
+from reid_pipeline.ingest.shots import DEFAULT_CUT_THRESHOLD, FrameChange
+from reid_pipeline.ingest.video import iter_frames
 from reid_pipeline.storage import (
     ROW_GROUP,
     Staged,
@@ -32,7 +33,6 @@ from reid_pipeline.storage import (
     read_parquet,
     stamp,
 )
-from reid_pipeline.video import iter_frames
 
 DETECTION_SCHEMA = {
     "detection_id": pl.Int32,

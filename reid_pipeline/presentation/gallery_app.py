@@ -3,7 +3,7 @@
 Starlette + uvicorn (both come with Dagster's webserver) and jinja2 pages with
 autoescaping; plain HTML forms, no JavaScript framework. It listens on 127.0.0.1 only.
 
-Every action records a correction (`reid_pipeline.corrections`), never an edit of the
+Every action records a correction (`reid_pipeline.identities.corrections`), never an edit of the
 identities, then asks for a recomputation through `Recompute` (the CLI hands in one that
 launches Dagster's `rebuild_identities` job, so each recomputation is a run in the Dagster
 UI; this module knows nothing of Dagster). The page waits for that run, then shows the
@@ -43,11 +43,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from reid_pipeline import corrections
-from reid_pipeline.detection import chip_reader
-from reid_pipeline.matching import DEFAULT_METHOD
+from reid_pipeline.faces.detection import chip_reader
+from reid_pipeline.identities import corrections
+from reid_pipeline.identities.matching import DEFAULT_METHOD
+from reid_pipeline.ingest.sources import cached_copy, file_name, source_file
 from reid_pipeline.presentation.pages import plural, spread
-from reid_pipeline.sources import cached_copy, file_name, source_file
 from reid_pipeline.storage import StoragePath, data_root
 from reid_pipeline.store import Store
 
@@ -158,9 +158,9 @@ class SecretGate:
         return await HTMLResponse(LOCKED, status_code=403, headers={"Cache-Control": "no-store"})(scope, receive, send)
 
 
-# the pages: reid_pipeline/templates/gallery_app/*.html
+# the pages: reid_pipeline/presentation/templates/gallery_app/*.html
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("reid_pipeline", "templates/gallery_app"),
+    loader=jinja2.PackageLoader("reid_pipeline.presentation", "templates/gallery_app"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
@@ -195,7 +195,7 @@ def suggestion_bands(model: str) -> tuple[float, float] | None:
     "possibly" covers exactly the scores the calibration left within reach of a join
     (SFace 0.42-0.44, dlib 0.933-0.938); below it nothing is suggested, as the calibration
     put different people's scores there (docs/calibration.md)."""
-    from reid_pipeline.matching import match_settings_for
+    from reid_pipeline.identities.matching import match_settings_for
 
     try:
         settings = match_settings_for(model)
@@ -490,7 +490,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         return after(run, f"/sequence/{members[0]}", f"{ident_id} is shown again.")
 
     async def forget(request: Request):
-        from reid_pipeline.forget import carry_out, plan_identity
+        from reid_pipeline.identities.forget import carry_out, plan_identity
 
         ident_id = request.path_params["identity_id"]
         try:
@@ -746,8 +746,8 @@ def _photo_search(store: Store, backend, raw: bytes, face: int = -1) -> dict:
     import cv2
     import numpy as np
 
-    from reid_pipeline.archive import photo_faces, search
-    from reid_pipeline.matching import match_settings_for
+    from reid_pipeline.identities.archive import photo_faces, search
+    from reid_pipeline.identities.matching import match_settings_for
 
     image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
     if image is None:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reid_pipeline import corrections
 from reid_pipeline.faces.base import l2_normalise
-from reid_pipeline.identities import Link, carry_ids, cluster, identity_id
-from reid_pipeline.matching import MatchSettings, similarity, spans_overlap
+from reid_pipeline.identities import corrections
+from reid_pipeline.identities.clustering import Link, carry_ids, cluster, identity_id
+from reid_pipeline.identities.matching import MatchSettings, similarity, spans_overlap
 from reid_pipeline.store import Store, as_array
 
 
@@ -112,7 +112,7 @@ def cannot_links(sequences: list[dict]) -> list[tuple[int, int]]:
 def recompute_identities(store: Store, model: str, settings: MatchSettings) -> IdentityResult:
     """Cluster every sequence of `model` from the stored scored pairs (scores less the
     evidence margins of short and small sequences), obeying people's corrections
-    (`reid_pipeline.corrections`: merges, splits, labels, hides); replace the tables and
+    (`reid_pipeline.identities.corrections`: merges, splits, labels, hides); replace the tables and
     each correction's status. A short sequence that ends up alone is listed as unresolved
     rather than passed off as a person."""
     t0 = time.perf_counter()

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reid_pipeline.inbox import scan_source
-from reid_pipeline.sources import file_name
+from reid_pipeline.ingest.inbox import scan_source
+from reid_pipeline.ingest.sources import file_name
 from reid_pipeline.store import Store
 
 
@@ -45,7 +45,7 @@ class Registration:
 
 def check_source(source: str) -> None:
     """ValueError unless `source` is a folder here or an s3:// location."""
-    from reid_pipeline.buckets import is_s3_uri
+    from reid_pipeline.ingest.buckets import is_s3_uri
 
     if not is_s3_uri(source) and not Path(source).is_dir():
         raise ValueError(f"{source}: not a folder on this machine, nor an s3://bucket/prefix location")

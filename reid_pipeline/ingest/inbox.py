@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
-from reid_pipeline.video import VIDEO_SUFFIXES
+from reid_pipeline.ingest.video import VIDEO_SUFFIXES
 
 # Names that copy tools and browsers use while a file is still arriving.
 PARTIAL_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".filepart", ".!qb"})
@@ -171,8 +171,8 @@ def scan_source(
     endpoint_url: str | None = None,
 ) -> ScanResult:
     """Scan a folder or an `s3://bucket/prefix` location; `ready` holds (key, source URI)."""
-    from reid_pipeline.buckets import BucketLocation, is_s3_uri, make_client, scan_bucket
-    from reid_pipeline.sources import uri_for
+    from reid_pipeline.ingest.buckets import BucketLocation, is_s3_uri, make_client, scan_bucket
+    from reid_pipeline.ingest.sources import uri_for
 
     if is_s3_uri(source):
         location = BucketLocation.parse(source, endpoint_url)

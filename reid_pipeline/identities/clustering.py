@@ -16,7 +16,7 @@ the result depends only on the set of sequences and scored pairs, never on their
 - must-link pairs (a user's "these are one person") start in one group, whatever their
   scores; the rest of each person joins them by the same average linkage. A must-link that
   would put a cannot-link pair in one group is left out (the caller decides which of two
-  conflicting corrections wins: `reid_pipeline.corrections`).
+  conflicting corrections wins: `reid_pipeline.identities.corrections`).
 
 A threshold calibrated for pairs is not one for clusters: the cluster threshold is lower
 (docs/calibration.md).

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
+from reid_pipeline.ingest.sources import file_name
 from reid_pipeline.presentation.pages import render
-from reid_pipeline.sources import file_name
 from reid_pipeline.storage import StoragePath, data_root, mkdirs, remove, write_bytes, write_text
 
 

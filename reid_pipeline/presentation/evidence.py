@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from reid_pipeline.detection import ChipSource, chips_in
+from reid_pipeline.faces.detection import ChipSource, chips_in
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, sequence_label
-from reid_pipeline.sequences import active_at
+from reid_pipeline.sequences.tracking import active_at
 
 
 def evidence_at(

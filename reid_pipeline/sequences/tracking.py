@@ -32,8 +32,8 @@ import polars as pl
 from scipy.optimize import linear_sum_assignment
 
 from reid_pipeline.faces.base import l2_normalise
-from reid_pipeline.shots import DEFAULT_CUT_THRESHOLD, DEFAULT_STRUCTURE_THRESHOLD, shot_ids
-from reid_pipeline.thresholds import thresholds_for
+from reid_pipeline.faces.thresholds import thresholds_for
+from reid_pipeline.ingest.shots import DEFAULT_CUT_THRESHOLD, DEFAULT_STRUCTURE_THRESHOLD, shot_ids
 
 _INFEASIBLE = 1e6
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reid_pipeline.faces.base import l2_normalise
-from reid_pipeline.thresholds import ModelThresholds, thresholds_for
+from reid_pipeline.faces.thresholds import ModelThresholds, thresholds_for
 
 METHODS = ("template", "topk_mean", "robust_hausdorff")
 

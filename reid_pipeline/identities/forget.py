@@ -30,7 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reid_pipeline.sequences import current_columns
+from reid_pipeline.sequences.tracking import current_columns
 from reid_pipeline.storage import StoragePath, asset_path, data_root, read_parquet, remove, write_parquet
 from reid_pipeline.store import Store
 
@@ -75,7 +75,7 @@ def _report_folder(root: StoragePath, key: str) -> StoragePath:
 def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: Path | None) -> ForgetPlan:
     """What forgetting a video removes. `root`: the data root (`storage.data_root`);
     `cache_dir`: where videos in a bucket are copied (the settings' `video_cache`)."""
-    from reid_pipeline.sources import cached_copy, source_file
+    from reid_pipeline.ingest.sources import cached_copy, source_file
 
     video = store.get_video(partition_key)
     if video is None:
@@ -130,7 +130,7 @@ def carry_out(store: Store, root: StoragePath, plan: ForgetPlan, delete_source: 
         models = [r["model"] for r in store.rows("SELECT DISTINCT model FROM faces WHERE partition_key = %s", (plan.target,))]
         store.delete_video(plan.target)
     else:
-        from reid_pipeline.corrections import forget_sequences
+        from reid_pipeline.identities.corrections import forget_sequences
 
         model = plan.target.split("/", 1)[0]
         models = [model]

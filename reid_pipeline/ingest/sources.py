@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from reid_pipeline.video import VideoError
+from reid_pipeline.ingest.video import VideoError
 
 
 def uri_for(path: str | Path) -> str:
@@ -56,7 +56,7 @@ def cached_copy(source_uri: str, cache_dir: str | os.PathLike | None) -> Path | 
     or when there is no cache)."""
     if not source_uri.startswith("s3://") or cache_dir is None:
         return None
-    from reid_pipeline.buckets import parse_s3_uri
+    from reid_pipeline.ingest.buckets import parse_s3_uri
 
     try:
         bucket, key = parse_s3_uri(source_uri)
@@ -77,7 +77,7 @@ def _cache_file(cache_dir: Path, bucket: str, key: str) -> Path:
 def _cached_object(source_uri: str, cache_dir: Path, client) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from reid_pipeline.buckets import parse_s3_uri
+    from reid_pipeline.ingest.buckets import parse_s3_uri
 
     try:
         bucket, key = parse_s3_uri(source_uri)

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import polars as pl
 
-from reid_pipeline.detection import ChipSource, chips_in
-from reid_pipeline.evidence import evidence_at
+from reid_pipeline.faces.detection import ChipSource, chips_in
+from reid_pipeline.presentation.evidence import evidence_at
 from reid_pipeline.presentation.pages import render, spread
 from reid_pipeline.presentation.pictures import SheetRow, chip_sheet, projection_plot, sequence_label, silhouette_plot
-from reid_pipeline.silhouette import Silhouette, silhouette
+from reid_pipeline.sequences.silhouette import Silhouette, silhouette
 from reid_pipeline.storage import StoragePath, write_bytes, write_parquet, write_text
 
 

@@ -7,7 +7,7 @@
 - `start_reaper`: a small watchdog in its own session. When the `reid up` process is gone
   (a normal exit, Ctrl-C or SIGKILL), it ends the process group of Dagster's services (SIGTERM, then
   SIGKILL after a grace period) and stops the embedded Postgres that `reid up` started.
-  Run as `python -m reid_pipeline.supervise WATCH_PID GROUP_ID [PGDATA]`.
+  Run as `python -m reid_pipeline.cli.supervise WATCH_PID GROUP_ID [PGDATA]`.
 - `run_group`: commands started in one process group of their own (Dagster's webserver and
   daemon), with the reaper behind them, until one of them ends or this process is told to
   stop; then the whole group is ended.
@@ -81,7 +81,7 @@ def running_ui(home: str | os.PathLike) -> str | None:
 
 def start_reaper(watch_pid: int, group: int, pgdata: str | os.PathLike | None = None) -> subprocess.Popen:
     """Start the watchdog for `watch_pid` (see the module docstring)."""
-    command = [sys.executable, "-m", "reid_pipeline.supervise", str(watch_pid), str(group)]
+    command = [sys.executable, "-m", "reid_pipeline.cli.supervise", str(watch_pid), str(group)]
     if pgdata is not None:
         command.append(str(pgdata))
     return subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
