@@ -29,7 +29,9 @@ import time
 import dagster as dg
 from dagster._serdes import ConfigurableClassData
 
+from assets.sensors import PER_VIDEO, process_video
 from assets.settings import settings
+from resources import build_resources
 
 BACKFILL_TAG = "reid/backfill"  # on the backfill's run and on every per-video run it makes
 
@@ -71,10 +73,8 @@ def _process_video_job(context: dg.OpExecutionContext) -> dg.JobDefinition:
         return context.repository_def.get_job("process_video")
     except dg.DagsterInvariantViolationError:
         raise
-    except Exception:  # `execute_in_process` (tests) sets no repository: the code location's definitions
-        from definitions import build_definitions
-
-        return build_definitions().resolve_job_def("process_video")
+    except Exception:  # `execute_in_process` (tests) sets no repository: the job with its assets and resources
+        return dg.Definitions(assets=PER_VIDEO, jobs=[process_video], resources=build_resources()).resolve_job_def("process_video")
 
 
 def _batch_instance(instance: dg.DagsterInstance) -> dg.DagsterInstance:

@@ -114,7 +114,7 @@ def run_clips(files: list[Path], stage: str) -> dict:
     from reid_pipeline import cli
     from reid_pipeline.cli.environment import open_store
     from reid_pipeline.config import Settings
-    from reid_pipeline.ingest.inbox import partition_key_for
+    from reid_pipeline.ingest.arrivals import partition_key_for
 
     if stage == "all":
         cli.main(["process", *map(str, files)])
@@ -143,7 +143,7 @@ def rerun_from_sequences(files: list[Path]) -> None:
 
     from reid_pipeline.cli.environment import open_store, prepare
     from reid_pipeline.config import Settings
-    from reid_pipeline.ingest.inbox import partition_key_for
+    from reid_pipeline.ingest.arrivals import partition_key_for
 
     settings = Settings()
     prepare(settings)
@@ -276,7 +276,7 @@ def score(store, truth: dict, files: list[Path]) -> dict:
 
     from reid_pipeline.faces.detection import asset_path
     from reid_pipeline.identities.matching import spans_overlap
-    from reid_pipeline.ingest.inbox import partition_key_for
+    from reid_pipeline.ingest.arrivals import partition_key_for
 
     data_root = Path(os.environ["REID_HOME"]) / "data"
     videos = {partition_key_for(str(f.resolve())): v for f, v in zip(files, truth["videos"])}

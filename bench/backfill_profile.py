@@ -50,7 +50,7 @@ import dagster as dg
 
 from assets.backfill import BACKFILL_TAG
 from definitions import build_definitions
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests import synthetic
 

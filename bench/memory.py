@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="640x360")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = p.parse_args(argv)
+    sys.path.insert(0, str(REPO))  # the test-video generator is tests/synthetic.py, not installed
     from tests import synthetic
 
     width, height = (int(v) for v in args.size.split("x"))

@@ -8,7 +8,7 @@ import time
 import yaml
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 
 

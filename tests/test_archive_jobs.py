@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import pytest
 
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests.conftest import build_defs
 from tests.helpers import failure_message, readme_run_config

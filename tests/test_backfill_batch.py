@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.backfill import BACKFILL_TAG
 from assets.partitions import videos
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests import synthetic
 from tests.helpers import failure_message

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from reid_pipeline.config import Settings
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.buckets import BucketError, BucketLocation, make_client, parse_s3_uri, scan_bucket
-from reid_pipeline.ingest.inbox import partition_key_for
 from reid_pipeline.ingest.sources import local_path
 from reid_pipeline.ingest.video import VideoError, probe
 from tests import synthetic

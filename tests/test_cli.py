@@ -3,7 +3,7 @@
 import shutil
 
 from reid_pipeline.cli import main
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from tests import synthetic
 
 

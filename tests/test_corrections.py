@@ -3,7 +3,7 @@ another order; a correction whose sightings are gone is reported stale, not drop
 
 from reid_pipeline.cli import main
 from reid_pipeline.identities import corrections
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from tests.helpers import people, process, sequence
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from reid_pipeline.faces import load_backend
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests import avclips, synthetic
 from tests.helpers import failure_message

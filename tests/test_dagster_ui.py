@@ -20,7 +20,7 @@ import pytest
 
 from reid_pipeline.cli import prepare
 from reid_pipeline.config import PROJECT_ROOT, Settings
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests.conftest import build_defs
 from tests.helpers import failure_message, readme_run_config

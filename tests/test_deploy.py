@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests.helpers import failure_message
 

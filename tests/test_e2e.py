@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 
 pytestmark = pytest.mark.e2e
 

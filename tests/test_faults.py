@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reid_pipeline.config import PROJECT_ROOT
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from tests.test_e2e import (
     PYTHON,
     _free_port,

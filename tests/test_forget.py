@@ -14,7 +14,7 @@ from reid_pipeline.faces import load_backend
 from reid_pipeline.faces.chips import decode_jpeg
 from reid_pipeline.identities.archive import photo_query, search
 from reid_pipeline.identities.matching import match_settings_for
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from tests import synthetic
 
 

@@ -17,7 +17,7 @@ from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
 from reid_pipeline.identities import corrections
 from reid_pipeline.identities.matching import DEFAULT_METHOD
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.presentation.gallery_app import GalleryContext, suggestion_bands
 from tests import synthetic
 from tests.helpers import people, process, sequence, serve_gallery

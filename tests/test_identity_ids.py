@@ -8,7 +8,7 @@ from reid_pipeline.cli import main
 from reid_pipeline.config import Settings
 from reid_pipeline.identities import corrections
 from reid_pipeline.identities.clustering import Forward, carry_ids
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.presentation.gallery_app import GalleryContext, create_app
 from tests.helpers import people, process, sequence
 

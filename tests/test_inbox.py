@@ -1,7 +1,8 @@
 import os
 import re
 
-from reid_pipeline.ingest.inbox import partition_key_for, scan
+from reid_pipeline.ingest.arrivals import partition_key_for
+from reid_pipeline.ingest.inbox import scan
 
 SAFE = re.compile(r"^[a-z0-9_]+-[0-9a-f]{8}$")
 
@@ -105,7 +106,7 @@ def test_a_folder_named_like_a_video_is_skipped_with_a_reason_and_not_searched(t
 
 def test_a_bucket_key_under_a_folder_named_like_a_video_is_skipped(tmp_path):
     """Buckets have no folders, only keys with slashes: `d.mp4/inside.mp4` is skipped the same way."""
-    from reid_pipeline.ingest.inbox import ScanResult, consider
+    from reid_pipeline.ingest.arrivals import ScanResult, consider
 
     result = ScanResult()
     consider(result, "d.mp4/inside.mp4", "s3://bucket/in/d.mp4/inside.mp4", set(), {}, 0, 1_000_000.0,

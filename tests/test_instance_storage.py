@@ -12,7 +12,7 @@ import pytest
 from reid_pipeline.cli import main, prepare
 from reid_pipeline.cli.instance import SCHEMA, sqlite_instance, storage_url
 from reid_pipeline.config import Settings
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests.conftest import build_defs
 from tests.helpers import failure_message

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reid_pipeline.cli import main
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.store import hnsw_index_name
 from tests.test_store import _add_video, _rows
 

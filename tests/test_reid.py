@@ -5,7 +5,7 @@ depend on the order the videos are processed in."""
 import pytest
 
 from reid_pipeline.identities.matching import DEFAULT_METHOD
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.ingest.sources import uri_for
 from tests import synthetic
 from tests.helpers import failure_message

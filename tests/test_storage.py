@@ -12,7 +12,7 @@ from upath import UPath
 
 from reid_pipeline import storage
 from reid_pipeline.faces.detection import DetectionSink, chip_reader, read_chips
-from reid_pipeline.ingest.inbox import partition_key_for
+from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.storage import S3Options
 from tests.helpers import people, process
 

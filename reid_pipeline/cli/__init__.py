@@ -14,10 +14,13 @@ line (`build_parser`) and runs the command (`main`):
 | `execution` | Dagster from the CLI: runs in this process with progress, backfills launched and followed |
 | `environment` | folders, the Dagster home and exported variables, the database |
 | `instance` | the Dagster instance's storage in the project's Postgres (schema `dagster`); the one-time import of a SQLite home |
+| `run_health` | runs that hold pool slots, stalled and dead runs, for `reid status` and the commands that wait |
+| `supervise` | `reid up`'s lock, the process group of Dagster's services, restarting the embedded Postgres |
 
 The commands that process videos drive Dagster (the same code location the UI shows), so
 this package is the one part of the core that may import it; it does so lazily, inside them.
 It is also the one part, with `config`, that reads `Settings()`: it hands the values on.
+It sits on top: it may import every stage, and nothing of the core imports it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     runs whose event logs show their faces; the gallery is rebuilt. Asks first."""
 
     from reid_pipeline.identities.forget import carry_out, plan_identity, plan_video
-    from reid_pipeline.ingest.inbox import partition_key_for
+    from reid_pipeline.ingest.arrivals import partition_key_for
 
     settings = Settings()
     prepare(settings)

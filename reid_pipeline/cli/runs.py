@@ -27,7 +27,7 @@ from reid_pipeline.store import Store
 def cmd_process(args: argparse.Namespace) -> int:
     """Headless: each file becomes a partition and goes through the Dagster job in this
     process; the runs show in the UI too. One bad file never stops the others."""
-    from reid_pipeline.ingest.inbox import partition_key_for, skip_reason
+    from reid_pipeline.ingest.arrivals import partition_key_for, skip_reason
     from reid_pipeline.ingest.sources import uri_for
 
     settings = Settings()

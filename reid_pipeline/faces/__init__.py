@@ -1,4 +1,14 @@
-"""Face backends and how one is chosen (`yunet_sface`, `dlib`, `insightface` or `auto`)."""
+"""Faces: found, aligned, embedded and scored in a video's sampled frames.
+
+- this module: the face backends and how one is chosen (`yunet_sface`, `dlib`,
+  `insightface` or `auto`); `base` (the `FaceBackend` protocol, `Detection`), one module
+  per backend, `dlib_onnx` (dlib's descriptor as an ONNX graph), `chips` (aligned crops);
+- `quality`: size, sharpness and head pose of a face;
+- `thresholds`: every calibrated number, one row per embedding model;
+- `detection`: the per-video steps (detect, embed) and the parquet files between them.
+
+May import: `ingest` (decoding, shot cuts), `store` and the top modules.
+"""
 
 from __future__ import annotations
 

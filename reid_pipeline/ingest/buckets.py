@@ -1,6 +1,6 @@
 """The watched bucket: the inbox as an S3-compatible location (endpoint, bucket, prefix).
 
-The same guarantees as the folder scan in `reid_pipeline.ingest.inbox`, over one object listing
+The same guarantees as the folder scan in `reid_pipeline.ingest.inbox` (the rules both share are `arrivals`), over one object listing
 per tick (never a download): only new objects, a cursor of objects seen but not settled,
 non-videos reported once with a reason, and an object is taken only once it holds still:
 the same size and ETag on two scans in a row and a LastModified at least `settle_s` old.
@@ -12,7 +12,7 @@ multipart object's LastModified (completion time on moto; AWS documents the uplo
 *start* as the creation date), so the age test alone may pass at once after a long upload;
 the two-scan size+ETag test is what makes a just-completed object wait one more tick.
 
-Partition keys are `inbox.partition_key_for(<the object's s3:// URI>)`: a slug of the
+Partition keys are `arrivals.partition_key_for(<the object's s3:// URI>)`: a slug of the
 object's name and a hash of its full location, so objects never share a key with each other
 or with files of a watched folder.
 
@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from reid_pipeline.ingest.inbox import ScanResult, consider
+from reid_pipeline.ingest.arrivals import ScanResult, consider
 
 
 class BucketError(Exception):

@@ -5,6 +5,8 @@ the inbox's skipped files, the forget log), `faces` (models, faces and their vec
 `sequences`, `matches` and `identities`; `connection` holds the pools and the base class,
 `migrations` applies sql/. Settings that a query needs (HNSW search depth) are `SET LOCAL`,
 so they end with its transaction and never leak to the pool's next user.
+
+The bottom of the core: imports nothing of it (the SQL files live in `sql/`).
 """
 
 from __future__ import annotations
