@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import calibrate_sequences as cs  # noqa: E402  (the videos, the cache, the clips)
 
-# Targets of issue 4.
+# The target set for matching.
 TARGET_PRECISION = 0.99
 TARGET_RECALL = 0.90
 MIN_FACES = (5, 3)  # headline: sequences with at least 5 usable faces; also reported: 3

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEV = REPO.parent / "shared" / "data" / "dev"
 CACHE_VERSION = 1
 
-# Targets of issue 3.
+# The targets set for sequences.
 TARGET_PURITY = 0.99
 TARGET_FRAGMENTATION = 1.2
 

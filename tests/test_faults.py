@@ -1,7 +1,7 @@
 """Fault injection on the running stack (`reid up`, as a user starts it): a run worker, `reid
 up` itself and the embedded Postgres are SIGKILLed in the middle of a video's run; each
 time the video must end `ready` without a command by hand, and no pool slot may stay held
-by a dead run (issue 22). Marked `e2e` like tests/test_e2e.py, whose helpers they use.
+by a dead run. Marked `e2e` like tests/test_e2e.py, whose helpers they use.
 """
 
 from __future__ import annotations

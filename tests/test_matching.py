@@ -77,7 +77,7 @@ def test_one_stray_link_does_not_chain_two_people():
 
 
 def test_a_person_whose_sequences_all_link_is_one_identity():
-    """Eight sequences of one person (the case of the accuracy issue): most pairs link, a
+    """Eight sequences of one person (the case the accuracy benchmark found): most pairs link, a
     few fall just under the pair threshold, the mean is just under it too. Average linkage
     cut at the pair threshold split them; the cluster threshold keeps them whole."""
     settings = match_settings_for("dlib_resnet_v1")

@@ -57,8 +57,8 @@ FRAME_SCHEMA = {
     "frame_index": pl.Int32,
     "timestamp_s": pl.Float64,
     "faces": pl.Int32,
-    "cut_score": pl.Float32,  # colour change from the previous sampled frame, see shots.py
-    "structure_score": pl.Float32,  # layout change, blind to lighting, see shots.py
+    "cut_score": pl.Float32,  # colour change from the previous sampled frame, see ingest/shots.py
+    "structure_score": pl.Float32,  # layout change, blind to lighting, see ingest/shots.py
 }
 
 

@@ -60,7 +60,7 @@ def similarity(method: str, a: np.ndarray, b: np.ndarray, wa: np.ndarray | None 
 @dataclass(frozen=True)
 class MatchSettings:
     method: str = "template"
-    threshold: float = 0.938  # similarity at or above which two well-seen sequences are linked (per model: thresholds.py)
+    threshold: float = 0.938  # similarity at or above which two well-seen sequences are linked (per model: faces/thresholds.py)
     cluster_gap: float = 0.0  # two groups join while their mean similarity is >= threshold - cluster_gap
     candidates: int = 40  # nearest templates fetched per sequence (HNSW)
     min_faces: int = 1  # sequences with fewer usable faces are neither queried nor linked
