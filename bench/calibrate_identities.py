@@ -4,7 +4,7 @@
 Reads the labelled sequences that `bench/accuracy.py` leaves in each run
 (<work>/runs/<set>/sequences.npz: templates, face counts, face sizes, the true person) and
 replays the identities step offline with the core's own functions
-(`MatchSettings.evidence_score`, `archive.cannot_links`, `identities.cluster`) over every
+(`MatchSettings.evidence_score`, `archive.cannot_links`, `identities.clustering.cluster`) over every
 pair of sequences. First the pair threshold (`--threshold-grid`): the lowest threshold at
 which pairs of well-seen sequences (>= 3 faces, faces >= 60 px on average) reach pairwise
 precision >= 0.995 on the sets given; then, at that threshold, a grid of

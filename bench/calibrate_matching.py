@@ -2,7 +2,7 @@
 """Calibrate a face model's thresholds of the set-to-set matching measures on real faces (`--backend`).
 
 Data (from <repo>/../shared/data/dev, never copied into the repository), all turned into
-sequences with `sequences.build_sequences` at the library's current defaults:
+sequences with `sequences.tracking.build_sequences` at the library's current defaults:
 
 - LFW-built videos where the same people come back in several videos, each time with a
   different photo: the 8 videos of bench/calibrate_sequences.py (reused with their cache)
@@ -19,7 +19,7 @@ scored with the three measures of `reid_pipeline.identities.matching` (quality w
 Per measure the threshold is chosen on the tune split only (lowest threshold with pairwise
 precision >= 0.99) and reported on held-out and on the clips, together with the oracle
 recall at precision 0.99 on held-out, ROC-AUC, score distributions, and the identities
-(`identities.cluster` + BCubed) that the thresholds give.
+(`identities.clustering.cluster` + BCubed) that the thresholds give.
 
     .venv/bin/python bench/calibrate_matching.py [--out bench/out/matching] [--refresh]
 
@@ -639,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
             md.append(f"| {method} | {k} | {s['n']} | {fmt(s.get('min'))} | {fmt(s.get('median'))} | "
                       f"{fmt(s.get('max'))} | {o['n']} | {fmt(o.get('min'))} | {fmt(o.get('median'))} | "
                       f"{fmt(o.get('p99'))} | {fmt(o.get('max'))} |")
-    md += ["", "## Identities (`identities.cluster` over all scored pairs at the chosen threshold)", "",
+    md += ["", "## Identities (`identities.clustering.cluster` over all scored pairs at the chosen threshold)", "",
            "| method | set | min faces | sequences | people | clusters | BCubed P | BCubed R | same clusters when shuffled |",
            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for method in matching.METHODS:

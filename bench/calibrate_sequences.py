@@ -15,9 +15,9 @@ Data (from <repo>/../shared/data/dev, never copied into the repository):
 Every video is analysed once at the project's sample rate with `detection.detect_video` +
 `detection.embed_detections` (dlib), detections are labelled with the ground truth, and the
 result is cached under bench/out/calibration/cache (reused while the video, the backend and
-this script's CACHE_VERSION stay the same). Then `sequences.build_sequences` is swept over
+this script's CACHE_VERSION stay the same). Then `sequences.tracking.build_sequences` is swept over
 LinkSettings, the cut threshold and the QualityGate, scored with
-`sequences.purity_and_fragmentation` per person per true shot; defaults are chosen on the
+`sequences.tracking.purity_and_fragmentation` per person per true shot; defaults are chosen on the
 tune split only and reported on tune, held-out and the clips.
 
     .venv/bin/python bench/calibrate_sequences.py [--out bench/out/calibration] [--refresh]

@@ -4,8 +4,8 @@ Similarities of different models live on different scales (dlib puts different p
 cosine 0.71-0.95, SFace at -0.1-0.5), so nothing that compares vectors may be a constant:
 each embedding model has one row here with
 
-- `gate`: the quality gate a face must pass to join a sequence (`sequences.QualityGate`);
-- `linking`: how faces of consecutive frames are linked (`sequences.LinkSettings`: the
+- `gate`: the quality gate a face must pass to join a sequence (`sequences.tracking.QualityGate`);
+- `linking`: how faces of consecutive frames are linked (`sequences.tracking.LinkSettings`: the
   appearance limit, and the stricter one that lets a sequence continue across a cut);
 - `match`: per set-to-set measure, the pair similarity at or above which two well-seen
   sequences are the same person (also the search threshold of `reid search` and the gallery);
