@@ -21,6 +21,16 @@ from reid_pipeline.store import Store
 from tests import synthetic
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Tests that start the whole stack (`e2e`) run one after another on one worker when the
+    suite runs in several processes (`./reid test` runs pytest-xdist with `--dist loadgroup`):
+    two stacks at once would share 2 cores between two webservers, daemons and their runs."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("stack"))
+
+
 @pytest.fixture(scope="session")
 def pg_url():
     """One embedded Postgres + pgvector for the session (short path: its socket lives there)."""
