@@ -13,7 +13,7 @@ from pathlib import Path
 from reid_pipeline.cli import instance as instance_storage
 from reid_pipeline.config import PROJECT_ROOT, Settings
 from reid_pipeline.database import embedded_running, embedded_server, resolve_url
-from reid_pipeline.store import Store
+from reid_pipeline.store import Store, close_pools
 
 
 def prepare(settings: Settings, keep_running: bool = False) -> Path:
@@ -65,7 +65,15 @@ def database_url(settings: Settings, keep_running: bool = False) -> str:
     """The database URL; an embedded server that this command had to start is stopped
     when the command exits (one already running, e.g. under `reid up`, is left alone)."""
     if not settings.database_url and not embedded_running(settings.pgdata) and not keep_running:
-        atexit.register(embedded_server(settings.pgdata).stop)
+        server = embedded_server(settings.pgdata)
+
+        def stop() -> None:
+            # the pools first: a pool still filling itself (in a thread) would report the
+            # server's going as "error connecting in 'reid'" after the command's output
+            close_pools()
+            server.stop()
+
+        atexit.register(stop)
     return resolve_url(settings.database_url, settings.pgdata)
 
 
