@@ -297,12 +297,15 @@ def test_run_progress_reads_only_the_events_after_its_cursor():
 def test_status_shows_whole_keys_dead_runs_failures_and_json(reid_env, store, capsys):
     """`reid status` prints each partition key whole (it is copied into `reid retry`), says
     which `processing` video has a dead run, lists only failures with `--failed`, and gives
-    everything as JSON with `--json`."""
+    everything as JSON with `--json`; on an empty archive it says how videos get in."""
     import json
     import subprocess
     import time
 
     import dagster as dg
+
+    assert main(["status"]) == 0
+    assert f"no video yet: copy one into {reid_env / 'inbox'}" in capsys.readouterr().out
 
     from reid_pipeline.cli.environment import prepare
     from reid_pipeline.config import Settings

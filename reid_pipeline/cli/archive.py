@@ -18,7 +18,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     that failed, with why; `--json`: all of it as one JSON object (for scripts)."""
     from reid_pipeline.ingest.sources import file_name
 
-    store = open_store(Settings())
+    settings = Settings()
+    store = open_store(settings)
     counts, failed = store.status_summary()
     models = store.model_summary()
     limit = None if args.all or args.failed or args.json else 20
@@ -41,6 +42,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("no failed or partial video")
         _print_stalled(stalled)
         return 0
+    if not counts:
+        where = settings.inbox_bucket or settings.inbox
+        print(f"no video yet: copy one into {where} while `reid up` runs, or run `reid process FILE...`"
+              " or `reid backfill FOLDER`")
     for row in counts:
         print(f"{row['status']:12} {row['videos']:6d} videos {row['faces']:8d} faces (all models)")
     for row in failed:
