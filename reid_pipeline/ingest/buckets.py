@@ -1,9 +1,10 @@
 """The watched bucket: the inbox as an S3-compatible location (endpoint, bucket, prefix).
 
-The same guarantees as the folder scan in `reid_pipeline.ingest.inbox` (the rules both share are `arrivals`), over one object listing
-per tick (never a download): only new objects, a cursor of objects seen but not settled,
-non-videos reported once with a reason, and an object is taken only once it holds still:
-the same size and ETag on two scans in a row and a LastModified at least `settle_s` old.
+The same guarantees as the folder scan (`inbox`; the rules both share are `arrivals`), over
+one object listing per tick (never a download): only new objects, a cursor of objects seen
+but not settled, non-videos reported once with a reason, and an object is taken only once it
+holds still: the same size and ETag on two scans in a row and a LastModified at least
+`settle_s` old.
 
 Objects with a multipart upload in progress on their key are never taken: a new object
 is invisible to a listing until its upload completes anyway, but an object being
