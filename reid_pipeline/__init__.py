@@ -2,7 +2,7 @@
 
 One package per stage, in the order a video goes through them, each importing only those
 before it: `ingest` -> `faces` -> `sequences` -> `identities` -> `presentation`, on `store`
-(every SQL query); `cli` is the command line on top. Three modules stay at the top, for
+(the queries); `cli` is the command line on top. Three modules stay at the top, for
 everyone: `config` (the settings), `database` (where Postgres is) and `storage` (the data
 root). docs/architecture.md has the map.
 """

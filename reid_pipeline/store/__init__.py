@@ -1,4 +1,4 @@
-"""The Postgres + pgvector store: every SQL query of the pipeline, by area.
+"""The Postgres + pgvector store: the pipeline's queries, by area.
 
 `Store(url)` is one object with the methods of every area: `videos` (registration, status,
 the inbox's skipped files, the forget log), `faces` (models, faces and their vectors),
@@ -6,7 +6,9 @@ the inbox's skipped files, the forget log), `faces` (models, faces and their vec
 `migrations` applies sql/. Settings that a query needs (HNSW search depth) are `SET LOCAL`,
 so they end with its transaction and never leak to the pool's next user.
 
-The bottom of the core: imports nothing of it (the SQL files live in `sql/`).
+The bottom of the core: imports nothing of it (the SQL files live in `sql/`). Not yet every
+query of the pipeline is here: corrections, forgetting, the gallery app and a few commands
+still run some of their own through `rows` and `connection`.
 """
 
 from __future__ import annotations
