@@ -4,6 +4,7 @@ core alone (no test generator). Read from the source with the standard library's
 every import counts, a lazy one inside a function too."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -179,3 +180,26 @@ def test_every_import_of_the_projects_own_code_finds_it():
                     except ImportError:
                         wrong.append(f"{where}: {module} has no {name}")
     assert not wrong, "\n".join(wrong)
+
+
+SQL = re.compile(r"\s*(SELECT\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|(CREATE|ALTER|DROP)\s+(TABLE|INDEX|SCHEMA)\s)")
+# SQL that is not the pipeline's: the schema of Dagster's own run history, and the advisory
+# lock that guards importing it (`cli.instance`)
+NOT_THE_PIPELINES = {"reid_pipeline/cli/instance.py"}
+
+
+def test_the_pipelines_queries_are_all_in_the_store():
+    """Every query of the pipeline's tables is a method of `store/`: no SQL text, and no
+    `Store.rows` / `Store.connection` call, anywhere else in the core or the Dagster code."""
+    found = []
+    for path in sorted(p for folder in ("reid_pipeline", "assets", "resources") for p in (ROOT / folder).rglob("*.py")):
+        where = path.relative_to(ROOT).as_posix()
+        if where.startswith("reid_pipeline/store/") or where in NOT_THE_PIPELINES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value):
+                found.append(f"{where}:{node.lineno}: SQL {node.value.strip()[:50]!r}")
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("rows", "connection")
+                  and isinstance(node.func.value, ast.Name) and node.func.value.id == "store"):
+                found.append(f"{where}:{node.lineno}: store.{node.func.attr}()")
+    assert not found, "queries outside store/:\n" + "\n".join(found)

@@ -81,8 +81,7 @@ def _print_stalled(stalled: dict[str, str]) -> None:
 
 def _stalled(store) -> list[tuple[str, str]]:
     """The videos held for `processing` whose run is not alive, with why (`cli.run_health`)."""
-    keys = [r["partition_key"] for r in store.rows("SELECT partition_key FROM videos WHERE status = 'processing'"
-                                                   " ORDER BY registered_at, partition_key")]
+    keys = [r["partition_key"] for r in store.video_rows(statuses=["processing"])]
     if not keys:
         return []
     import dagster as dg

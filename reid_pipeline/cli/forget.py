@@ -32,7 +32,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             identity = args.identity or identity_of_photo(store, settings, args.photo)
             if identity is None:
                 return 1
-            models = [r["model"] for r in store.rows("SELECT model FROM identities WHERE identity_id = %s", (identity,))]
+            models = [r["model"] for r in store.identity_rows(identity)]
             if not models:
                 print(f"reid: no identity {identity!r} (see the gallery or `reid search`)", file=sys.stderr)
                 return 1

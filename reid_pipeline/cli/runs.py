@@ -23,6 +23,8 @@ from reid_pipeline.cli.execution import (
 from reid_pipeline.config import Settings
 from reid_pipeline.store import Store
 
+RETRIABLE = ("registered", "processing", "failed")  # the statuses of videos that did not finish
+
 
 def cmd_process(args: argparse.Namespace) -> int:
     """Headless: each file becomes a partition and goes through the Dagster job in this
@@ -77,9 +79,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     settings = Settings()
     prepare(settings)
     store = open_store(settings)
-    rows = store.rows("SELECT partition_key, source_uri, status FROM videos WHERE"
-                      + (" partition_key = ANY(%s)" if args.keys else " status IN ('registered', 'processing', 'failed')")
-                      + " ORDER BY registered_at, partition_key", (args.keys,) if args.keys else ())
+    rows = store.video_rows(keys=args.keys) if args.keys else store.video_rows(statuses=RETRIABLE)
     unknown = sorted(set(args.keys) - {r["partition_key"] for r in rows})
     for key in unknown:
         print(f"reid: {key}: unknown partition key", file=sys.stderr)
@@ -103,8 +103,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def retriable_keys(store: Store, shown: int = 10) -> str:
     """Which partition keys `reid retry` can run again (those that did not finish), said in a line."""
-    rows = store.rows("SELECT partition_key, status FROM videos WHERE status IN ('registered', 'processing', 'failed')"
-                      " ORDER BY registered_at, partition_key")
+    rows = store.video_rows(statuses=RETRIABLE)
     if not rows:
         return "no video needs a retry: every video is ready, partial or a duplicate (`reid status` lists them)"
     keys = ", ".join(f"{r['partition_key']} ({r['status']})" for r in rows[:shown])

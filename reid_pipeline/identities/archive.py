@@ -175,10 +175,7 @@ def previous_identities(store: Store, model: str, sequences: list[dict]) -> dict
     `sequences`) that hold its sightings now: a sequence still there as it was, else the one
     its reference finds again (`corrections.resolve`: a re-run video makes new rows)."""
     current = {s["id"] for s in sequences}
-    out: dict[str, set[int]] = {r["identity_id"]: set() for r in store.rows(
-        "SELECT identity_id FROM identities WHERE model = %s", (model,))}
-    for r in store.rows("SELECT identity_id, sequence_id FROM identity_sequences WHERE model = %s", (model,)):
-        out.setdefault(r["identity_id"], set()).add(r["sequence_id"])  # before the first recomputation with sightings
+    out = store.members_by_identity(model)  # before the first recomputation with sightings
     kept = store.previous_sightings(model)
     lost = [r for r in kept if r["sequence_id"] not in current]
     for r, found in zip(lost, corrections.resolve(store, model, [r["sighting"] for r in lost], sequences)):

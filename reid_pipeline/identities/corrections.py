@@ -36,7 +36,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reid_pipeline.store import Store
-from reid_pipeline.store.connection import lock
 
 KINDS = ("must_link", "cannot_link", "label", "hide", "cover")
 FACE_TOLERANCE_S = 0.5  # a face re-found within this time of the remembered one (2 sampled frames at 4 fps)
@@ -53,11 +52,7 @@ def sightings_of(store: Store, sequence_ids: Iterable[int]) -> list[dict]:
 
 def sightings_by_id(store: Store, sequence_ids: Iterable[int]) -> dict[int, dict]:
     """`sightings_of`, keyed by sequence row id (in the same order)."""
-    rows = store.rows(
-        "SELECT s.id, s.partition_key, s.start_s, s.end_s, f.timestamp_s, f.box FROM sequences s"
-        " LEFT JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model"
-        " AND f.detection_id = s.best_detection_id WHERE s.id = ANY(%s) ORDER BY s.partition_key, s.start_s, s.id",
-        (sorted(set(sequence_ids)),))
+    rows = store.sighting_anchors(sequence_ids)
     return {r["id"]: {"partition_key": r["partition_key"], "start_s": round(r["start_s"], 3), "end_s": round(r["end_s"], 3),
                       "t": round(r["timestamp_s"] if r["timestamp_s"] is not None else (r["start_s"] + r["end_s"]) / 2, 3),
                       "box": [round(float(v), 1) for v in r["box"]] if r["box"] is not None else None} for r in rows}
@@ -67,8 +62,7 @@ def identity_sequences(store: Store, identity_id: str) -> tuple[str, list[int]]:
     """(model, sequence row ids) of an identity; an id that ended and was merged into one
     identity names that one (its forward); KeyError when there is none of that id, or it
     ended otherwise (split, forgotten: `forward_sentence` says what became of it)."""
-    rows = store.rows("SELECT model, sequence_id FROM identity_sequences WHERE identity_id = %s ORDER BY sequence_id",
-                      (identity_id,))
+    rows = store.identity_members(identity_id)
     if not rows:
         forward = store.forward(identity_id)
         if forward is not None and len(forward["live"]) == 1:
@@ -86,33 +80,18 @@ def record(store: Store, kind: str, side_a: Sequence[dict], side_b: Sequence[dic
         raise ValueError(f"unknown correction {kind!r}; one of {', '.join(KINDS)}")
     if not side_a or (kind in ("must_link", "cannot_link") and not side_b):
         raise ValueError(f"a {kind} correction needs sightings on {'both sides' if kind.endswith('link') else 'side A'}")
-    with store.connection() as conn, conn.transaction():
-        lock(conn, "corrections")  # two posts at once: the second sees the first
-        newest = conn.execute("SELECT id, kind, side_a, side_b, value FROM corrections ORDER BY id DESC LIMIT 1").fetchone()
-        if newest is not None and (newest["kind"], newest["side_a"], newest["side_b"], newest["value"]) == (
-                kind, json.loads(json.dumps(list(side_a))), json.loads(json.dumps(list(side_b))), value):
-            return newest["id"]
-        return conn.execute(
-            "INSERT INTO corrections (kind, side_a, side_b, value, note, source) VALUES (%s, %s, %s, %s, %s, %s)"
-            " RETURNING id", (kind, json.dumps(list(side_a)), json.dumps(list(side_b)), value, note, source),
-        ).fetchone()["id"]
+    return store.add_correction(kind, side_a, side_b, value, note, source)
 
 
 def delete(store: Store, correction_id: int) -> bool:
     """Remove a correction (undo); True when there was one."""
-    with store.connection() as conn:
-        return conn.execute("DELETE FROM corrections WHERE id = %s RETURNING id", (correction_id,)).fetchone() is not None
+    return store.delete_correction(correction_id)
 
 
 def listing(store: Store) -> list[dict]:
     """Every correction, newest first, with its status at the last recomputation of each
     model (`statuses`: list of {model, status, detail}; empty before the first one)."""
-    rows = store.rows(
-        "SELECT c.id, c.kind, c.value, c.note, c.source, c.created_at, jsonb_array_length(c.side_a) AS a,"
-        " jsonb_array_length(c.side_b) AS b, coalesce(json_agg(json_build_object('model', s.model, 'status', s.status,"
-        " 'detail', s.detail) ORDER BY s.model) FILTER (WHERE s.model IS NOT NULL), '[]') AS statuses"
-        " FROM corrections c LEFT JOIN correction_status s ON s.correction = c.id GROUP BY c.id ORDER BY c.id DESC")
-    return rows
+    return store.correction_listing()
 
 
 def forget_sequences(store: Store, model: str, sequence_ids: Iterable[int]) -> int:
@@ -120,27 +99,27 @@ def forget_sequences(store: Store, model: str, sequence_ids: Iterable[int]) -> i
     every correction, and drop corrections left with nothing to say (a label of them, a
     merge of only them). Returns how many corrections changed. Call before the rows go."""
     gone = set(sequence_ids)
-    corrections = store.rows("SELECT id, kind, side_a, side_b FROM corrections ORDER BY id")
+    corrections = store.corrections()
     if not corrections or not gone:
         return 0
     sequences = store.all_sequences(model)
     refs = [r for c in corrections for r in c["side_a"] + c["side_b"]]
     found = dict(zip(map(_ref_key, refs), resolve(store, model, refs, sequences)))
-    changed = 0
-    with store.connection() as conn:
-        for c in corrections:
-            a = [r for r in c["side_a"] if found[_ref_key(r)] not in gone]
-            b = [r for r in c["side_b"] if found[_ref_key(r)] not in gone]
-            if len(a) == len(c["side_a"]) and len(b) == len(c["side_b"]):
-                continue
-            changed += 1
-            empty = not a or (c["kind"] == "cannot_link" and not b) or (c["kind"] == "must_link" and len(a) + len(b) < 2)
-            if empty:
-                conn.execute("DELETE FROM corrections WHERE id = %s", (c["id"],))
-            else:
-                conn.execute("UPDATE corrections SET side_a = %s, side_b = %s WHERE id = %s",
-                             (json.dumps(a), json.dumps(b), c["id"]))
-    return changed
+    sides: dict[int, tuple[list[dict], list[dict]]] = {}
+    deleted: list[int] = []
+    for c in corrections:
+        a = [r for r in c["side_a"] if found[_ref_key(r)] not in gone]
+        b = [r for r in c["side_b"] if found[_ref_key(r)] not in gone]
+        if len(a) == len(c["side_a"]) and len(b) == len(c["side_b"]):
+            continue
+        empty = not a or (c["kind"] == "cannot_link" and not b) or (c["kind"] == "must_link" and len(a) + len(b) < 2)
+        if empty:
+            deleted.append(c["id"])
+        else:
+            sides[c["id"]] = (a, b)
+    if sides or deleted:
+        store.rewrite_corrections(sides, deleted)
+    return len(sides) + len(deleted)
 
 
 # -- the actions people take (gallery app and CLI) ----------------------------------------
@@ -161,16 +140,16 @@ def merge(store: Store, identity_ids: Sequence[str], source: str = "cli") -> int
 def move_out(store: Store, sequence_id: int, source: str = "cli") -> int:
     """"This sighting is not this person": a cannot-link between the sighting and the rest
     of the identity that holds it now."""
-    rows = store.rows("SELECT model, identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
-    if not rows:
+    holder = store.holder(sequence_id)
+    if holder is None:
         raise KeyError(f"sequence {sequence_id} belongs to no identity")
-    _, members = identity_sequences(store, rows[0]["identity_id"])
+    _, members = identity_sequences(store, holder["identity_id"])
     others = [m for m in members if m != sequence_id]
     if not others:
-        raise ValueError(f"{rows[0]['identity_id']} has no other sighting to move this one away from")
+        raise ValueError(f"{holder['identity_id']} has no other sighting to move this one away from")
     [ref] = sightings_of(store, [sequence_id])
     return record(store, "cannot_link", [ref], sightings_of(store, others),
-                  note=f"{ref['partition_key']} {ref['start_s']:.1f}-{ref['end_s']:.1f} s is not {rows[0]['identity_id']}",
+                  note=f"{ref['partition_key']} {ref['start_s']:.1f}-{ref['end_s']:.1f} s is not {holder['identity_id']}",
                   source=source)
 
 
@@ -200,9 +179,8 @@ def cover(store: Store, identity_id: str, sequence_id: int, detection_id: int, s
     _, members = identity_sequences(store, identity_id)
     if sequence_id not in members:
         raise ValueError(f"that sighting is not part of {identity_id} (any more)")
-    [face] = store.rows("SELECT f.timestamp_s, f.box FROM faces f JOIN sequences s ON s.partition_key = f.partition_key"
-                        " AND s.model = f.model AND s.sequence_number = f.sequence_number WHERE s.id = %s"
-                        " AND f.detection_id = %s", (sequence_id, detection_id)) or [None]
+    face = next((f for f in store.faces_of_sequences([sequence_id], accepted_only=False) if f["detection_id"] == detection_id),
+                None)
     if face is None:
         raise ValueError("that face is not part of this sighting")
     [ref] = sightings_of(store, [sequence_id])
@@ -214,13 +192,9 @@ def covers(store: Store) -> dict[str, tuple[str, int]]:
     """The chosen cover of each identity that has one: identity id -> (partition key,
     detection id) of the face found again (as `resolve` finds faces), the newest choice first."""
     out: dict[str, tuple[str, int]] = {}
-    for c in store.rows("SELECT side_a FROM corrections WHERE kind = 'cover' ORDER BY id DESC"):
+    for c in store.corrections("cover", newest_first=True):
         [ref] = c["side_a"]
-        best = _face_of(ref, store.rows(
-            "SELECT f.detection_id, f.box, f.timestamp_s, s.id, m.identity_id FROM faces f JOIN sequences s"
-            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
-            " JOIN identity_sequences m ON m.sequence_id = s.id WHERE f.partition_key = %s AND abs(f.timestamp_s - %s) <= %s",
-            (ref["partition_key"], ref["t"], FACE_TOLERANCE_S)))
+        best = _face_of(ref, store.identity_faces_near(ref["partition_key"], ref["t"], FACE_TOLERANCE_S))
         if best is not None:
             out.setdefault(best["identity_id"], (ref["partition_key"], best["detection_id"]))
     return out
@@ -231,13 +205,7 @@ def card_covers(store: Store, model: str | None = None) -> dict[str, tuple[str, 
     show it: the face a person chose (`covers`), else the identity's best face by quality
     (the highest quality weight among its sightings' best faces). Identity id ->
     (partition key, detection id); an identity without a face is left out."""
-    rows = store.rows(
-        "SELECT i.identity_id, c.partition_key, c.detection_id FROM identities i LEFT JOIN LATERAL ("
-        "SELECT f.partition_key, f.detection_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
-        " JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model AND f.detection_id = s.best_detection_id"
-        " WHERE m.identity_id = i.identity_id ORDER BY f.quality_weight DESC NULLS LAST, s.id LIMIT 1) c ON true"
-        " WHERE %s::text IS NULL OR i.model = %s", (model, model))
-    out = {r["identity_id"]: (r["partition_key"], r["detection_id"]) for r in rows}
+    out = store.best_faces(model)
     out.update((ident, face) for ident, face in covers(store).items() if ident in out)
     return {ident: face for ident, face in out.items() if face[1] is not None}
 
@@ -257,14 +225,13 @@ def forward_sentence(forward: dict) -> str:
 
 def identity_holding(store: Store, sequence_id: int) -> str | None:
     """The identity that holds a sequence now (None: unresolved or gone)."""
-    rows = store.rows("SELECT identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
-    return rows[0]["identity_id"] if rows else None
+    holder = store.holder(sequence_id)
+    return holder["identity_id"] if holder else None
 
 
 def status_of(store: Store, correction_id: int) -> list[dict]:
     """How a correction fared at the last recomputation, per model."""
-    return store.rows("SELECT model, status, detail FROM correction_status WHERE correction = %s ORDER BY model",
-                      (correction_id,))
+    return store.correction_status(correction_id)
 
 
 # -- finding sightings again ------------------------------------------------------------
@@ -304,10 +271,7 @@ def resolve(store: Store, model: str, refs: Sequence[dict], sequences: Sequence[
     partitions = sorted({r["partition_key"] for r in refs})
     faces: dict[str, list[dict]] = {}
     if partitions:
-        for f in store.rows(
-            "SELECT f.partition_key, f.timestamp_s, f.box, s.id FROM faces f JOIN sequences s"
-            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
-            " WHERE f.model = %s AND f.partition_key = ANY(%s)", (model, partitions)):
+        for f in store.sequenced_faces(model, partitions):
             faces.setdefault(f["partition_key"], []).append(f)
     by_video: dict[str, list[dict]] = {}
     for s in sequences:
@@ -347,7 +311,7 @@ def constraints_for(store: Store, model: str, sequences: Sequence[dict], on_scre
     """The corrections as must-link and cannot-link pairs of sequence row ids for the
     clustering of `model`, newest correction first, each checked against the facts
     (`on_screen_together`) and the newer corrections."""
-    rows = store.rows("SELECT id, kind, side_a, side_b, value FROM corrections ORDER BY created_at DESC, id DESC")
+    rows = store.corrections(newest_first=True)
     out = Constraints()
     if not rows:
         return out
@@ -474,10 +438,4 @@ def apply_marks(constraints: Constraints, identity_of: dict[int, str]) -> dict[s
 
 def save_report(store: Store, model: str, report: dict[int, tuple[str, str]]) -> None:
     """Replace the statuses of `model`'s last recomputation."""
-    with store.connection() as conn, conn.transaction():
-        conn.execute("DELETE FROM correction_status WHERE model = %s", (model,))
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO correction_status (correction, model, status, detail) SELECT %s, %s, %s, %s"
-                " WHERE EXISTS (SELECT 1 FROM corrections WHERE id = %s)",  # one undone meanwhile is skipped
-                [(cid, model, status, detail, cid) for cid, (status, detail) in sorted(report.items())])
+    store.replace_correction_status(model, report)

@@ -80,9 +80,8 @@ def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: P
     video = store.get_video(partition_key)
     if video is None:
         raise KeyError(f"no video with partition key {partition_key!r}")
-    counts = store.rows("SELECT (SELECT count(*) FROM faces WHERE partition_key = %s) AS faces", (partition_key,))[0]
-    sequences = [r["id"] for r in store.rows("SELECT id FROM sequences WHERE partition_key = %s", (partition_key,))]
-    plan = ForgetPlan("video", partition_key, [partition_key], sequences, counts["faces"])
+    sequences = [s["id"] for s in store.sequences_at(partition_key)]
+    plan = ForgetPlan("video", partition_key, [partition_key], sequences, store.count_faces(partition_key))
     root = data_root(root)
     plan.files = [p for asset, suffix, _ in PARQUET_FILES if (p := root / asset / f"{partition_key}{suffix}").exists()]
     if _report_folder(root, partition_key).exists():
@@ -97,18 +96,14 @@ def plan_video(store: Store, root: StoragePath, partition_key: str, cache_dir: P
 
 
 def plan_identity(store: Store, root: StoragePath, model: str, identity_id: str) -> ForgetPlan:
-    members = store.rows(
-        "SELECT s.id, s.partition_key, s.sequence_number FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
-        " WHERE m.model = %s AND m.identity_id = %s ORDER BY s.partition_key, s.sequence_number", (model, identity_id))
+    members = store.sightings(model, [identity_id])
     if not members:
         raise KeyError(f"no identity {identity_id!r} of model {model}")
     plan = ForgetPlan("identity", f"{model}/{identity_id}", sorted({m["partition_key"] for m in members}),
                       [m["id"] for m in members])
     for key in plan.videos:
         numbers = [m["sequence_number"] for m in members if m["partition_key"] == key]
-        ids = [r["detection_id"] for r in store.rows(
-            "SELECT detection_id FROM faces WHERE partition_key = %s AND model = %s AND sequence_number = ANY(%s)",
-            (key, model, numbers))]
+        ids = store.detection_ids(key, model, numbers)
         plan.faces += len(ids)
         plan.rewrites[key] = ids
         if _report_folder(root, key).exists():
@@ -127,7 +122,7 @@ def carry_out(store: Store, root: StoragePath, plan: ForgetPlan, delete_source: 
     root = data_root(root)
     edited = 0
     if plan.kind == "video":
-        models = [r["model"] for r in store.rows("SELECT DISTINCT model FROM faces WHERE partition_key = %s", (plan.target,))]
+        models = store.face_models_of(plan.target)
         store.delete_video(plan.target)
     else:
         from reid_pipeline.identities.corrections import forget_sequences

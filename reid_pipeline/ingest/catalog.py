@@ -62,8 +62,7 @@ def register_archive(store: Store, source: str, endpoint_url: str | None = None)
     result = scan_source(source, set(), listing.pending, listing.ignored, 0, endpoint_url)
     registration = Registration(skipped=[(str(where), reason) for where, reason in listing.skipped])
     found = [(key, str(uri)) for key, uri in result.ready]
-    status = {r["partition_key"]: r["status"] for r in store.rows(
-        "SELECT partition_key, status FROM videos WHERE partition_key = ANY(%s)", ([key for key, _ in found],))}
+    status = {r["partition_key"]: r["status"] for r in store.video_rows(keys=[key for key, _ in found])}
     for key, uri in found:
         store.register_video(key, uri)  # a no-op for a known video; an error if its key is another file's
         if key in status:
@@ -77,8 +76,7 @@ def stray_partitions(store: Store, partition_keys: Iterable[str]) -> list[str]:
     """The keys (of `partition_keys`, in order) that no registered video backs: typed into
     the UI's "Add a partition" box, say. Their runs fail; they only clutter the counts."""
     keys = list(partition_keys)
-    registered = {r["partition_key"] for r in store.rows("SELECT partition_key FROM videos WHERE partition_key = ANY(%s)",
-                                                         (keys,))}
+    registered = {r["partition_key"] for r in store.video_rows(keys=keys)}
     return [k for k in keys if k not in registered]
 
 

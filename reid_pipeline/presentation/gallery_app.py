@@ -231,8 +231,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
     def identities() -> list[dict]:
         """Every identity, most seen first, with its cover (`corrections.card_covers`: the face
         chosen for it, else its best face by quality)."""
-        rows = store.rows("SELECT identity_id, model, sequence_count, video_count, face_count, label, hidden FROM identities"
-                          " ORDER BY sequence_count DESC, video_count DESC, identity_id")
+        rows = store.identity_rows()
         faces = corrections.card_covers(store)
         for r in rows:
             r["partition_key"], r["best_detection_id"] = faces.get(r["identity_id"], (None, None))
@@ -252,19 +251,14 @@ def create_app(ctx: GalleryContext) -> Starlette:
     def faces_by_sequence(ids) -> dict[int, list[dict]]:
         """The usable faces of each sequence (row ids), in time order: detection_id, timestamp_s, box."""
         out: dict[int, list[dict]] = {}
-        for f in store.rows(
-                "SELECT s.id, f.detection_id, f.timestamp_s, f.box FROM sequences s JOIN faces f ON f.partition_key = s.partition_key"
-                " AND f.model = s.model AND f.sequence_number = s.sequence_number WHERE s.id = ANY(%s) AND f.reject_reason IS NULL"
-                " ORDER BY s.id, f.timestamp_s", (sorted(set(ids)),)):
+        for f in store.faces_of_sequences(ids):
             out.setdefault(f["id"], []).append(f)
         return out
 
     def sightings_with_faces(ids, per: int = 4) -> list[dict]:
         """Sequences (row ids) in video and time order, with the file name and `per` chips spread over their faces."""
         faces = faces_by_sequence(ids)
-        rows = store.rows("SELECT s.id, s.partition_key, s.sequence_number, s.start_s, s.end_s, s.face_count, v.source_uri"
-                          " FROM sequences s JOIN videos v USING (partition_key) WHERE s.id = ANY(%s) ORDER BY v.source_uri,"
-                          " s.start_s", (sorted(set(ids)),))
+        rows = store.sequences_with_source(ids)
         return [{**r, "file": file_name(r["source_uri"]),
                  "chips": [_chip_url(r["partition_key"], f["detection_id"]) for f in _spread(faces.get(r["id"], []), per)]}
                 for r in rows]
@@ -275,7 +269,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     def name_of(ident_id: str | None) -> str:
         """An identity's label, else its id."""
-        rows = store.rows("SELECT label FROM identities WHERE identity_id = %s", (ident_id,)) if ident_id else []
+        rows = store.identity_rows(ident_id) if ident_id else []
         return (rows[0]["label"] or ident_id) if rows else (ident_id or "")
 
     async def index(request: Request):
@@ -309,9 +303,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         rows = store.sightings(model, [ident_id])
         ids = [r["id"] for r in rows]
         by_seq = {k: [f["detection_id"] for f in v] for k, v in faces_by_sequence(ids).items()}
-        pairs = store.rows(
-            "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s AND (sequence_a = ANY(%s)"
-            " OR sequence_b = ANY(%s)) ORDER BY score DESC", (model, DEFAULT_METHOD, ids, ids))
+        pairs = store.pairs_touching(model, DEFAULT_METHOD, ids)
         info = {r["id"]: r for r in rows}
         inside = [p for p in pairs if p["sequence_a"] in info and p["sequence_b"] in info]
         bands = suggestion_bands(model)
@@ -349,8 +341,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         kept_apart = {holder.get(b) for a, b in apart if a in info}
         everyone = {i["identity_id"]: i for i in known if i["model"] == model and i["identity_id"] != ident_id}
         ranked = [i for i in best_by_identity if i in everyone and i not in kept_apart][:5]
-        best_face = {r["id"]: r for r in store.rows("SELECT id, partition_key, best_detection_id FROM sequences WHERE id = ANY(%s)",
-                                                    ([best_by_identity[i][k] for i in ranked for k in ("mine", "theirs")],))}
+        best_face = {r["id"]: r for r in store.sequences_by_id(best_by_identity[i][k] for i in ranked for k in ("mine", "theirs"))}
         suggestions = []
         for i in ranked:
             pair = best_by_identity[i]
@@ -370,7 +361,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         kept = {k: v for k, v in request.query_params.items() if k in ("msg", "undo")}
         query = f"?{urlencode(kept)}" if kept else ""
         if holder is None:
-            exists = store.rows("SELECT 1 FROM sequences WHERE id = %s", (seq,))
+            exists = store.sequences_by_id([seq])
             note = "that sighting is now unresolved (listed at the foot of the page)" if exists else "that sighting is gone"
             return RedirectResponse(f"/?{urlencode({**kept, 'msg': (msg + '; ' if msg else '') + note})}", status_code=303)
         return RedirectResponse(f"/identity/{holder}{query}", status_code=303)
@@ -449,8 +440,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
             return RedirectResponse(f"/?{urlencode({'err': exc.args[0]})}", status_code=303)
         # a label needs no recomputation: it is the newest label of the identity holding its
         # sightings now, which is this one; the next recomputation gives it the same label
-        with store.connection() as conn:
-            conn.execute("UPDATE identities SET label = %s WHERE identity_id = %s", (text or None, ident_id))
+        store.set_label(ident_id, text or None)
         msg = f"Named {ident_id} \u201c{text}\u201d." if text else f"{ident_id} has no name now."
         back = _local(str(data.get("next", "")), f"/identity/{ident_id}")
         return RedirectResponse(f"{back}{'&' if '?' in back else '?'}{urlencode({'msg': msg, 'undo': made})}", status_code=303)
@@ -483,9 +473,8 @@ def create_app(ctx: GalleryContext) -> Starlette:
             return refused()
         ident_id = request.path_params["identity_id"]
         _, members = corrections.identity_sequences(store, ident_id)
-        for row in store.rows("SELECT c.id FROM corrections c JOIN correction_status s ON s.correction = c.id"
-                              " WHERE c.kind = 'hide' AND s.detail = %s", (f"hides {ident_id}",)):
-            corrections.delete(store, row["id"])
+        for correction_id in store.corrections_with_detail("hide", f"hides {ident_id}"):
+            corrections.delete(store, correction_id)
         run = ctx.recompute.start(f"show {ident_id} again")
         return after(run, f"/sequence/{members[0]}", f"{ident_id} is shown again.")
 
@@ -536,8 +525,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     async def play(request: Request):
         seq = int(request.path_params["sequence"])
-        rows = store.rows("SELECT s.id, s.model, s.partition_key, s.sequence_number, s.start_s, s.end_s, v.source_uri FROM sequences s"
-                          " JOIN videos v USING (partition_key) WHERE s.id = %s", (seq,))
+        rows = store.sequences_with_source([seq])
         if not rows:
             return RedirectResponse(f"/?{urlencode({'err': 'that sighting is gone'})}", status_code=303)
         s = rows[0]
@@ -561,7 +549,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         player shows of a video the browser cannot play."""
         seq = int(request.path_params["sequence"])
         faces = faces_by_sequence([seq]).get(seq, [])
-        rows = store.rows("SELECT v.source_uri FROM sequences s JOIN videos v USING (partition_key) WHERE s.id = %s", (seq,))
+        rows = store.sequences_with_source([seq])
         path = _video_file(rows[0]["source_uri"], ctx.video_cache) if rows and faces else None
         data = await run_in_threadpool(_frame_with_box, path, faces[len(faces) // 2]) if path is not None else None
         if data is None:
@@ -584,8 +572,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         if row is None:
             return page(request, "index", status_code=404, cards=[card(i) for i in identities() if not i["hidden"]],
                         unresolved=[], hidden_count=0, err=f"no video {key} (any more)")
-        seqs = store.rows("SELECT id, model, sequence_number, start_s, end_s FROM sequences WHERE partition_key = %s"
-                          " ORDER BY model, sequence_number", (key,))
+        seqs = store.sequences_at(key)
         by_seq = faces_by_sequence([s["id"] for s in seqs])
         rows = []
         for s in seqs:
@@ -634,9 +621,8 @@ def create_app(ctx: GalleryContext) -> Starlette:
         shown = []
         for r in photo.pop("results"):
             ident = known.get(r["identity_id"])
-            files = {v["partition_key"]: file_name(v["source_uri"]) for v in store.rows(
-                "SELECT partition_key, source_uri FROM videos WHERE partition_key = ANY(%s)",
-                ([x["partition_key"] for x in r["sightings"]],))}
+            files = {v["partition_key"]: file_name(v["source_uri"])
+                     for v in store.video_rows(keys={x["partition_key"] for x in r["sightings"]})}
             shown.append({"href": f"/identity/{r['identity_id']}" if ident else "/",
                           "name": (ident["label"] or r["identity_id"]) if ident else "an unresolved sighting",
                           "thumb": card(ident)["thumb"] if ident else "", "score": r["score"],
@@ -647,15 +633,14 @@ def create_app(ctx: GalleryContext) -> Starlette:
     async def correction_list(request: Request):
         """Every correction in words, with the faces it names (up to 4 a side) and its status."""
         rows = corrections.listing(store)
-        sides = {r["id"]: r for r in store.rows("SELECT id, side_a, side_b FROM corrections")}
+        sides = {r["id"]: r for r in store.corrections()}
         refs = [ref for r in sides.values() for ref in r["side_a"][:4] + r["side_b"][:4]]
         found: dict[str, int] = {}
         for m in store.models():  # the sighting each reference names now, in any model
             for ref, seq in zip(refs, corrections.resolve(store, m["model"], refs, store.all_sequences(m["model"]))):
                 if seq is not None:
                     found.setdefault(_ref_key(ref), seq)
-        best = {r["id"]: _chip_url(r["partition_key"], r["best_detection_id"]) for r in store.rows(
-            "SELECT id, partition_key, best_detection_id FROM sequences WHERE id = ANY(%s)", (sorted(set(found.values())),))}
+        best = {r["id"]: _chip_url(r["partition_key"], r["best_detection_id"]) for r in store.sequences_by_id(set(found.values()))}
 
         def chips(side: list[dict]) -> list[str]:
             return [best[found[_ref_key(r)]] for r in side[:4] if _ref_key(r) in found]

@@ -158,6 +158,33 @@ class Faces(StoreBase):
                 "SELECT count(*) AS n FROM faces WHERE partition_key = %s", (partition_key,)
             ).fetchone()["n"]
 
+    def faces_of_sequences(self, sequence_ids: Iterable[int], accepted_only: bool = True) -> list[dict]:
+        """The faces of sequences (row ids), by sequence and time: id (the sequence's),
+        detection_id, timestamp_s, box; only those not rejected by quality unless told."""
+        return self.rows(
+            "SELECT s.id, f.detection_id, f.timestamp_s, f.box FROM sequences s JOIN faces f ON f.partition_key = s.partition_key"
+            " AND f.model = s.model AND f.sequence_number = s.sequence_number WHERE s.id = ANY(%s)"
+            " AND (NOT %s OR f.reject_reason IS NULL) ORDER BY s.id, f.timestamp_s", (sorted(set(sequence_ids)), accepted_only))
+
+    def sequenced_faces(self, model: str, partition_keys: Sequence[str]) -> list[dict]:
+        """Every face of `model` in the videos that belongs to a sequence: partition_key,
+        timestamp_s, box, id (the sequence's row id)."""
+        return self.rows(
+            "SELECT f.partition_key, f.timestamp_s, f.box, s.id FROM faces f JOIN sequences s"
+            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
+            " WHERE f.model = %s AND f.partition_key = ANY(%s)", (model, list(partition_keys)))
+
+    def detection_ids(self, partition_key: str, model: str, sequence_numbers: Sequence[int]) -> list[int]:
+        """The detections of a video's sequences (by sequence number) among its faces of `model`."""
+        return [r["detection_id"] for r in self.rows(
+            "SELECT detection_id FROM faces WHERE partition_key = %s AND model = %s AND sequence_number = ANY(%s)"
+            " ORDER BY detection_id", (partition_key, model, list(sequence_numbers)))]
+
+    def face_models_of(self, partition_key: str) -> list[str]:
+        """The models a video's stored faces are of."""
+        return [r["model"] for r in self.rows("SELECT DISTINCT model FROM faces WHERE partition_key = %s ORDER BY model",
+                                              (partition_key,))]
+
     def nearest_faces(self, model: str, dim: int, vector: np.ndarray, limit: int = 10) -> list[dict]:
         """The `limit` faces of `model` closest to `vector` by cosine distance (HNSW)."""
         return self.rows(

@@ -104,6 +104,58 @@ class Identities(StoreBase):
             (model, None if identity_ids is None else list(identity_ids), None if identity_ids is None else list(identity_ids)),
         )
 
+    def identity_rows(self, identity_id: str | None = None) -> list[dict]:
+        """Every identity of every model (or the one of `identity_id`), biggest first:
+        identity_id, model, sequence_count, video_count, face_count, label, hidden."""
+        return self.rows("SELECT identity_id, model, sequence_count, video_count, face_count, label, hidden FROM identities"
+                         " WHERE %s::text IS NULL OR identity_id = %s ORDER BY sequence_count DESC, video_count DESC, identity_id",
+                         (identity_id, identity_id))
+
+    def identity_members(self, identity_id: str) -> list[dict]:
+        """The member sequences of an identity: model, sequence_id (row id), by row id."""
+        return self.rows("SELECT model, sequence_id FROM identity_sequences WHERE identity_id = %s ORDER BY sequence_id",
+                         (identity_id,))
+
+    def members_by_identity(self, model: str) -> dict[str, set[int]]:
+        """Every identity of `model` -> its member sequence row ids (empty for one stored
+        without members)."""
+        out: dict[str, set[int]] = {r["identity_id"]: set() for r in self.rows(
+            "SELECT identity_id FROM identities WHERE model = %s", (model,))}
+        for r in self.rows("SELECT identity_id, sequence_id FROM identity_sequences WHERE model = %s", (model,)):
+            out.setdefault(r["identity_id"], set()).add(r["sequence_id"])
+        return out
+
+    def holder(self, sequence_id: int) -> dict | None:
+        """The identity that holds a sequence now ({model, identity_id}); None when none does."""
+        rows = self.rows("SELECT model, identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
+        return rows[0] if rows else None
+
+    def set_label(self, identity_id: str, label: str | None) -> None:
+        """Show `label` on an identity now (the `label` correction keeps it over recomputations)."""
+        with self.connection() as conn:
+            conn.execute("UPDATE identities SET label = %s WHERE identity_id = %s", (label, identity_id))
+
+    def best_faces(self, model: str | None = None) -> dict[str, tuple[str | None, int | None]]:
+        """Each identity's (of `model`, else of every model) best face by quality: the highest
+        quality weight among its sightings' best faces. Identity id -> (partition key,
+        detection id), (None, None) when it has no face."""
+        rows = self.rows(
+            "SELECT i.identity_id, c.partition_key, c.detection_id FROM identities i LEFT JOIN LATERAL ("
+            "SELECT f.partition_key, f.detection_id FROM identity_sequences m JOIN sequences s ON s.id = m.sequence_id"
+            " JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model AND f.detection_id = s.best_detection_id"
+            " WHERE m.identity_id = i.identity_id ORDER BY f.quality_weight DESC NULLS LAST, s.id LIMIT 1) c ON true"
+            " WHERE %s::text IS NULL OR i.model = %s", (model, model))
+        return {r["identity_id"]: (r["partition_key"], r["detection_id"]) for r in rows}
+
+    def identity_faces_near(self, partition_key: str, time_s: float, tolerance_s: float) -> list[dict]:
+        """The faces of a video within `tolerance_s` of `time_s` that belong to an identity:
+        detection_id, box, timestamp_s, id (their sequence's row id), identity_id."""
+        return self.rows(
+            "SELECT f.detection_id, f.box, f.timestamp_s, s.id, m.identity_id FROM faces f JOIN sequences s"
+            " ON s.partition_key = f.partition_key AND s.model = f.model AND s.sequence_number = f.sequence_number"
+            " JOIN identity_sequences m ON m.sequence_id = s.id WHERE f.partition_key = %s AND abs(f.timestamp_s - %s) <= %s",
+            (partition_key, time_s, tolerance_s))
+
     def unresolved(self, model: str) -> list[dict]:
         """The unresolved sequences of `model`, with video, time span and reason."""
         return self.rows(

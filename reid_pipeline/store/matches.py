@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from reid_pipeline.store.connection import StoreBase, lock
 
@@ -35,3 +35,10 @@ class Matches(StoreBase):
             " ORDER BY sequence_a, sequence_b",
             (model, method),
         )
+
+    def pairs_touching(self, model: str, method: str, sequence_ids: Sequence[int]) -> list[dict]:
+        """The scored pairs with a side among `sequence_ids`, best first."""
+        ids = list(sequence_ids)
+        return self.rows(
+            "SELECT sequence_a, sequence_b, score, linked FROM matches WHERE model = %s AND method = %s"
+            " AND (sequence_a = ANY(%s) OR sequence_b = ANY(%s)) ORDER BY score DESC", (model, method, ids, ids))

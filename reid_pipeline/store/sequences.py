@@ -88,6 +88,24 @@ class Sequences(StoreBase):
             "SELECT id, partition_key, sequence_number, start_s, end_s, face_count, best_detection_id FROM sequences"
             " WHERE id = ANY(%s)", (sorted(ids),))
 
+    def sequences_with_source(self, ids: Iterable[int]) -> list[dict]:
+        """Sequence rows by row id with their video's file, by file and time: id, model,
+        partition_key, sequence_number, start_s, end_s, face_count, best_detection_id, source_uri."""
+        return self.rows(
+            "SELECT s.id, s.model, s.partition_key, s.sequence_number, s.start_s, s.end_s, s.face_count, s.best_detection_id,"
+            " v.source_uri FROM sequences s JOIN videos v USING (partition_key) WHERE s.id = ANY(%s)"
+            " ORDER BY v.source_uri, s.start_s, s.id", (sorted(set(ids)),))
+
+    def sighting_anchors(self, ids: Iterable[int]) -> list[dict]:
+        """What a sighting is remembered by, per sequence row id (by video and time): id,
+        partition_key, start_s, end_s and its best face's timestamp_s and box (None when the
+        face is gone)."""
+        return self.rows(
+            "SELECT s.id, s.partition_key, s.start_s, s.end_s, f.timestamp_s, f.box FROM sequences s"
+            " LEFT JOIN faces f ON f.partition_key = s.partition_key AND f.model = s.model"
+            " AND f.detection_id = s.best_detection_id WHERE s.id = ANY(%s) ORDER BY s.partition_key, s.start_s, s.id",
+            (sorted(set(ids)),))
+
     def sequence_faces(self, sequence_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Unit embeddings and quality weights of the usable faces of each sequence (by row id)."""
         out: dict[int, tuple[list, list]] = {}

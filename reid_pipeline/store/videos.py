@@ -25,6 +25,15 @@ class Videos(StoreBase):
         with self.connection() as conn:
             return conn.execute("SELECT * FROM videos WHERE partition_key = %s", (partition_key,)).fetchone()
 
+    def video_rows(self, keys: Iterable[str] | None = None, statuses: Iterable[str] | None = None) -> list[dict]:
+        """Registered videos (those of `keys`, of `statuses`, or all), oldest first:
+        partition_key, source_uri, status."""
+        keys = None if keys is None else list(keys)
+        statuses = None if statuses is None else list(statuses)
+        return self.rows("SELECT partition_key, source_uri, status FROM videos WHERE (%s::text[] IS NULL OR partition_key"
+                         " = ANY(%s::text[])) AND (%s::text[] IS NULL OR status = ANY(%s::text[]))"
+                         " ORDER BY registered_at, partition_key", (keys, keys, statuses, statuses))
+
     def record_probe(self, partition_key: str, info: dict, sha256: str) -> str | None:
         """Store the probed facts; returns the partition key of an earlier video with the
         same content (then this one is marked `duplicate`), else None."""
