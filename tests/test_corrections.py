@@ -19,7 +19,7 @@ def test_a_merge_and_a_move_out_survive_rerunning_a_video_and_another_order(defs
     assert defs.resolve_job_def("rebuild_identities").execute_in_process(instance=instance).success
     corrected = [[("fix_a", 0)], [("fix_a", 1), ("fix_b", 0)], [("fix_b", 1)]]
     assert people(store) == corrected
-    assert [s["status"] for s in corrections.status_of(store, merge) + corrections.status_of(store, split)] == ["applied"] * 2
+    assert [s["status"] for s in store.correction_status(merge) + store.correction_status(split)] == ["applied"] * 2
 
     # re-running video b makes new sequence rows; the corrections find its sightings again
     before = {sequence(store, "fix_b.avi", 0), sequence(store, "fix_b.avi", 1)}
@@ -32,7 +32,7 @@ def test_a_merge_and_a_move_out_survive_rerunning_a_video_and_another_order(defs
         conn.execute("TRUNCATE videos, faces, face_models CASCADE")
     process(defs, instance, store, [two_videos["b"], two_videos["a"]])
     assert people(store) == corrected
-    assert [s["status"] for s in corrections.status_of(store, merge) + corrections.status_of(store, split)] == ["applied"] * 2
+    assert [s["status"] for s in store.correction_status(merge) + store.correction_status(split)] == ["applied"] * 2
 
 
 def test_a_correction_whose_video_is_forgotten_is_listed_as_stale(defs, cli_instance, store, two_videos, capsys):

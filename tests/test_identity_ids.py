@@ -105,7 +105,7 @@ def test_a_merge_forwards_the_ended_id_which_corrections_and_the_gallery_follow(
     assert status == 303 and location.startswith(f"/identity/{kept}?") and "merged" in location
 
     # the merge undone: the person that ended comes back under their old id, the forward goes
-    corrections.delete(store, merge)
+    store.delete_correction(merge)
     _rebuild(defs, instance)
     assert (_id(store, "fix_a.avi", 1), _id(store, "fix_b.avi", 0), _id(store, "fix_a.avi", 0)) == (tom, t1, astronaut)
     assert store.forward(ended) is None

@@ -47,7 +47,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
     store = open_store(Settings())
     if args.action == "corrections":
-        rows = corrections.listing(store)
+        rows = store.correction_listing()
         if not rows:
             print("no corrections")
         for c in rows:
@@ -56,7 +56,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.action == "undo":
-            if not all(corrections.delete(store, int(n)) for n in args.targets):
+            if not all(store.delete_correction(int(n)) for n in args.targets):
                 print("reid: no such correction (see `reid identity corrections`)", file=sys.stderr)
                 return 1
             made = None
@@ -88,6 +88,6 @@ def cmd_identity(args: argparse.Namespace) -> int:
     prepare(Settings())
     defs, instance = code_location()
     report_identities(defs, instance)
-    for s in corrections.status_of(store, made) if made is not None else []:
+    for s in store.correction_status(made) if made is not None else []:
         print(f"correction #{made} ({s['model']}): {s['status']}: {s['detail']}")
     return 0

@@ -162,7 +162,7 @@ def recompute_identities(store: Store, model: str, settings: MatchSettings) -> I
     store.replace_identities(model, identities, members, unresolved,
                              sightings=[(ident, seq, refs[seq]) for ident, seq in members if seq in refs],
                              forwards=[(f.old_id, f.new_ids, f.reason) for f in forwards])
-    corrections.save_report(store, model, constraints.report)
+    store.replace_correction_status(model, constraints.report)
     faces = corrections.card_covers(store, model)  # the face on each card, as the live gallery shows it
     for ident in identities:
         ident["cover"] = faces.get(ident["identity_id"])

@@ -83,17 +83,6 @@ def record(store: Store, kind: str, side_a: Sequence[dict], side_b: Sequence[dic
     return store.add_correction(kind, side_a, side_b, value, note, source)
 
 
-def delete(store: Store, correction_id: int) -> bool:
-    """Remove a correction (undo); True when there was one."""
-    return store.delete_correction(correction_id)
-
-
-def listing(store: Store) -> list[dict]:
-    """Every correction, newest first, with its status at the last recomputation of each
-    model (`statuses`: list of {model, status, detail}; empty before the first one)."""
-    return store.correction_listing()
-
-
 def forget_sequences(store: Store, model: str, sequence_ids: Iterable[int]) -> int:
     """A person is being forgotten: take their sightings (sequence row ids of `model`) out of
     every correction, and drop corrections left with nothing to say (a label of them, a
@@ -227,11 +216,6 @@ def identity_holding(store: Store, sequence_id: int) -> str | None:
     """The identity that holds a sequence now (None: unresolved or gone)."""
     holder = store.holder(sequence_id)
     return holder["identity_id"] if holder else None
-
-
-def status_of(store: Store, correction_id: int) -> list[dict]:
-    """How a correction fared at the last recomputation, per model."""
-    return store.correction_status(correction_id)
 
 
 # -- finding sightings again ------------------------------------------------------------
@@ -434,8 +418,3 @@ def apply_marks(constraints: Constraints, identity_of: dict[int, str]) -> dict[s
         entry.pop("labelled", None)
         entry.pop("covered", None)
     return out
-
-
-def save_report(store: Store, model: str, report: dict[int, tuple[str, str]]) -> None:
-    """Replace the statuses of `model`'s last recomputation."""
-    store.replace_correction_status(model, report)

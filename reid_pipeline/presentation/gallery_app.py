@@ -474,7 +474,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         ident_id = request.path_params["identity_id"]
         _, members = corrections.identity_sequences(store, ident_id)
         for correction_id in store.corrections_with_detail("hide", f"hides {ident_id}"):
-            corrections.delete(store, correction_id)
+            store.delete_correction(correction_id)
         run = ctx.recompute.start(f"show {ident_id} again")
         return after(run, f"/sequence/{members[0]}", f"{ident_id} is shown again.")
 
@@ -632,7 +632,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     async def correction_list(request: Request):
         """Every correction in words, with the faces it names (up to 4 a side) and its status."""
-        rows = corrections.listing(store)
+        rows = store.correction_listing()
         sides = {r["id"]: r for r in store.corrections()}
         refs = [ref for r in sides.values() for ref in r["side_a"][:4] + r["side_b"][:4]]
         found: dict[str, int] = {}
@@ -661,7 +661,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         if data is None:
             return refused()
         cid = int(request.path_params["correction"])
-        if not corrections.delete(store, cid):
+        if not store.delete_correction(cid):
             return RedirectResponse(f"/corrections?{urlencode({'err': f'no correction #{cid}'})}", status_code=303)
         run = ctx.recompute.start(f"undo correction {cid}")
         return after(run, _local(str(data.get("next", "")), "/corrections"), "Undone.")
