@@ -11,7 +11,7 @@ def test_a_merge_and_a_move_out_survive_rerunning_a_video_and_another_order(defs
     process(defs, instance, store, [two_videos["a"], two_videos["b"]])
     # as computed: the astronaut in both videos, Tom Hanks, t1_0
     assert people(store) == [[("fix_a", 0), ("fix_b", 1)], [("fix_a", 1)], [("fix_b", 0)]]
-    tom, t1 = (corrections.identity_holding(store, sequence(store, *at)) for at in (("fix_a.avi", 1), ("fix_b.avi", 0)))
+    tom, t1 = (store.identity_holding(sequence(store, *at)) for at in (("fix_a.avi", 1), ("fix_b.avi", 0)))
     astronaut_b = sequence(store, "fix_b.avi", 1)
     # a person says: Tom Hanks and t1_0 are one person; the astronaut of video b is not the one of video a
     merge = corrections.merge(store, [tom, t1])
@@ -37,8 +37,8 @@ def test_a_merge_and_a_move_out_survive_rerunning_a_video_and_another_order(defs
 
 def test_a_correction_whose_video_is_forgotten_is_listed_as_stale(defs, cli_instance, store, two_videos, capsys):
     process(defs, cli_instance, store, [two_videos["a"], two_videos["b"]])
-    tom = corrections.identity_holding(store, sequence(store, "fix_a.avi", 1))
-    t1 = corrections.identity_holding(store, sequence(store, "fix_b.avi", 0))
+    tom = store.identity_holding(sequence(store, "fix_a.avi", 1))
+    t1 = store.identity_holding(sequence(store, "fix_b.avi", 0))
     assert main(["identity", "merge", tom, t1, "--no-rebuild"]) == 0
     assert main(["identity", "label", t1, "Someone from t1", "--no-rebuild"]) == 0
     assert main(["identity", "split", f"{partition_key_for('fix_b.avi')}:1", "--no-rebuild"]) == 0  # the astronaut of b

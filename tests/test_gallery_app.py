@@ -15,7 +15,6 @@ import pytest
 from reid_pipeline.cli.execution import DagsterRecompute
 from reid_pipeline.config import Settings
 from reid_pipeline.faces import load_backend
-from reid_pipeline.identities import corrections
 from reid_pipeline.identities.matching import DEFAULT_METHOD
 from reid_pipeline.ingest.arrivals import partition_key_for
 from reid_pipeline.presentation.gallery_app import GalleryContext, suggestion_bands
@@ -128,9 +127,9 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     url, ctx = gallery
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    astronaut_a = corrections.identity_holding(store, sequence(store, A, 0))
-    astronaut_b = corrections.identity_holding(store, sequence(store, "fix_b.avi", 1))
-    tom = corrections.identity_holding(store, sequence(store, A, 1))
+    astronaut_a = store.identity_holding(sequence(store, A, 0))
+    astronaut_b = store.identity_holding(sequence(store, "fix_b.avi", 1))
+    tom = store.identity_holding(sequence(store, A, 1))
     t1 = sequence(store, "fix_b.avi", 0)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -176,13 +175,13 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         page.locator("#confirm").click()
         page.wait_for_url("**/moved?**Identities+recomputed**", timeout=60_000)
         assert "Moved the sighting out" in page.inner_text("[role=status]") and page.locator("#undo").count() == 1
-        holder = corrections.identity_holding(store, t1)
+        holder = store.identity_holding(t1)
         assert holder != tom and page.locator("#moved").get_attribute("data-holder") == holder
         page.screenshot(path=shots / "4b-not-this-person-result.png", full_page=True)
         page.goto(f"{url}/identity/{tom}")
         assert page.locator("#sightings tr[data-sequence]").count() == 1
         # the sighting just moved out is not offered back as a merge
-        assert page.locator(f"[data-suggestion='{corrections.identity_holding(store, t1)}']").count() == 0
+        assert page.locator(f"[data-suggestion='{store.identity_holding(t1)}']").count() == 0
         page.screenshot(path=shots / "4-moved-out.png", full_page=True)
 
         # the recomputed identities: the astronaut (2 sightings) first, Tom Hanks, t1_0
@@ -194,6 +193,9 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         # the video's page (what Dagster's metadata links to): its sightings with their faces
         page.goto(f"{url}/videos/{partition_key_for('fix_b.avi')}")
         assert page.locator("#sightings tr[data-sequence]").count() == 2 and page.locator("#sightings img").count() >= 2
+        for row in page.locator("#sightings tr[data-sequence]").all():  # each names the identity holding it now
+            holder = store.identity_holding(int(row.get_attribute("data-sequence")))
+            assert row.locator("a[href^='/identity/']").all_inner_texts() == ([holder] if holder else [])
         assert page.locator("#contact-sheet").count() == 1
 
         # a WebM plays with the stored face box drawn over it and the chip of the moment marked
@@ -217,7 +219,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
         page.screenshot(path=shots / "8-corrections.png", full_page=True)
 
         # a name typed on the card itself: saved in place, the card shows it
-        tom_now = corrections.identity_holding(store, sequence(store, A, 1))
+        tom_now = store.identity_holding(sequence(store, A, 1))
         page.goto(url)
         page.get_by_label(f"name of {tom_now}").fill("Tom")
         with page.expect_navigation():
@@ -243,7 +245,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     with urllib.request.urlopen(request) as response:
         assert response.status == 206 and len(response.read()) == 100
         assert response.headers["Content-Range"].startswith("bytes 0-99/")
-    tom = corrections.identity_holding(store, sequence(store, A, 1))  # Tom Hanks alone now
+    tom = store.identity_holding(sequence(store, A, 1))  # Tom Hanks alone now
 
     def post(path, data, host=None):
         body = urllib.parse.urlencode(data).encode()
@@ -259,7 +261,7 @@ def test_review_merge_move_out_and_forget_in_a_browser(gallery, store, instance,
     assert post(f"/identity/{tom}/hide", {"csrf": ctx.token}, host="evil.example")[0] == 400
     # forget asks first: a wrong confirmation forgets nothing
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "yes"})
-    assert status == 200 and "Nothing forgotten" in html and corrections.identity_holding(store, sequence(store, A, 1))
+    assert status == 200 and "Nothing forgotten" in html and store.identity_holding(sequence(store, A, 1))
     status, html = post(f"/identity/{tom}/forget", {"csrf": ctx.token, "confirm": "forget"})
     assert status == 200 and "Forgotten:" in html
     assert not store.rows("SELECT 1 FROM sequences WHERE partition_key = %s AND sequence_number = 1", (key,))
@@ -396,9 +398,9 @@ def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, 
     import re
 
     c, ctx = client
-    astronaut_a = corrections.identity_holding(store, sequence(store, A, 0))
-    astronaut_b = corrections.identity_holding(store, sequence(store, "fix_b.avi", 1))
-    tom = corrections.identity_holding(store, sequence(store, A, 1))
+    astronaut_a = store.identity_holding(sequence(store, A, 0))
+    astronaut_b = store.identity_holding(sequence(store, "fix_b.avi", 1))
+    tom = store.identity_holding(sequence(store, A, 1))
     html = c.get(f"/identity/{astronaut_a}").text
     suggested = re.findall(r'data-suggestion="([^"]+)" data-band="(\w+)"', html)
     assert suggested == [(astronaut_b, "possibly")]  # Tom Hanks + t1_0 score below the floor: not offered
@@ -432,12 +434,12 @@ def test_suggestions_confirmations_undo_and_where_a_moved_sighting_went(client, 
     confirm = c.get(f"/sequence/{t1}/move-out")
     assert "this sighting" in confirm.text and "the other sightings of" in confirm.text and _count(store) == 0
     moved = c.post(f"/sequence/{t1}/move-out", data={"csrf": ctx.token, "from": tom})
-    now = corrections.identity_holding(store, t1)
+    now = store.identity_holding(t1)
     assert now not in (None, tom) and _path(moved) == f"/sequence/{t1}/moved"
     assert f'data-holder="{now}"' in moved.text and f'href="/identity/{now}"' in moved.text and 'id="undo"' in moved.text
     assert f'The rest stays in <a href="/identity/{tom}">' in moved.text
     again = c.post(f"/sequence/{t1}/move-out", data={"csrf": ctx.token, "from": tom})
-    assert _count(store) == 1 and corrections.identity_holding(store, t1) == now and f'data-holder="{now}"' in again.text
+    assert _count(store) == 1 and store.identity_holding(t1) == now and f'data-holder="{now}"' in again.text
 
     # the corrections page in words, with faces
     listed = c.get("/corrections").text
@@ -449,14 +451,14 @@ def test_name_forget_page_and_player_boxes(client, store, tmp_path):
     """A name is saved without a recomputation, back on the same page; the forget page shows
     the faces, videos and sightings that go in words; the player carries the face boxes."""
     c, ctx = client
-    tom = corrections.identity_holding(store, sequence(store, A, 1))
+    tom = store.identity_holding(sequence(store, A, 1))
     named = c.post(f"/identity/{tom}/label", data={"csrf": ctx.token, "label": "Tom"})
     assert _path(named) == f"/identity/{tom}" and "Recomputing" not in named.text
     assert 'alt="face of Tom"> Tom' in named.text and 'id="undo"' in named.text
     assert store.rows("SELECT label FROM identities WHERE identity_id = %s", (tom,)) == [{"label": "Tom"}]
 
     # the card shows the best face by quality, or the face chosen on the identity page
-    astronaut = corrections.identity_holding(store, sequence(store, A, 0))
+    astronaut = store.identity_holding(sequence(store, A, 0))
     faces = store.rows("SELECT f.detection_id, f.quality_weight FROM faces f JOIN sequences s USING (partition_key, model,"
                        " sequence_number) WHERE s.id = %s AND f.reject_reason IS NULL ORDER BY f.timestamp_s",
                        (sequence(store, A, 0),))
@@ -525,10 +527,10 @@ def test_search_by_photo_marks_the_face_and_searches_with_another(client, store,
     with photo.open("rb") as f:
         first = c.post("/search", data={"csrf": ctx.token}, files={"photo": ("group.png", f, "image/png")}).text
     assert first.count('class="face-box') == 2 and 'class="face-box chosen" data-face="0"' in first
-    astronaut = corrections.identity_holding(store, sequence(store, A, 0))
+    astronaut = store.identity_holding(sequence(store, A, 0))
     assert f'href="/identity/{astronaut}"' in first and A in first and "0.0-0.8 s" in first
     kept = re.search(r'name="kept" value="([^"]+)"', first).group(1)
     second = c.post("/search", data={"csrf": ctx.token, "kept": kept, "face": "1"}).text
-    tom = corrections.identity_holding(store, sequence(store, A, 1))
+    tom = store.identity_holding(sequence(store, A, 1))
     assert 'class="face-box chosen" data-face="1"' in second and f'href="/identity/{tom}"' in second
     assert f'href="/identity/{astronaut}"' not in second

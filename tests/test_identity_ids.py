@@ -14,7 +14,7 @@ from tests.helpers import people, process, sequence
 
 
 def _id(store, video, number):
-    return corrections.identity_holding(store, sequence(store, video, number))
+    return store.identity_holding(sequence(store, video, number))
 
 
 def _rebuild(defs, instance):

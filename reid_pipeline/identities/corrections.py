@@ -129,16 +129,16 @@ def merge(store: Store, identity_ids: Sequence[str], source: str = "cli") -> int
 def move_out(store: Store, sequence_id: int, source: str = "cli") -> int:
     """"This sighting is not this person": a cannot-link between the sighting and the rest
     of the identity that holds it now."""
-    holder = store.holder(sequence_id)
+    holder = store.identity_holding(sequence_id)
     if holder is None:
         raise KeyError(f"sequence {sequence_id} belongs to no identity")
-    _, members = identity_sequences(store, holder["identity_id"])
+    _, members = identity_sequences(store, holder)
     others = [m for m in members if m != sequence_id]
     if not others:
-        raise ValueError(f"{holder['identity_id']} has no other sighting to move this one away from")
+        raise ValueError(f"{holder} has no other sighting to move this one away from")
     [ref] = sightings_of(store, [sequence_id])
     return record(store, "cannot_link", [ref], sightings_of(store, others),
-                  note=f"{ref['partition_key']} {ref['start_s']:.1f}-{ref['end_s']:.1f} s is not {holder['identity_id']}",
+                  note=f"{ref['partition_key']} {ref['start_s']:.1f}-{ref['end_s']:.1f} s is not {holder}",
                   source=source)
 
 
@@ -210,12 +210,6 @@ def forward_sentence(forward: dict) -> str:
     if len(live) == 1:
         return f"{old} was merged into {names}" if forward["reason"] == "merged" else f"{old} is now {names}"
     return f"{old} was split: its sightings are now {names}"
-
-
-def identity_holding(store: Store, sequence_id: int) -> str | None:
-    """The identity that holds a sequence now (None: unresolved or gone)."""
-    holder = store.holder(sequence_id)
-    return holder["identity_id"] if holder else None
 
 
 # -- finding sightings again ------------------------------------------------------------

@@ -356,7 +356,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
 
     async def sequence(request: Request):
         seq = int(request.path_params["sequence"])
-        holder = corrections.identity_holding(store, seq)
+        holder = store.identity_holding(seq)
         msg = request.query_params.get("msg")
         kept = {k: v for k, v in request.query_params.items() if k in ("msg", "undo")}
         query = f"?{urlencode(kept)}" if kept else ""
@@ -393,7 +393,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         form names the identity it was shown in, so a resubmit after the move does nothing):
         record the move, recompute, then say where the sighting went."""
         seq = int(request.path_params["sequence"])
-        holder = corrections.identity_holding(store, seq)
+        holder = store.identity_holding(seq)
         if request.method == "GET":
             if holder is None:
                 return RedirectResponse(f"/sequence/{seq}", status_code=303)
@@ -423,7 +423,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         seq = int(request.path_params["sequence"])
         origin = request.query_params.get("from", "")
         found = sightings_with_faces([seq], 8)
-        holder = corrections.identity_holding(store, seq)
+        holder = store.identity_holding(seq)
         alone = holder is not None and len(corrections.identity_sequences(store, holder)[1]) == 1
         return page(request, "moved", title="sighting moved", s=found[0] if found else None, holder=holder, alone=alone,
                     holder_name=name_of(holder), origin=origin, origin_name=name_of(origin))
@@ -539,7 +539,7 @@ def create_app(ctx: GalleryContext) -> Starlette:
         reason = ("the video file is not on this machine" if video is None
                   else f"browsers cannot play {suffix or 'this'} files")
         return page(request, "player", title=file_name(s["source_uri"]), s=s, file=file_name(s["source_uri"]),
-                    identity_id=corrections.identity_holding(store, seq), playable=playable, reason=reason,
+                    identity_id=store.identity_holding(seq), playable=playable, reason=reason,
                     frame=f"/frame/{seq}" if video is not None and faces else None,
                     boxes=boxes, faces=[{"chip": _chip_url(s["partition_key"], f["detection_id"]), "t": f["timestamp_s"]}
                                         for f in _spread(faces, 60)])
@@ -574,10 +574,13 @@ def create_app(ctx: GalleryContext) -> Starlette:
                         unresolved=[], hidden_count=0, err=f"no video {key} (any more)")
         seqs = store.sequences_at(key)
         by_seq = faces_by_sequence([s["id"] for s in seqs])
+        holders: dict[int, str] = {}
+        for model in {s["model"] for s in seqs}:  # one query per model, not one per sighting
+            holders.update(store.identity_of(model, [s["id"] for s in seqs if s["model"] == model]))
         rows = []
         for s in seqs:
             picks = _spread([f["detection_id"] for f in by_seq.get(s["id"], [])])
-            rows.append({**s, "identity_id": corrections.identity_holding(store, s["id"]),
+            rows.append({**s, "identity_id": holders.get(s["id"]),
                          "chips": [_chip_url(key, d) for d in dict.fromkeys(picks)]})
         sheet = data_root(ctx.data_root) / "silhouette_report" / key / "contact_sheet.png"
         return page(request, "video", title=file_name(row["source_uri"]), file=file_name(row["source_uri"]), video=row,

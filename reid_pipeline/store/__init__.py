@@ -3,8 +3,9 @@
 `Store(url)` is one object with the methods of every area: `videos` (registration, status,
 the inbox's skipped files, the forget log), `faces` (models, faces and their vectors),
 `sequences`, `matches`, `identities` and `corrections` (people's corrections and how each
-fared); `connection` holds the pools and the base class, `migrations` applies sql/. Settings that a query needs (HNSW search depth) are
-`SET LOCAL`, so they end with its transaction and never leak to the pool's next user.
+fared); `connection` holds the pools and the base class, `migrations` applies sql/.
+Settings that a query needs (HNSW search depth) are `SET LOCAL`, so they end with its
+transaction and never leak to the pool's next user.
 
 The bottom of the core: imports nothing of it (the SQL files live in `sql/`). Every query of
 the pipeline is here; the other packages call these methods (`tests/test_layout.py` checks

@@ -125,10 +125,10 @@ class Identities(StoreBase):
             out.setdefault(r["identity_id"], set()).add(r["sequence_id"])
         return out
 
-    def holder(self, sequence_id: int) -> dict | None:
-        """The identity that holds a sequence now ({model, identity_id}); None when none does."""
-        rows = self.rows("SELECT model, identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
-        return rows[0] if rows else None
+    def identity_holding(self, sequence_id: int) -> str | None:
+        """The identity that holds a sequence now (None: unresolved or gone)."""
+        rows = self.rows("SELECT identity_id FROM identity_sequences WHERE sequence_id = %s", (sequence_id,))
+        return rows[0]["identity_id"] if rows else None
 
     def set_label(self, identity_id: str, label: str | None) -> None:
         """Show `label` on an identity now (the `label` correction keeps it over recomputations)."""
